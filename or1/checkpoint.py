@@ -1,0 +1,123 @@
+"""Atomic, verifiable checkpoints: ``<run>/checkpoints/step_<N>/``.
+
+A checkpoint folder holds ``learner.pt`` (the learner's state: model and optimiser),
+``state.pt`` (trainer cursor, RNG states, every other component's state) and, written last,
+``manifest.json`` with the SHA-256 of each file. It is built under a temporary name and
+renamed into place, so a folder named ``step_<N>`` is complete; a folder whose manifest is
+missing or whose checksums do not match is skipped (with a warning) when resuming.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger("or1.checkpoint")
+
+MANIFEST = "manifest.json"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save(root: Path, step: int, parts: dict[str, Any], keep: int = 0) -> Path:
+    """Write ``parts`` (name -> picklable object, one ``<name>.pt`` each) as checkpoint
+    ``step`` under ``root`` atomically; then keep only the newest ``keep`` (0: all)."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step}"
+    tmp = root / f".step_{step}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    files = {}
+    for name, obj in parts.items():
+        path = tmp / f"{name}.pt"
+        with path.open("wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        files[path.name] = _sha256(path)
+    manifest = {"format": 1, "step": step, "files": files}
+    with (tmp / MANIFEST).open("w") as fh:
+        json.dump(manifest, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    if final.exists():  # re-saving a step (after a resume): swap the old one out first
+        old = root / f".step_{step}.old-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(root)
+    if keep > 0:
+        for old_step in list_steps(root)[:-keep]:
+            shutil.rmtree(root / f"step_{old_step}", ignore_errors=True)
+    return final
+
+
+def list_steps(root: Path) -> list[int]:
+    """Steps of the checkpoint folders under ``root`` (complete or not), ascending."""
+    if not root.is_dir():
+        return []
+    steps = [int(m.group(1)) for p in root.iterdir() if (m := _STEP_DIR.match(p.name))]
+    return sorted(steps)
+
+
+def verify(path: Path) -> str | None:
+    """None if the checkpoint folder is complete and intact, else what is wrong."""
+    manifest = path / MANIFEST
+    if not manifest.is_file():
+        return "no manifest (incomplete write)"
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (ValueError, KeyError):
+        return "unreadable manifest"
+    for name, digest in files.items():
+        f = path / name
+        if not f.is_file():
+            return f"missing {name}"
+        if _sha256(f) != digest:
+            return f"checksum mismatch in {name}"
+    return None
+
+
+def latest(root: Path) -> Path | None:
+    """The newest intact checkpoint under ``root``; damaged newer ones are skipped, warned."""
+    for step in reversed(list_steps(root)):
+        path = root / f"step_{step}"
+        problem = verify(path)
+        if problem is None:
+            return path
+        log.warning("skipping checkpoint %s: %s", path, problem)
+    return None
+
+
+def load(path: Path, name: str) -> Any:
+    """Load part ``name`` of the checkpoint at ``path``."""
+    return torch.load(path / f"{name}.pt", map_location="cpu", weights_only=False)
+
+
+def step_of(path: Path) -> int:
+    return int(json.loads((path / MANIFEST).read_text())["step"])

@@ -1,0 +1,156 @@
+"""Typed config schemas (dataclasses) and their registration in Hydra's ConfigStore.
+
+The run config has one section per hook point; each section's schema is the one its selected
+component registered (a subclass of the base schema below). Core sections (``trainer``,
+``eval``) are fixed. The docs' config reference is generated from these classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+# ----------------------------------------------------------------- base schemas per hook point
+
+
+@dataclass
+class ComponentConfig:
+    """Every component section names the registered component that fills it."""
+
+    name: str = MISSING
+
+
+@dataclass
+class RolloutConfig(ComponentConfig):
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1  # <= 0: off
+
+
+@dataclass
+class LearnerConfig(ComponentConfig):
+    lr: float = 1e-6
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+
+
+@dataclass
+class VerifierConfig(ComponentConfig):
+    pass
+
+
+@dataclass
+class FilterConfig(ComponentConfig):
+    refill: bool = False
+
+
+@dataclass
+class AdvantageConfig(ComponentConfig):
+    pass
+
+
+@dataclass
+class LossConfig(ComponentConfig):
+    pass
+
+
+@dataclass
+class EntropyConfig(ComponentConfig):
+    estimator: str = "full_vocab"  # full_vocab | sampled_nll
+
+
+@dataclass
+class StagesConfig(ComponentConfig):
+    pass
+
+
+@dataclass
+class LoggerConfig(ComponentConfig):
+    pass
+
+
+@dataclass
+class DataConfig(ComponentConfig):
+    """``path``/``val_path``: a parquet or JSONL file or a list of them; when ``path`` is
+    unset the named data source builds the files."""
+
+    path: Any = None
+    val_path: Any = None
+    max_prompt_length: int = 2048
+    shuffle: bool = True
+
+
+@dataclass
+class ModelConfig(ComponentConfig):
+    """``path``: a local Hugging Face folder; when unset the named model source builds one."""
+
+    path: str | None = None
+
+
+# ------------------------------------------------------------------------- core sections
+
+
+@dataclass
+class TrainerConfig:
+    total_steps: int | None = None  # None: the stage schedule's total
+    seed: int = 0
+    prompts_per_step: int = 16
+    group_size: int = 8
+    save_every: int = 0  # 0: only at the end
+    keep_checkpoints: int = 2
+    resume: str = "auto"  # auto | never | path of a checkpoint folder
+    dump_samples: bool = False
+    eval_every: int = 0  # 0: only before the first and after the last step
+    eval_at_start: bool = True
+    export_final: bool = True
+    max_refill_rounds: int = 0
+    cache_dir: str = "${oc.env:OR1_CACHE_DIR,${oc.env:HOME}/.cache/or1}"
+    num_threads: int = 0  # torch intra-op threads; 0: all cores
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation: ``k`` samples per problem, Avg@k reported as accuracy."""
+
+    datasets: list[str] = field(default_factory=list)  # empty: the data section's val files
+    k: int = 4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int | None = None  # None: the current stage's max response length
+    max_problems: int | None = None
+
+
+HOOK_GROUPS: dict[str, type] = {
+    "rollout": RolloutConfig,
+    "learner": LearnerConfig,
+    "verifier": VerifierConfig,
+    "filter": FilterConfig,
+    "advantage": AdvantageConfig,
+    "loss": LossConfig,
+    "entropy": EntropyConfig,
+    "stages": StagesConfig,
+    "logger": LoggerConfig,
+    "data": DataConfig,
+    "model": ModelConfig,
+}
+"""Config group -> base schema. ``logger`` holds several components keyed by name."""
+
+
+@dataclass
+class Or1Config:
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    rollout: Any = MISSING
+    learner: Any = MISSING
+    verifier: Any = MISSING
+    filter: Any = MISSING
+    advantage: Any = MISSING
+    loss: Any = MISSING
+    entropy: Any = MISSING
+    stages: Any = MISSING
+    logger: Any = field(default_factory=dict)
+    data: Any = MISSING
+    model: Any = MISSING

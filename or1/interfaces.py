@@ -1,0 +1,244 @@
+"""The interfaces of the components that fill or1's hook points.
+
+A plugin registers a *component* (a factory and its config schema) through one of the
+``or1_register_*`` hooks in :mod:`or1.hookspecs`; the Hydra config names which registered
+component fills each hook point; the trainer builds it with ``factory(cfg, ctx)`` and then calls
+only the methods below. Each method's docstring is its contract.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from or1.types import Completion, Group, SamplingParams, Score, Stage, TrainBatch
+
+
+@dataclass
+class BuildContext:
+    """What every component factory receives besides its own config node.
+
+    ``model_path`` is the resolved Hugging Face folder of the policy (config, safetensors,
+    tokenizer); ``run_dir`` is the run's output folder (components put caches and temp files
+    under it, never in the home folder); ``config`` is the whole run config, read-only.
+    """
+
+    run_dir: Path
+    model_path: Path
+    cache_dir: Path
+    seed: int
+    config: Any
+
+
+class Stateful:
+    """Components with state that a checkpoint must hold override these two methods.
+
+    ``state_dict`` returns picklable data (tensors allowed); ``load_state_dict`` restores it
+    exactly, so that a resumed run repeats the uninterrupted one.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+class RolloutEngine(Stateful, ABC):
+    """Samples completions from the current policy."""
+
+    @abstractmethod
+    def generate(
+        self, prompts: Sequence[list[int]], params: SamplingParams
+    ) -> list[list[Completion]]:
+        """Sample ``params.n`` completions for each prompt (chat-templated token ids).
+
+        Returns one list of exactly ``params.n`` completions per prompt, in prompt order.
+        Sampling uses ``params.temperature/top_p/top_k``; with ``params.seed`` set the call is
+        repeatable for the same weights. A completion stops at the tokenizer's EOS (kept in
+        ``response_ids``, finish reason ``stop``) or after ``params.max_tokens`` tokens (finish
+        reason ``length``). Raises ``ValueError`` naming the prompt for an empty prompt or one
+        longer than the engine's context.
+        """
+
+    @abstractmethod
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Load new policy weights, given under Hugging Face parameter names, into the running
+        engine without reloading it; later ``generate`` calls must use them (caches computed
+        with the old weights are dropped). Tensors are not mutated."""
+
+    def sleep(self) -> None:
+        """Free accelerator memory (KV cache, weights) while the learner trains. Default no-op."""
+
+    def wake_up(self) -> None:
+        """Undo ``sleep`` before the next ``generate`` / ``update_weights``. Default no-op."""
+
+    def close(self) -> None:
+        """Release every resource; the engine is not used afterwards. Default no-op."""
+
+
+class Learner(Stateful, ABC):
+    """Holds the trainable policy and its optimiser."""
+
+    @abstractmethod
+    def compute_logprobs(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Without gradients, return ``(logprobs, entropy)``, both ``[B, T]`` float32.
+
+        ``logprobs[b, t]`` is ``log p(input_ids[b, t] | input_ids[b, :t])`` under the current
+        policy with logits divided by ``batch.temperature``; ``entropy[b, t]`` is the
+        full-vocabulary entropy of that same distribution. Position 0 and padding are 0.
+        """
+
+    @abstractmethod
+    def train_step(
+        self, batch: TrainBatch, loss: PolicyLoss, entropy_coef: float
+    ) -> dict[str, float]:
+        """One optimisation step on the whole batch.
+
+        The learner cuts the batch into micro-batches (its token budget), and for each one
+        accumulates gradients of ``sum(w * l) - entropy_coef * sum(w * H)`` where ``l`` are
+        ``loss.per_token_loss(...)`` terms, ``H`` the differentiable per-token entropy and
+        ``w = loss.token_weights(...)`` computed once over the *whole* batch (the global
+        normaliser: the result does not depend on the micro-batch or data-parallel split).
+        Then it clips the gradient norm and steps the optimiser. ``batch.old_logprobs`` must be
+        set. Returns at least ``loss/pg`` (the weighted policy-gradient loss), ``loss/entropy``
+        (the weighted entropy), ``loss/total``, ``grad_norm`` (before clipping) and any
+        per-token statistic the loss reported (weighted the same way, prefixed ``loss/``).
+        """
+
+    @abstractmethod
+    def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """The full (unsharded) policy weights under Hugging Face parameter names, for the
+        rollout engine's weight sync. Tensors may be views: callers must not mutate them."""
+
+    @abstractmethod
+    def save_pretrained(self, path: Path) -> None:
+        """Write the policy as a Hugging Face folder (config, safetensors, tokenizer) at path."""
+
+    def reset_optimizer(self) -> None:
+        """Forget optimiser state (moments, step count), e.g. at a stage boundary."""
+
+
+class RewardVerifier(ABC):
+    """Scores responses against a row's ground truth."""
+
+    @abstractmethod
+    def score(self, response: str, row: dict[str, Any]) -> Score:
+        """Score one response text for one dataset row; never raises for bad model output
+        (that is ``wrong``/``no_answer``/``error``), never blocks past its own timeout."""
+
+    def score_many(self, responses: Sequence[str], rows: Sequence[dict[str, Any]]) -> list[Score]:
+        """Score ``responses[i]`` against ``rows[i]`` for all i, in order. Plugins override
+        this to run in parallel (bounded); the default calls ``score`` in a loop."""
+        return [self.score(r, row) for r, row in zip(responses, rows, strict=True)]
+
+    def close(self) -> None:
+        """Release workers. Default no-op."""
+
+
+class OnlineFilter(Stateful, ABC):
+    """Chooses which whole groups of a step train."""
+
+    refill: bool = False
+    """If true the trainer samples more prompts while fewer groups than the batch size are kept
+    (bounded by ``trainer.max_refill_rounds``)."""
+
+    @abstractmethod
+    def keep(self, groups: Sequence[Group]) -> list[bool]:
+        """Return one flag per group (True = train on it), given scored groups (``rewards``
+        set). Never splits a group; does not mutate groups (the trainer sets ``kept``)."""
+
+
+class AdvantageEstimator(Stateful, ABC):
+    """Turns grouped rewards into advantages."""
+
+    @abstractmethod
+    def compute(self, rewards: torch.Tensor, truncated: torch.Tensor, truncation: str) -> torch.Tensor:
+        """Given ``rewards`` ``[G, n]`` float and ``truncated`` ``[G, n]`` bool, return the
+        per-completion advantage ``[G, n]`` (the trainer broadcasts it over the response tokens).
+
+        ``truncation`` (from the current stage) is ``none`` (truncated completions count like any
+        other), ``mask_after`` (they count in the group statistics, then get advantage 0) or
+        ``mask_before`` (excluded from the statistics, advantage 0). The trainer also removes
+        masked completions' tokens from the loss.
+        """
+
+
+class PolicyLoss(ABC):
+    """The per-token policy loss and how it aggregates over a batch."""
+
+    @abstractmethod
+    def token_weights(self, response_mask: torch.Tensor, micro_batches: list[list[int]]) -> torch.Tensor:
+        """Aggregation weights ``w`` ``[B, T]`` for the whole batch, such that the batch loss
+        is ``sum(w * l)`` summed over all micro-batches and ranks. ``micro_batches`` lists the
+        row indices of each micro-batch (only modes that weight by micro-batch use it).
+        E.g. the global token mean is ``w = mask / mask.sum()``."""
+
+    @abstractmethod
+    def per_token_loss(
+        self,
+        logprobs: torch.Tensor,
+        old_logprobs: torch.Tensor,
+        advantages: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Per-token loss terms ``l`` ``[b, t]`` (differentiable in ``logprobs``) and per-token
+        statistics (e.g. ``clipfrac``) of the same shape, which learners aggregate with ``w``."""
+
+
+class EntropyController(Stateful, ABC):
+    """Chooses the entropy-bonus coefficient of each step."""
+
+    estimator: str = "full_vocab"
+    """``full_vocab``: entropy of the full next-token distribution; ``sampled_nll``: mean
+    negative log-prob of the sampled tokens. The trainer measures ``e_k`` this way."""
+
+    @abstractmethod
+    def coefficient(self, entropy: float) -> tuple[float, bool]:
+        """Given this step's measured batch entropy ``e_k``, return ``(c_k, active)``: the
+        coefficient and whether the bonus applies; the loss uses ``c_k * active``. Pure."""
+
+    @abstractmethod
+    def update(self, entropy: float) -> None:
+        """Advance the state after step k with the same ``e_k``."""
+
+    def reset(self) -> None:
+        """Return to the initial state (a stage asked for it)."""
+
+
+class StageScheduler(Stateful, ABC):
+    """The multi-stage schedule."""
+
+    @abstractmethod
+    def stage_at(self, step: int) -> Stage:
+        """The stage that applies at (0-based) ``step``. Pure."""
+
+    @property
+    @abstractmethod
+    def total_steps(self) -> int:
+        """Steps over all stages."""
+
+
+class Logger(ABC):
+    """Receives metrics, samples and artifacts."""
+
+    def start(self, run_dir: Path, config: dict[str, Any], total_steps: int, start_step: int) -> None:
+        """Called once before the first step (``start_step > 0`` when resuming)."""
+
+    @abstractmethod
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        """Called once per step (and for evaluation results) with flat ``name -> number``."""
+
+    def log_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
+        """Per-response records of a step (see the trainer's ``samples.jsonl``). Default no-op."""
+
+    def log_message(self, message: str) -> None:
+        """A human-readable event (stage change, checkpoint, summary). Default no-op."""
+
+    def close(self) -> None:
+        """Flush and release. Called once at the end, also after an error."""

@@ -1,0 +1,181 @@
+"""The plugin manager and the registry of named components.
+
+Plugins are modules (or objects) implementing hooks from :mod:`or1.hookspecs`. They are found
+through the ``or1`` entry-point group, the built-in ones (this distribution's ``or1_plugins``)
+exactly like third-party packages; built-ins load first, so a third-party package may override
+a built-in component name. The registry records, for every config group, which component
+names exist, their factory and schema, and which package offered them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from or1 import hookspecs
+from or1.config import HOOK_GROUPS
+from or1.errors import ConfigError, PluginError
+
+log = logging.getLogger("or1.plugins")
+
+BUILTIN_PACKAGE = "or1"
+
+REGISTRATION_HOOKS: dict[str, str] = {
+    "rollout": "or1_register_rollout_engines",
+    "learner": "or1_register_learners",
+    "verifier": "or1_register_verifiers",
+    "filter": "or1_register_filters",
+    "advantage": "or1_register_advantage_estimators",
+    "loss": "or1_register_policy_losses",
+    "entropy": "or1_register_entropy_controllers",
+    "stages": "or1_register_stage_schedulers",
+    "logger": "or1_register_loggers",
+    "data": "or1_register_data_sources",
+    "model": "or1_register_model_sources",
+}
+"""Config group -> the registration hook that fills it (one per hook point)."""
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    package: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Component:
+    group: str
+    name: str
+    factory: Callable[..., Any]
+    schema: type
+    plugin: PluginInfo
+
+
+@dataclass
+class Registry:
+    components: dict[str, dict[str, Component]] = field(
+        default_factory=lambda: {g: {} for g in REGISTRATION_HOOKS}
+    )
+    plugins: list[PluginInfo] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    """Plugins that failed to load or register, one message each (reported, not fatal)."""
+
+    def get(self, group: str, name: str) -> Component:
+        found = self.components[group].get(name)
+        if found is None:
+            known = ", ".join(sorted(self.components[group])) or "none"
+            raise ConfigError(f"unknown {group} component '{name}' (registered: {known})")
+        return found
+
+    def add(self, group: str, name: str, factory: Callable[..., Any], schema: type, plugin: PluginInfo) -> None:
+        base = HOOK_GROUPS[group]
+        if not (isinstance(schema, type) and issubclass(schema, base)):
+            raise PluginError(
+                f"plugin '{plugin.name}' ({plugin.package}) registered {group} '{name}' with a "
+                f"schema that is not a subclass of {base.__name__}"
+            )
+        old = self.components[group].get(name)
+        if old is not None:
+            if old.plugin.package != BUILTIN_PACKAGE or plugin.package == BUILTIN_PACKAGE:
+                raise PluginError(
+                    f"{group} component '{name}' is claimed by two packages: "
+                    f"{old.plugin.package} (plugin '{old.plugin.name}') and "
+                    f"{plugin.package} (plugin '{plugin.name}')"
+                )
+            log.info("%s '%s' from %s overrides the built-in one", group, name, plugin.package)
+        self.components[group][name] = Component(group, name, factory, schema, plugin)
+
+
+def _load_entry_point_plugins(pm: pluggy.PluginManager, infos: dict[int, PluginInfo], problems: list[str]) -> None:
+    eps = list(entry_points(group=hookspecs.PROJECT))
+    eps.sort(key=lambda ep: (ep.dist is None or ep.dist.name != BUILTIN_PACKAGE, ep.name))
+    for ep in eps:
+        package = ep.dist.name if ep.dist is not None else "?"
+        version = ep.dist.version if ep.dist is not None else "?"
+        if pm.has_plugin(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+            pm.register(plugin, name=ep.name)
+        except Exception as exc:  # a broken third-party package must not take the others down
+            problems.append(f"plugin '{ep.name}' from package {package} failed to load: {exc}")
+            continue
+        infos[id(plugin)] = PluginInfo(ep.name, package, version)
+
+
+class Or1PluginManager(pluggy.PluginManager):
+    """A pluggy manager that remembers which package each plugin came from."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.add_hookspecs(hookspecs)
+        self.infos: dict[int, PluginInfo] = {}
+        self.problems: list[str] = []
+
+    def load_entry_points(self) -> None:
+        _load_entry_point_plugins(self, self.infos, self.problems)
+
+    def info(self, plugin: object) -> PluginInfo:
+        name = self.get_name(plugin) or repr(plugin)
+        return self.infos.get(id(plugin), PluginInfo(name, name, "?"))
+
+    def build_registry(self) -> Registry:
+        """Call every registration hook implementation, one plugin at a time, and collect."""
+        registry = Registry(problems=list(self.problems))
+        seen: dict[int, PluginInfo] = {}
+        for group, hook_name in REGISTRATION_HOOKS.items():
+            caller = getattr(self.hook, hook_name)
+            # pluggy lists implementations last-registered first; register in load order.
+            for impl in reversed(caller.get_hookimpls()):
+                info = self.info(impl.plugin)
+                seen[id(impl.plugin)] = info
+
+                def register(name: str, factory: Callable[..., Any], schema: type, _g: str = group, _i: PluginInfo = info) -> None:
+                    registry.add(_g, name, factory, schema, _i)
+
+                try:
+                    impl.function(register=register)
+                except PluginError:
+                    raise
+                except Exception as exc:
+                    registry.problems.append(
+                        f"plugin '{info.name}' from package {info.package} failed in {hook_name}: {exc}"
+                    )
+        registry.plugins = sorted(seen.values(), key=lambda p: (p.package != BUILTIN_PACKAGE, p.name))
+        for problem in registry.problems:
+            log.warning(problem)
+        return registry
+
+
+_PM: Or1PluginManager | None = None
+_REGISTRY: Registry | None = None
+
+
+def get_plugin_manager() -> Or1PluginManager:
+    """The process-wide plugin manager (entry points loaded on first use)."""
+    global _PM
+    if _PM is None:
+        _PM = Or1PluginManager()
+        _PM.load_entry_points()
+    return _PM
+
+
+def get_registry() -> Registry:
+    """The process-wide component registry, built on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = get_plugin_manager().build_registry()
+    return _REGISTRY
+
+
+def reset() -> None:
+    """Forget the plugin manager and registry (tests that install plugin packages use this)."""
+    global _PM, _REGISTRY
+    _PM = None
+    _REGISTRY = None

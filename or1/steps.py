@@ -1,0 +1,114 @@
+"""The pieces of one RL step that the trainer strings together (each calls one hook point)."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from or1.interfaces import AdvantageEstimator, OnlineFilter, RewardVerifier, RolloutEngine
+from or1.types import Group, Prompt, SamplingParams, Stage
+
+
+class Timer:
+    """Accumulates wall time per name: ``with timer("rollout"): ...``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - t0
+
+
+def step_seed(seed: int, step: int, round_: int = 0) -> int:
+    """The sampling seed of a step (and refill round): a function of the run seed only, so a
+    resumed run samples exactly what the uninterrupted one did."""
+    return (seed * 1_000_003 + step * 101 + round_) % (2**31 - 1)
+
+
+def generate_groups(engine: RolloutEngine, prompts: Sequence[Prompt], params: SamplingParams) -> list[Group]:
+    completions = engine.generate([p.prompt_ids for p in prompts], params)
+    return [Group(prompt=p, completions=cs) for p, cs in zip(prompts, completions, strict=True)]
+
+
+def score_groups(verifier: RewardVerifier, groups: Sequence[Group]) -> None:
+    """Fill ``rewards`` and ``statuses`` of every group (one batched verifier call)."""
+    texts = [c.text for g in groups for c in g.completions]
+    rows = [g.prompt.row for g in groups for _ in g.completions]
+    scores = iter(verifier.score_many(texts, rows))
+    for g in groups:
+        verdicts = [next(scores) for _ in g.completions]
+        g.rewards = [float(s.value) for s in verdicts]
+        g.statuses = [s.status for s in verdicts]
+
+
+def apply_filter(online_filter: OnlineFilter, groups: Sequence[Group]) -> None:
+    flags = online_filter.keep(groups)
+    if len(flags) != len(groups):
+        raise RuntimeError(f"online filter returned {len(flags)} flags for {len(groups)} groups")
+    for g, flag in zip(groups, flags, strict=True):
+        g.kept = bool(flag)
+
+
+def assign_advantages(estimator: AdvantageEstimator, groups: Sequence[Group], stage: Stage) -> None:
+    """Advantages of the kept groups; dropped groups get zeros (they never reach the loss)."""
+    kept = [g for g in groups if g.kept]
+    for g in groups:
+        g.advantages = [0.0] * len(g.completions)
+    if not kept:
+        return
+    rewards = torch.tensor([g.rewards for g in kept], dtype=torch.float32)
+    truncated = torch.tensor([[c.truncated for c in g.completions] for g in kept], dtype=torch.bool)
+    adv = estimator.compute(rewards, truncated, stage.truncation)
+    for g, row in zip(kept, adv.tolist(), strict=True):
+        g.advantages = [float(a) for a in row]
+
+
+def rollout_metrics(groups: Sequence[Group], extra_rollouts: int) -> dict[str, float]:
+    """Reward, length and filter statistics over every completion sampled in the step."""
+    comps = [c for g in groups for c in g.completions]
+    rewards = [r for g in groups for r in g.rewards]
+    lengths = [len(c.response_ids) for c in comps]
+    kept = sum(g.kept for g in groups)
+    return {
+        "reward/mean": sum(rewards) / len(rewards),
+        "reward/kept_mean": (
+            sum(r for g in groups if g.kept for r in g.rewards) / max(1, sum(len(g.rewards) for g in groups if g.kept))
+        ),
+        "response_length/mean": sum(lengths) / len(lengths),
+        "response_length/max": float(max(lengths)),
+        "response/truncated_frac": sum(c.truncated for c in comps) / len(comps),
+        "filter/groups_kept": float(kept),
+        "filter/groups_dropped": float(len(groups) - kept),
+        "filter/extra_rollouts": float(extra_rollouts),
+    }
+
+
+def sample_records(step: int, groups: Sequence[Group]) -> list[dict[str, Any]]:
+    """One record per completion for ``samples.jsonl``."""
+    out = []
+    for g in groups:
+        for c, r, s, a in zip(g.completions, g.rewards, g.statuses, g.advantages, strict=True):
+            out.append(
+                {
+                    "step": step,
+                    "group": g.prompt.uid,
+                    "reward": r,
+                    "status": s,
+                    "advantage": a,
+                    "truncated": c.truncated,
+                    "kept": g.kept,
+                    "response_length": len(c.response_ids),
+                    "response": c.text,
+                }
+            )
+    return out

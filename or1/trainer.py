@@ -1,0 +1,199 @@
+"""The RL loop: DESIGN.md's "one RL step", calling hook points only.
+
+    prompts -> rollout -> verifiers -> online filter -> advantages
+      -> learner (old log-probs + entropy, entropy coefficient, optimiser step)
+      -> weight sync -> metrics, loggers, evaluation, checkpoint; stage changes on the way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from or1 import checkpoint
+from or1.batch import collate, masked_mean
+from or1.evaluation import evaluate
+from or1.run import Run, checkpoint_parts, config_dict
+from or1.steps import (
+    Timer,
+    apply_filter,
+    assign_advantages,
+    generate_groups,
+    rollout_metrics,
+    sample_records,
+    score_groups,
+    step_seed,
+)
+from or1.types import SamplingParams
+
+log = logging.getLogger("or1.trainer")
+
+
+def train(run: Run) -> dict[str, Any]:
+    """Run steps ``run.start_step + 1 .. run.total_steps``; return the summary."""
+    cfg, c, t = run.cfg, run.components, run.cfg.trainer
+    loggers = LoggerSet(run)
+    loggers.start(run)
+    run.hook.or1_train_start(config=cfg, run_dir=run.run_dir, start_step=run.start_step)
+    if run.start_metrics is None and t.eval_at_start and run.val_sets:
+        run.start_metrics = validate(run, run.start_step)
+        loggers.metrics(run.start_step, run.start_metrics)
+    stage = c.stages.stage_at(run.start_step) if run.start_step else None
+    metrics: dict[str, float] = {}
+    for step in range(run.start_step + 1, run.total_steps + 1):
+        timer, t_step = Timer(), time.perf_counter()
+        new_stage = c.stages.stage_at(step - 1)
+        if stage is None or new_stage.index != stage.index:
+            enter_stage(run, stage, new_stage, loggers)
+        stage = new_stage
+        params = SamplingParams(
+            n=t.group_size, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+            top_k=cfg.rollout.top_k, max_tokens=stage.max_response_length,
+        )
+
+        groups, extra, round_ = [], 0, 0
+        while True:  # sample, score, filter; refill while the filter wants a full batch
+            need = t.prompts_per_step - sum(g.kept for g in groups)
+            params.seed = step_seed(t.seed, step, round_)
+            with timer("rollout"):
+                new = generate_groups(c.rollout, run.sampler.next(need), params)
+            with timer("reward"):
+                score_groups(c.verifier, new)
+            apply_filter(c.filter, new)
+            groups += new
+            extra += len(new) * t.group_size if round_ else 0
+            round_ += 1
+            if not (c.filter.refill and sum(g.kept for g in groups) < t.prompts_per_step and round_ <= t.max_refill_rounds):
+                break
+        assign_advantages(c.advantage, groups, stage)
+        metrics = {"step": step, "stage": stage.index, "stage/max_response_length": stage.max_response_length}
+        metrics |= rollout_metrics(groups, extra)
+
+        kept = [g for g in groups if g.kept]
+        if kept:
+            batch = collate(kept, run.pad_id, stage.truncation, cfg.rollout.temperature, stage.micro_batch_tokens)
+            with timer("train"):
+                c.rollout.sleep()
+                old_logprobs, entropy = c.learner.compute_logprobs(batch)
+                batch.old_logprobs = old_logprobs
+                measured = entropy if c.entropy.estimator == "full_vocab" else -old_logprobs
+                e_k = masked_mean(measured, batch.response_mask)
+                coef, active = c.entropy.coefficient(e_k)
+                metrics |= c.learner.train_step(batch, c.loss, coef if active else 0.0)
+                c.entropy.update(e_k)
+            with timer("weight_sync"):
+                c.rollout.wake_up()
+                c.rollout.update_weights(c.learner.named_weights())
+            metrics |= {"entropy/value": e_k, "entropy/coef": coef, "entropy/active": float(active)}
+        metrics["train/skipped"] = float(not kept)
+
+        step_s = time.perf_counter() - t_step
+        metrics |= {f"timing/{k}_s": v for k, v in timer.seconds.items()}
+        metrics["timing/step_s"] = step_s
+        metrics["timing/other_s"] = max(0.0, step_s - sum(timer.seconds.values()))
+        if t.eval_every and step % t.eval_every == 0 or step == run.total_steps:
+            with timer("eval"):
+                metrics |= validate(run, step)
+            metrics["timing/eval_s"] = timer.seconds["eval"]
+        loggers.metrics(step, metrics)
+        if t.dump_samples:
+            loggers.samples(step, sample_records(step, groups))
+        if t.save_every and step % t.save_every == 0 or step == run.total_steps:
+            save_checkpoint(run, step, loggers)
+        run.hook.or1_step_end(step=step, metrics=metrics, groups=groups)
+
+    summary = finish(run, metrics, loggers)
+    run.hook.or1_train_end(run_dir=run.run_dir, summary=summary)
+    loggers.close()
+    return summary
+
+
+def validate(run: Run, step: int) -> dict[str, float]:
+    """Avg@K on every held-out set with the eval sampling settings (fixed seed)."""
+    e = run.cfg.eval
+    max_tokens = e.max_tokens or run.components.stages.stage_at(max(step - 1, 0)).max_response_length
+    params = SamplingParams(
+        n=e.k, temperature=e.temperature, top_p=e.top_p, max_tokens=max_tokens, seed=run.cfg.trainer.seed + 17
+    )
+    return evaluate(run.components.rollout, run.components.verifier, run.val_sets, params)
+
+
+def enter_stage(run: Run, previous: Any, stage: Any, loggers: LoggerSet) -> None:
+    """Apply a new stage's resets (not for the first stage of a run) and announce it."""
+    c = run.components
+    if previous is not None:
+        if stage.reset_optimizer:
+            c.learner.reset_optimizer()
+        if stage.reset_entropy:
+            c.entropy.reset()
+        if stage.reset_data:
+            run.sampler.restart()
+    loggers.message(
+        f"stage {stage.index} ({stage.name}): max response length {stage.max_response_length}, "
+        f"truncation {stage.truncation}, {stage.steps} steps"
+    )
+    run.hook.or1_stage_changed(step=stage.start_step + 1, previous=previous, stage=stage)
+
+
+def save_checkpoint(run: Run, step: int, loggers: LoggerSet) -> None:
+    path = checkpoint.save(
+        run.run_dir / "checkpoints", step, checkpoint_parts(run, step), keep=run.cfg.trainer.keep_checkpoints
+    )
+    loggers.message(f"checkpoint saved: {path}")
+    run.hook.or1_checkpoint_saved(step=step, path=path)
+
+
+def finish(run: Run, last: dict[str, float], loggers: LoggerSet) -> dict[str, Any]:
+    """Export the policy, write ``summary.json`` and report start vs end accuracy."""
+    import json
+
+    summary: dict[str, Any] = {"steps": run.total_steps, "run_dir": str(run.run_dir)}
+    if run.cfg.trainer.export_final:
+        export = run.run_dir / "final_model"
+        run.components.learner.save_pretrained(export)
+        summary["final_model"] = str(export)
+    for name in run.val_sets:
+        key = f"val/{name}/accuracy"
+        start = (run.start_metrics or {}).get(key)
+        end = last.get(key)
+        summary[f"{name}/start_accuracy"] = start
+        summary[f"{name}/end_accuracy"] = end
+        if start is not None and end is not None:
+            loggers.message(
+                f"held-out accuracy on {name}: {start:.1%} -> {end:.1%} ({100 * (end - start):+.1f} points)"
+            )
+    (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+class LoggerSet:
+    """Fans out to every configured logger; a logger that raises is reported once and dropped,
+    so a logging failure never stops training."""
+
+    def __init__(self, run: Run) -> None:
+        self.loggers = dict(run.components.loggers)
+
+    def _each(self, method: str, *args: Any) -> None:
+        for name, lg in list(self.loggers.items()):
+            try:
+                getattr(lg, method)(*args)
+            except Exception as exc:
+                log.warning("logger '%s' failed in %s (%s); it is disabled for this run", name, method, exc)
+                self.loggers.pop(name, None)
+
+    def start(self, run: Run) -> None:
+        self._each("start", run.run_dir, config_dict(run.cfg), run.total_steps, run.start_step)
+
+    def metrics(self, step: int, metrics: dict[str, float]) -> None:
+        self._each("log_metrics", step, metrics)
+
+    def samples(self, step: int, samples: list[dict[str, Any]]) -> None:
+        self._each("log_samples", step, samples)
+
+    def message(self, text: str) -> None:
+        log.info(text)
+        self._each("log_message", text)
+
+    def close(self) -> None:
+        self._each("close")

@@ -1,0 +1,118 @@
+"""Loggers: a live console progress bar, and JSON lines files in the run folder."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from or1.config import LoggerConfig
+from or1.hookspecs import hookimpl
+from or1.interfaces import Logger
+
+
+@dataclass
+class ConsoleConfig(LoggerConfig):
+    name: str = "console"
+    show: tuple[str, ...] = ("reward/mean", "entropy/value", "response_length/mean")
+
+
+@dataclass
+class JsonlConfig(LoggerConfig):
+    name: str = "jsonl"
+    metrics_file: str = "metrics.jsonl"
+    samples_file: str = "samples.jsonl"
+
+
+class ConsoleLogger(Logger):
+    """A rich progress bar (step, chosen metrics, elapsed, time left) and a line per
+    evaluation. Messages go through Python logging, which prints above the bar."""
+
+    def __init__(self, cfg: Any, ctx: Any = None) -> None:
+        self.show = list(cfg.show)
+        self.progress: Any = None
+
+    def start(self, run_dir: Path, config: dict[str, Any], total_steps: int, start_step: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]or1[/bold] step"),
+            MofNCompleteColumn(),
+            BarColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self.task = self.progress.add_task("train", total=total_steps, completed=start_step, stats="")
+        self.progress.start()
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        val = {k: v for k, v in metrics.items() if k.startswith("val/") and k.endswith("/accuracy")}
+        if val:
+            text = "  ".join(f"{k[4:-9]} {v:.1%}" for k, v in val.items())
+            self.progress.console.print(f"step {step}: held-out accuracy {text}")
+        if "timing/step_s" not in metrics:
+            return
+        stats = "  ".join(
+            f"{k.split('/')[0]} {metrics[k]:.3g}" for k in self.show if k in metrics and math.isfinite(metrics[k])
+        )
+        self.progress.update(self.task, completed=step, stats=stats)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _rewrite_upto(path: Path, last_step: int) -> None:
+    """Keep the records with ``step <= last_step`` (a resumed run redoes the later ones);
+    written to a temporary file and renamed, so the file is never half-written."""
+    if not path.exists():
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with path.open() as src, tmp.open("w") as dst:
+        for line in src:
+            try:
+                if json.loads(line).get("step", 0) <= last_step:
+                    dst.write(line)
+            except ValueError:
+                continue  # a line cut by a crash
+    os.replace(tmp, path)
+
+
+class JsonlLogger(Logger):
+    """``metrics.jsonl``: one JSON object per step (plus step 0 for the initial evaluation);
+    ``samples.jsonl``: one object per sampled response when ``trainer.dump_samples``."""
+
+    def __init__(self, cfg: Any, ctx: Any = None) -> None:
+        self.cfg = cfg
+        self.files: dict[str, Any] = {}
+
+    def start(self, run_dir: Path, config: dict[str, Any], total_steps: int, start_step: int) -> None:
+        for key, name in (("metrics", self.cfg.metrics_file), ("samples", self.cfg.samples_file)):
+            path = run_dir / name
+            if start_step == 0:
+                path.unlink(missing_ok=True)
+            else:
+                _rewrite_upto(path, start_step)
+            self.files[key] = path
+
+    def _append(self, key: str, records: list[dict[str, Any]]) -> None:
+        with self.files[key].open("a") as fh:
+            fh.write("".join(json.dumps(r) + "\n" for r in records))
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        self._append("metrics", [{"step": step, **metrics}])
+
+    def log_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
+        self._append("samples", samples)
+
+
+@hookimpl
+def or1_register_loggers(register: Any) -> None:
+    register("console", ConsoleLogger, ConsoleConfig)
+    register("jsonl", JsonlLogger, JsonlConfig)

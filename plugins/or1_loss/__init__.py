@@ -1,0 +1,109 @@
+"""The OR1 policy loss: PPO clipped surrogate, no KL, token-level mean over the whole batch.
+
+Loss-normalisation contract: the batch loss is ``sum_{b,t} w[b,t] * l[b,t]`` where the
+weights ``w`` are computed once over the whole batch *before* it is cut into micro-batches
+(and, with data parallelism, before it is sharded over ranks); each micro-batch contributes
+``sum(w * l)`` over its own rows and gradients are summed, never averaged. Hence every mode
+except ``microbatch_token_mean`` gives the same loss and gradient for any split:
+
+* ``token_mean`` (default, the paper): ``w = m / sum(m)`` over all response tokens of the batch;
+* ``seq_mean_token_sum``: ``w = m / S`` (S sequences): per-sequence token sums, averaged;
+* ``seq_mean_token_mean``: ``w = m / (S * len_s)``: per-sequence token means, averaged;
+* ``microbatch_token_mean`` (the released scripts): within micro-batch ``j`` a token mean,
+  weighted by its share of sequences: ``w = m / sum_j(m) * S_j / S``. Depends on the split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from or1.config import LossConfig
+from or1.hookspecs import hookimpl
+from or1.interfaces import PolicyLoss
+
+AGG_MODES = ("token_mean", "seq_mean_token_sum", "seq_mean_token_mean", "microbatch_token_mean")
+
+
+@dataclass
+class OR1LossConfig(LossConfig):
+    name: str = "or1"
+    agg: str = "token_mean"
+    clip_eps_low: float = 0.2
+    clip_eps_high: float = 0.2  # > clip_eps_low: DAPO's clip-higher
+    dual_clip: float | None = None  # e.g. 3.0: bound the loss of negative-advantage tokens
+
+
+def token_weights(mask: torch.Tensor, micro_batches: list[list[int]], agg: str) -> torch.Tensor:
+    """Aggregation weights for ``agg`` (see the module docstring)."""
+    m = mask.to(torch.float32)
+    seqs = m.shape[0]
+    if agg == "token_mean":
+        return m / m.sum().clamp(min=1.0)
+    if agg == "seq_mean_token_sum":
+        return m / max(seqs, 1)
+    if agg == "seq_mean_token_mean":
+        return m / (m.sum(dim=1, keepdim=True).clamp(min=1.0) * max(seqs, 1))
+    if agg == "microbatch_token_mean":
+        w = torch.zeros_like(m)
+        for rows in micro_batches:
+            idx = torch.as_tensor(rows, dtype=torch.long)
+            w[idx] = m[idx] / m[idx].sum().clamp(min=1.0) * (len(rows) / seqs)
+        return w
+    raise ValueError(f"unknown loss.agg '{agg}' (one of {AGG_MODES})")
+
+
+def ppo_clip_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    eps_low: float,
+    eps_high: float,
+    dual_clip: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token ``max(-A r, -A clip(r, 1-eps_low, 1+eps_high))`` with ``r = exp(logp - old)``;
+    with ``dual_clip = c`` the loss of tokens with ``A < 0`` is capped at ``-c A``.
+    Returns ``(loss, clipped)`` where ``clipped`` marks tokens whose clipped term was taken."""
+    ratio = torch.exp(logprobs - old_logprobs)
+    unclipped = -advantages * ratio
+    clipped_term = -advantages * torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
+    loss = torch.maximum(unclipped, clipped_term)
+    clipped = (clipped_term > unclipped).to(torch.float32)
+    if dual_clip is not None:
+        capped = torch.minimum(loss, -advantages * dual_clip)
+        loss = torch.where(advantages < 0, capped, loss)
+    return loss, clipped
+
+
+class OR1Loss(PolicyLoss):
+    def __init__(self, cfg: Any, ctx: Any = None) -> None:
+        if cfg.agg not in AGG_MODES:
+            from or1.errors import ConfigError
+
+            raise ConfigError(f"loss.agg={cfg.agg} is not one of {', '.join(AGG_MODES)}")
+        self.cfg = cfg
+
+    def token_weights(self, response_mask: torch.Tensor, micro_batches: list[list[int]]) -> torch.Tensor:
+        return token_weights(response_mask, micro_batches, self.cfg.agg)
+
+    def per_token_loss(
+        self,
+        logprobs: torch.Tensor,
+        old_logprobs: torch.Tensor,
+        advantages: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss, clipped = ppo_clip_loss(
+            logprobs, old_logprobs, advantages, self.cfg.clip_eps_low, self.cfg.clip_eps_high, self.cfg.dual_clip
+        )
+        with torch.no_grad():
+            log_ratio = logprobs - old_logprobs
+            approx_kl = torch.exp(log_ratio) - 1.0 - log_ratio  # k3 estimator
+        return loss, {"clipfrac": clipped, "approx_kl": approx_kl}
+
+
+@hookimpl
+def or1_register_policy_losses(register: Any) -> None:
+    register("or1", OR1Loss, OR1LossConfig)

@@ -1,0 +1,14 @@
+"""The reference learner: a Hugging Face causal LM trained in plain PyTorch (one process)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from or1.hookspecs import hookimpl
+
+
+@hookimpl
+def or1_register_learners(register: Any) -> None:
+    from or1_plugins.torch_learner.learner import TorchLearner, TorchLearnerConfig
+
+    register("torch", TorchLearner, TorchLearnerConfig)

@@ -1,0 +1,139 @@
+"""Plain PyTorch learner over ``transformers.AutoModelForCausalLM``.
+
+The numerics reference for the Megatron learner: fp32 by default, per-token log-probs and
+full-vocabulary entropy from the full logits, micro-batches by token budget with the loss's
+global weights, AdamW and gradient-norm clipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from or1.batch import split_by_token_budget
+from or1.config import LearnerConfig
+from or1.interfaces import BuildContext, Learner, PolicyLoss
+from or1.types import TrainBatch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class TorchLearnerConfig(LearnerConfig):
+    name: str = "torch"
+    dtype: str = "float32"
+    gradient_checkpointing: bool = False
+
+
+def token_logprobs_and_entropy(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, T]`` log-probs of each token given its prefix, and the entropy of that next-token
+    distribution (logits / temperature, full vocabulary, in fp32); position 0 is 0."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    logits = logits[:, :-1].float() / temperature
+    logp_all = F.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    zero = logp.new_zeros(logp.shape[0], 1)
+    return torch.cat([zero, logp], dim=1), torch.cat([zero, entropy], dim=1)
+
+
+class TorchLearner(Learner):
+    def __init__(self, cfg: Any, ctx: BuildContext) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if cfg.dtype not in DTYPES:
+            from or1.errors import ConfigError
+
+            raise ConfigError(f"learner.dtype={cfg.dtype} is not one of {', '.join(DTYPES)}")
+        self.cfg = cfg
+        self.model_path = ctx.model_path
+        self.model = AutoModelForCausalLM.from_pretrained(ctx.model_path, dtype=DTYPES[cfg.dtype])
+        self.tokenizer = AutoTokenizer.from_pretrained(ctx.model_path)
+        if cfg.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        self.model.train()  # no dropout in these models' configs matters: eval/train are the same
+        self.optimizer = self._new_optimizer()
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
+            self.model.parameters(), lr=self.cfg.lr, betas=tuple(self.cfg.betas), weight_decay=self.cfg.weight_decay
+        )
+
+    def _forward(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        return token_logprobs_and_entropy(self.model, batch.input_ids, batch.attention_mask, batch.temperature)
+
+    @torch.no_grad()
+    def compute_logprobs(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        logp = torch.zeros(batch.input_ids.shape, dtype=torch.float32)
+        ent = torch.zeros_like(logp)
+        for rows in split_by_token_budget(batch.seq_lens, batch.micro_batch_tokens):
+            sub = batch.select(rows)
+            lp, h = self._forward(sub)
+            idx = torch.as_tensor(rows)
+            width = lp.shape[1]
+            logp[idx, :width] = lp * sub.attention_mask
+            ent[idx, :width] = h * sub.attention_mask
+        return logp, ent
+
+    def train_step(self, batch: TrainBatch, loss: PolicyLoss, entropy_coef: float) -> dict[str, float]:
+        if batch.old_logprobs is None:
+            raise ValueError("train_step needs batch.old_logprobs")
+        micro = split_by_token_budget(batch.seq_lens, batch.micro_batch_tokens)
+        weights = loss.token_weights(batch.response_mask, micro)
+        sums: dict[str, float] = {"loss/pg": 0.0, "loss/entropy": 0.0}
+        self.optimizer.zero_grad(set_to_none=True)
+        for rows in micro:
+            sub = batch.select(rows)
+            w = weights[torch.as_tensor(rows), : sub.input_ids.shape[1]]
+            logp, entropy = self._forward(sub)
+            per_token, stats = loss.per_token_loss(logp, sub.old_logprobs, sub.advantages, sub.response_mask)
+            pg = (w * per_token).sum()
+            ent = (w * entropy).sum()
+            (pg - entropy_coef * ent).backward()
+            sums["loss/pg"] += pg.item()
+            sums["loss/entropy"] += ent.item()
+            for name, value in stats.items():
+                sums[f"loss/{name}"] = sums.get(f"loss/{name}", 0.0) + float((w * value).sum())
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        weight_total = float(weights.sum())
+        out = {k: (v / weight_total if k not in ("loss/pg", "loss/entropy") and weight_total else v) for k, v in sums.items()}
+        out["loss/total"] = out["loss/pg"] - entropy_coef * out["loss/entropy"]
+        out["grad_norm"] = float(grad_norm)
+        out["learner/micro_batches"] = float(len(micro))
+        out["learner/lr"] = float(self.optimizer.param_groups[0]["lr"])
+        return out
+
+    def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
+        for name, tensor in self.model.state_dict().items():
+            yield name, tensor.detach()
+
+    def save_pretrained(self, path: Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(tmp, safe_serialization=True)
+        self.tokenizer.save_pretrained(tmp)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+
+    def reset_optimizer(self) -> None:
+        self.optimizer = self._new_optimizer()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,14 @@
+"""The reference rollout engine: Hugging Face ``generate`` in the trainer's process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from or1.hookspecs import hookimpl
+
+
+@hookimpl
+def or1_register_rollout_engines(register: Any) -> None:
+    from or1_plugins.transformers_rollout.engine import TransformersEngine, TransformersRolloutConfig
+
+    register("transformers", TransformersEngine, TransformersRolloutConfig)

@@ -1,0 +1,220 @@
+"""The math reward verifier: extraction, equivalence, statuses, timeouts and the worker pool."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+from or1_plugins.math_verifier import MathVerifier, MathVerifierConfig, or1_register_verifiers
+from or1_plugins.math_verifier.verify import (
+    answer_region,
+    gold_answers,
+    last_boxed,
+    normalize,
+    verify_one,
+)
+
+from or1.config import VerifierConfig
+from or1.interfaces import RewardVerifier
+
+TIMEOUT_S = 1.0
+SLACK_S = 2.0  # elapsed-time margin on a shared 2-core machine
+
+
+def row(gt):
+    return {"data_source": "test", "reward_model": {"style": "rule", "ground_truth": gt}}
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    v = MathVerifier(MathVerifierConfig(timeout_s=TIMEOUT_S, workers=2))
+    yield v
+    v.close()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A killed child is reaped by the verifier; a zombie would still answer kill(0).
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ")[-1][0] != "Z"
+
+
+# ------------------------------------------------------------------ pure functions
+
+
+def test_answer_region():
+    assert answer_region("<think>a \\boxed{1}</think> b") == " b"
+    assert answer_region("no think tag \\boxed{2}") == "no think tag \\boxed{2}"
+    assert answer_region("x</think>y</think>z") == "y</think>z"  # the first tag splits
+    assert answer_region(None) == ""
+
+
+def test_last_boxed():
+    assert last_boxed("\\boxed{1} then \\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
+    assert last_boxed("\\boxed{\\{1,2\\}}") == "\\{1,2\\}"  # escaped braces do not group
+    assert last_boxed("$\\fbox{7}$") == "7"
+    assert last_boxed("\\boxed 5$") == "5"
+    assert last_boxed("\\boxed{3} and \\boxed{\\frac{1}{2}") is None  # last one unclosed
+    assert last_boxed("no box") is None
+    assert last_boxed("\\boxedfoo{3}") is None
+
+
+def test_gold_answers():
+    assert gold_answers("68") == ["68"]
+    assert gold_answers(" $\\frac{1}{2}$ ") == ["\\frac{1}{2}"]
+    assert gold_answers("\\boxed{3}") == ["3"]
+    assert gold_answers(68) == ["68"]
+    assert gold_answers(2.0) == ["2"]
+    assert gold_answers(1e-05) == ["0.00001"]
+    assert gold_answers(["1", 2, "1"]) == ["1", "2"]
+    assert gold_answers('["6", "7"]') == ["6", "7"]  # JSON-encoded list of answers
+    assert gold_answers("[1,2]") == ["[1,2]"]  # an interval stays one answer
+    assert gold_answers(None) == [] and gold_answers("  ") == [] and gold_answers({}) == []
+
+
+def test_normalize():
+    assert normalize("\\dfrac{1}{2}") == normalize(" \\frac{1}{2} ") == "\\frac{1}{2}"
+    assert normalize("\\left( 1, 2 \\right).") == "(1,2)"
+    assert normalize("$5$") == "5"
+
+
+def test_verify_one_in_process():
+    assert verify_one("\\boxed{68}", "68") == (1.0, "correct", "matches '68'")
+    assert verify_one("</think>\\boxed{\\sqrt{8}}", "2\\sqrt{2}")[:2] == (1.0, "correct")
+    assert verify_one("\\boxed{67}", "68")[:2] == (0.0, "wrong")
+    assert verify_one("The final answer is $\\frac{1}{2}$.", "0.5")[:2] == (1.0, "correct")
+    assert verify_one("\\boxed{}", "1")[1] == "no_answer"
+    score, status, reason = verify_one("\\boxed{1}", None)
+    assert (score, status) == (0.0, "error") and "ground truth" in reason
+
+
+# ------------------------------------------------------------------ the verifier
+
+
+def test_config_and_registration():
+    cfg = MathVerifierConfig()
+    assert isinstance(cfg, VerifierConfig)
+    assert (cfg.name, cfg.timeout_s, cfg.workers) == ("math", 5.0, 2)
+    seen = []
+    or1_register_verifiers(register=lambda *a: seen.append(a))
+    assert seen == [("math", MathVerifier, MathVerifierConfig)]
+    assert issubclass(MathVerifier, RewardVerifier)
+
+
+@pytest.mark.parametrize(
+    "response, gt, expected",
+    [
+        ("\\boxed{68}", "68", "correct"),
+        ("So \\boxed{3} ... wait, no: \\boxed{68}", "68", "correct"),  # the last box wins
+        ("So \\boxed{68} ... wait, no: \\boxed{3}", "68", "wrong"),
+        ("<think>maybe \\boxed{68}</think>The answer is \\boxed{5}.", "68", "wrong"),
+        ("<think>surely \\boxed{68}</think>I could not finish.", "68", "no_answer"),
+        ("\\boxed{\\frac{1}{2}}", "0.5", "correct"),
+        ("\\boxed{0.5}", "\\frac{1}{2}", "correct"),
+        ("\\boxed{\\sqrt{8}}", "2\\sqrt{2}", "correct"),
+        ("\\boxed{2\\sqrt{2}}", "\\sqrt{8}", "correct"),
+        ("\\boxed{\\dfrac{3}{4}}", "\\frac{3}{4}", "correct"),
+        ("\\boxed{\\dfrac{6}{8}}", "0.75", "correct"),
+        ("\\boxed{69}", "68", "wrong"),
+        ("\\boxed{68}", 68, "correct"),
+        ("\\boxed{68.0}", 68, "correct"),
+        ("\\boxed{x = 5}", "5", "correct"),
+        ("</think>Therefore the answer is 42.", "42", "correct"),  # math-verify fallback
+        ("</think>I have no idea.", "42", "no_answer"),
+        ("\\boxed{7}", ["6", "\\frac{14}{2}"], "correct"),  # list of acceptable answers
+        ("\\boxed{8}", ["6", "7"], "wrong"),
+        ("\\boxed{\\frac{1}{2}", "\\frac{1}{2}", "no_answer"),  # unbalanced braces
+    ],
+)
+def test_cases(verifier, response, gt, expected):
+    s = verifier.score(response, row(gt))
+    assert s.status == expected, s
+    assert s.value == (1.0 if expected == "correct" else 0.0)
+
+
+def test_rows_without_ground_truth(verifier):
+    for bad in ({"reward_model": {}}, {}, {"reward_model": {"ground_truth": None}}, None):
+        s = verifier.score("\\boxed{1}", bad)
+        assert (s.value, s.status) == (0.0, "error") and s.reason
+
+
+@pytest.mark.parametrize(
+    "box",
+    ["9^{9^{9^9}}", "10^{100000000}", "{" * 200 + "1", "\\frac{" * 50 + "1" + "}" * 49],
+)
+def test_pathological_inputs_are_bounded(verifier, box):
+    t0 = time.monotonic()
+    s = verifier.score(f"</think>\\boxed{{{box}}}", row("68"))
+    assert time.monotonic() - t0 < TIMEOUT_S + SLACK_S
+    assert s.value == 0.0 and s.status in ("timeout", "wrong", "no_answer"), s
+    assert verifier.score("\\boxed{\\frac{2}{4}}", row("0.5")).status == "correct"
+
+
+def test_score_many_keeps_order(verifier):
+    cases = [
+        ("\\boxed{1}", "1", "correct"),
+        ("\\boxed{9^{9^{9^9}}}", "2", None),
+        ("\\boxed{\\sqrt{9}}", "3", "correct"),
+        ("\\boxed{5}", "4", "wrong"),
+        ("no answer at all", "5", "no_answer"),
+        ("\\boxed{1}", None, "error"),
+        ("\\boxed{\\frac{14}{2}}", "7", "correct"),
+        ("\\boxed{2^3}", "8", "correct"),
+    ]
+    t0 = time.monotonic()
+    scores = verifier.score_many([c[0] for c in cases], [row(c[1]) for c in cases])
+    assert time.monotonic() - t0 < TIMEOUT_S + SLACK_S + 1.0
+    assert len(scores) == len(cases)
+    for (response, gt, expected), s in zip(cases, scores, strict=True):
+        if expected is None:
+            assert s.value == 0.0 and s.status in ("timeout", "wrong"), s
+        else:
+            assert s.status == expected, (response, gt, s)
+    with pytest.raises(ValueError):
+        verifier.score_many(["a"], [])
+
+
+def test_hung_worker_is_killed_and_replaced(verifier):
+    pool = verifier._pool
+    verifier.score_many(["\\boxed{\\frac{3}{6}}"] * 4, [row("0.5")] * 4)  # both workers up
+    before = set(pool.pids())
+    restarts = pool.restarts
+    soft = pool.soft_timeout_s
+    pool.soft_timeout_s = 0.0  # no alarm in the worker: only the kill can stop it
+    try:
+        t0 = time.monotonic()
+        s = verifier.score("\\boxed{9^{9^{9^9}}}", row("1"))
+        elapsed = time.monotonic() - t0
+    finally:
+        pool.soft_timeout_s = soft
+    assert (s.value, s.status) == (0.0, "timeout"), s
+    assert TIMEOUT_S * 0.9 <= elapsed < TIMEOUT_S + SLACK_S
+    assert pool.restarts == restarts + 1
+    killed = before - set(pool.pids())
+    assert len(killed) == 1 and not alive(killed.pop())
+    # The replacement starts and works (two items: one for each idle worker).
+    assert verifier.warmup() and len(pool.pids()) == 2
+    scores = verifier.score_many(["\\boxed{\\sqrt{16}}", "\\boxed{2^2}"], [row("4")] * 2)
+    assert [s.status for s in scores] == ["correct"] * 2
+
+
+def test_workers_started_from_a_thread_survive_it_and_close_kills_them():
+    v = MathVerifier({"timeout_s": 2.0, "workers": 1})
+    assert v._pool.pids() == []  # started lazily
+    t = threading.Thread(target=v.warmup)
+    t.start()
+    t.join()
+    time.sleep(0.2)
+    pids = v._pool.pids()
+    assert len(pids) == 1 and alive(pids[0])
+    assert v.score("\\boxed{\\frac{1}{3}}", row("2/6")).status == "correct"
+    assert v._pool.pids() == pids and v._pool.restarts == 0
+    v.close()
+    assert not alive(pids[0]) and v._pool.pids() == []
+    assert v._finalizer.alive  # still registered for exit; close() is idempotent
+    v.close()
