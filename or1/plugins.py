@@ -131,8 +131,8 @@ class Or1PluginManager(pluggy.PluginManager):
         seen: dict[int, PluginInfo] = {}
         for group, hook_name in REGISTRATION_HOOKS.items():
             caller = getattr(self.hook, hook_name)
-            # pluggy lists implementations last-registered first; register in load order.
-            for impl in reversed(caller.get_hookimpls()):
+            # get_hookimpls() lists implementations in registration (load) order: built-ins first.
+            for impl in caller.get_hookimpls():
                 info = self.info(impl.plugin)
                 seen[id(impl.plugin)] = info
 

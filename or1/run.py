@@ -210,6 +210,11 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
 def find_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
     mode = str(cfg.trainer.resume)
     if mode == "never":
+        if checkpoint.list_steps(run_dir / "checkpoints"):
+            raise ConfigError(
+                f"{run_dir} already holds checkpoints; use trainer.resume=auto to continue that run "
+                "or choose another hydra.run.dir"
+            )
         return None
     if mode == "auto":
         return checkpoint.latest(run_dir / "checkpoints")

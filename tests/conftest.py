@@ -1,0 +1,60 @@
+"""Shared fixtures: a per-session model cache, the untrained tiny model, and CLI runners."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# The tiny model without warm-up: builds in seconds; CLI tests select it with these overrides.
+UNTRAINED_MODEL = ["model.warmup_max_steps=0", "model.num_threads=1"]
+# A small, fast run: 4 prompts x 4 samples, short responses, 8 held-out problems.
+FAST_RUN = [
+    *UNTRAINED_MODEL,
+    "trainer.prompts_per_step=4",
+    "trainer.group_size=4",
+    "trainer.num_threads=1",
+    "eval.max_problems=8",
+    "eval.k=2",
+    "stages.stages.0.max_response_length=24",
+    "logger=[jsonl]",
+]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One model/data cache for the whole session (``OR1_TEST_CACHE`` keeps it across runs)."""
+    path = Path(os.environ.get("OR1_TEST_CACHE") or tmp_path_factory.mktemp("or1-cache"))
+    os.environ["OR1_CACHE_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(cache_dir: Path) -> Path:
+    """The untrained tiny Qwen2 folder (random weights, trained tokenizer, chat template)."""
+    from omegaconf import OmegaConf
+
+    from or1_plugins.tiny.model import TinyModelConfig, prepare_tiny_model
+
+    cfg = OmegaConf.structured(TinyModelConfig(warmup_max_steps=0, num_threads=1))
+    return Path(prepare_tiny_model(cfg, cache_dir))
+
+
+def run_cli(command: str, args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600):
+    """Run an installed or1 command; returns the CompletedProcess (text, captured)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [str(BIN / command), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
+    )
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

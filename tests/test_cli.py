@@ -1,0 +1,117 @@
+"""or1-train end to end: bad input fails in one line; a short run writes its outputs;
+a run stopped at a checkpoint and resumed repeats the uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import FAST_RUN, read_jsonl, run_cli
+
+
+def assert_one_line_error(proc, *needles: str) -> str:
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("or1: error:")]
+    assert len(errors) == 1, proc.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+def test_config_typo_names_the_key(tmp_path):
+    proc = run_cli("or1-train", ["trainer.totl_steps=3"], tmp_path)
+    assert_one_line_error(proc, "trainer.totl_steps", "TrainerConfig")
+    proc = run_cli("or1-train", ["trainer.seed=abc"], tmp_path)
+    assert_one_line_error(proc, "trainer.seed", "abc")
+    assert not (tmp_path / "outputs").exists()  # failed before Hydra made a run folder
+
+
+def test_unknown_plugin_name(tmp_path):
+    proc = run_cli("or1-train", ["verifier=no_such_verifier"], tmp_path)
+    assert_one_line_error(proc, "verifier/no_such_verifier", "available: math")
+
+
+def test_missing_dataset_file(tmp_path, cache_dir):
+    proc = run_cli("or1-train", ["data.path=/nonexistent/train.parquet", *FAST_RUN], tmp_path)
+    assert_one_line_error(proc, "dataset file not found: /nonexistent/train.parquet")
+
+
+def test_row_without_ground_truth_names_file_and_row(tmp_path, cache_dir):
+    good = {"prompt": [{"role": "user", "content": "What is 1 + 1?"}], "ability": "math",
+            "reward_model": {"ground_truth": "2"}}
+    bad = {"prompt": [{"role": "user", "content": "What is 2 + 2?"}], "ability": "math", "reward_model": {}}
+    data = tmp_path / "mine.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in (good, good, bad)) + "\n")
+    proc = run_cli("or1-train", [f"data.path={data}", *FAST_RUN], tmp_path)
+    assert_one_line_error(proc, str(data), "row 2", "ground_truth")
+
+
+def test_bad_values_are_config_errors(tmp_path, cache_dir):
+    proc = run_cli("or1-train", [*FAST_RUN, "trainer.group_size=0"], tmp_path)
+    assert_one_line_error(proc, "trainer.group_size=0")
+    proc = run_cli("or1-train", [*FAST_RUN, "model.path=/nonexistent/model"], tmp_path)
+    assert_one_line_error(proc, "model.path=/nonexistent/model")
+
+
+REQUIRED = ["step", "stage", "reward/mean", "response_length/mean", "response/truncated_frac", "loss/pg",
+            "entropy/value", "timing/step_s", "timing/rollout_s", "timing/train_s"]
+# Entropy bonus on (target above the measured entropy): weights change every step even though
+# an untrained model earns no reward, so a resume that lost any state would diverge.
+MOVING = ["filter=none", "entropy.target=100", "entropy.delta=0.05", "entropy.coef_max=1.0", "learner.lr=0.01"]
+
+
+def run_steps(run_dir, steps, *extra):
+    args = [f"hydra.run.dir={run_dir}", f"trainer.total_steps={steps}", "trainer.eval_at_start=false",
+            *FAST_RUN, *MOVING, *extra]
+    proc = run_cli("or1-train", args, run_dir.parent)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return read_jsonl(run_dir / "metrics.jsonl")
+
+
+def test_short_run_writes_metrics_samples_checkpoints_and_export(tmp_path, cache_dir):
+    run_dir = tmp_path / "run"
+    metrics = run_steps(run_dir, 3, "trainer.dump_samples=true", "trainer.save_every=2", "trainer.eval_every=2")
+    assert [m["step"] for m in metrics] == [1, 2, 3]
+    for m in metrics:
+        for key in REQUIRED:
+            assert key in m, key
+        assert m["timing/step_s"] >= m["timing/rollout_s"] + m["timing/train_s"]
+    assert "val/val/accuracy" in metrics[1] and "val/val/accuracy" in metrics[2]
+    assert "val/val/accuracy" not in metrics[0]
+    assert 0 < metrics[1]["entropy/coef"] < metrics[2]["entropy/coef"]  # the controller moved
+    samples = read_jsonl(run_dir / "samples.jsonl")
+    assert len(samples) == 3 * 4 * 4
+    assert {"step", "group", "reward", "advantage", "truncated", "kept", "response_length"} <= set(samples[0])
+    assert sorted((run_dir / "checkpoints").iterdir()) == [run_dir / "checkpoints" / "step_2",
+                                                           run_dir / "checkpoints" / "step_3"]
+    assert (run_dir / "final_model" / "model.safetensors").is_file()
+    assert (run_dir / "final_model" / "tokenizer.json").is_file()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 3
+
+
+COMPARED = ["reward/mean", "response_length/mean", "loss/pg", "loss/entropy", "entropy/value", "entropy/coef",
+            "grad_norm"]
+
+
+def test_resume_repeats_the_uninterrupted_run(tmp_path, cache_dir):
+    straight = run_steps(tmp_path / "straight", 4)
+    first = run_steps(tmp_path / "resumed", 2)
+    assert [m["step"] for m in first] == [1, 2]
+    resumed = run_steps(tmp_path / "resumed", 4, "trainer.resume=auto")
+    assert [m["step"] for m in resumed] == [1, 2, 3, 4]
+    for a, b in zip(straight, resumed, strict=True):
+        for key in COMPARED:
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (a["step"], key)
+    # the weights moved between steps, so equality above is not trivial
+    assert straight[3]["entropy/value"] != pytest.approx(straight[0]["entropy/value"], rel=1e-4)
+
+
+def test_resume_never_refuses_to_overwrite_a_run(tmp_path, cache_dir):
+    run_steps(tmp_path / "run", 1)
+    proc = run_cli("or1-train", [f"hydra.run.dir={tmp_path / 'run'}", "trainer.resume=never", *FAST_RUN], tmp_path)
+    assert_one_line_error(proc, "checkpoints")
+    assert (tmp_path / "run" / "checkpoints" / "step_1").is_dir()

@@ -1,0 +1,121 @@
+"""Formula tests with hand-computed numbers: GRPO advantages, PPO-clip, loss aggregation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from or1_plugins.grpo import GRPOAdvantage, GRPOConfig
+from or1_plugins.or1_loss import OR1LossConfig, ppo_clip_loss, token_weights
+
+EPS = 1e-6
+
+
+def grpo(rewards, truncated=None, mode="none", **kw):
+    est = GRPOAdvantage(OmegaConf.structured(GRPOConfig(**kw)))
+    r = torch.tensor(rewards, dtype=torch.float32)
+    t = torch.zeros_like(r, dtype=torch.bool) if truncated is None else torch.tensor(truncated)
+    return est.compute(r, t, mode)
+
+
+def test_grpo_unbiased_std_and_eps():
+    # rewards 1,0,0,1: mean 0.5; unbiased variance (4 * 0.25) / 3 = 1/3
+    adv = grpo([[1.0, 0.0, 0.0, 1.0]])
+    a = 0.5 / (math.sqrt(1 / 3) + EPS)
+    assert adv.tolist()[0] == pytest.approx([a, -a, -a, a], rel=1e-6)
+    # the biased std (0.5) would give 1.0: make sure it is not used
+    assert abs(adv[0, 0].item() - 1.0) > 0.1
+
+
+def test_grpo_equal_rewards_give_zero_and_eps_is_used():
+    assert grpo([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]).abs().max().item() == 0.0
+    # two rewards 0 and 1e-6: std = 1e-6/sqrt(2); A = (5e-7) / (7.07e-7 + 1e-6)
+    adv = grpo([[0.0, 1e-6]])
+    std = 1e-6 / math.sqrt(2)
+    assert adv[0, 1].item() == pytest.approx(5e-7 / (std + EPS), rel=1e-4)
+
+
+def test_grpo_truncation_modes_differ_in_group_statistics():
+    rewards, trunc = [[1.0, 0.0, 0.0, 0.0]], [[False, False, False, True]]
+    # none: mean .25, unbiased std sqrt((.5625 + 3 * .0625) / 3) = .5
+    assert grpo(rewards, trunc, "none").tolist()[0] == pytest.approx(
+        [0.75 / (0.5 + EPS), -0.25 / (0.5 + EPS), -0.25 / (0.5 + EPS), -0.25 / (0.5 + EPS)], rel=1e-6
+    )
+    # mask_after: same statistics, the truncated one gets 0
+    assert grpo(rewards, trunc, "mask_after").tolist()[0] == pytest.approx(
+        [0.75 / (0.5 + EPS), -0.25 / (0.5 + EPS), -0.25 / (0.5 + EPS), 0.0], rel=1e-6
+    )
+    # mask_before: statistics over the first three only: mean 1/3, std sqrt(1/3)
+    s = math.sqrt(1 / 3) + EPS
+    assert grpo(rewards, trunc, "mask_before").tolist()[0] == pytest.approx(
+        [(2 / 3) / s, -(1 / 3) / s, -(1 / 3) / s, 0.0], rel=1e-6
+    )
+
+
+def test_grpo_without_std_normalisation():
+    assert grpo([[1.0, 0.0, 0.0, 0.0]], norm_by_std=False).tolist()[0] == pytest.approx([0.75, -0.25, -0.25, -0.25])
+
+
+def test_ppo_clip_by_hand():
+    ratio = torch.tensor([1.5, 0.5, 0.5, 1.5, 1.1])
+    adv = torch.tensor([1.0, 1.0, -1.0, -1.0, 2.0])
+    old = torch.zeros(5)
+    loss, clipped = ppo_clip_loss(ratio.log(), old, adv, 0.2, 0.2)
+    # A>0, r=1.5: min(1.5, 1.2) -> -1.2 (clipped); A>0, r=.5: -.5; A<0, r=.5: max(.5, .8) = .8 (clipped);
+    # A<0, r=1.5: max(1.5, 1.2) = 1.5; inside the band: -2 * 1.1 = -2.2
+    assert loss.tolist() == pytest.approx([-1.2, -0.5, 0.8, 1.5, -2.2], rel=1e-6)
+    assert clipped.tolist() == [1.0, 0.0, 1.0, 0.0, 0.0]
+    # clip-higher: eps_high .28 lets the positive-advantage ratio reach 1.28
+    loss_hi, _ = ppo_clip_loss(ratio.log(), old, adv, 0.2, 0.28)
+    assert loss_hi[0].item() == pytest.approx(-1.28, rel=1e-6)
+    # dual clip c=3 caps the negative-advantage loss at 3 * |A|
+    big = torch.tensor([5.0]).log()
+    capped, _ = ppo_clip_loss(big, torch.zeros(1), torch.tensor([-1.0]), 0.2, 0.2, dual_clip=3.0)
+    assert capped.item() == pytest.approx(3.0)
+
+
+def test_ppo_gradient_on_policy_is_minus_advantage():
+    # at ratio 1 the gradient of the loss wrt log-prob is -A (the policy-gradient estimator)
+    logp = torch.zeros(3, requires_grad=True)
+    adv = torch.tensor([1.0, -2.0, 0.5])
+    loss, _ = ppo_clip_loss(logp, logp.detach(), adv, 0.2, 0.2)
+    loss.sum().backward()
+    assert logp.grad.tolist() == pytest.approx([-1.0, 2.0, -0.5])
+
+
+def _mask(lengths, width):
+    m = torch.zeros(len(lengths), width)
+    for i, n in enumerate(lengths):
+        m[i, :n] = 1.0
+    return m
+
+
+@pytest.mark.parametrize("agg", ["token_mean", "seq_mean_token_sum", "seq_mean_token_mean"])
+def test_aggregation_independent_of_split(agg):
+    torch.manual_seed(0)
+    lengths = [3, 7, 1, 5, 2, 6]
+    mask = _mask(lengths, 8)
+    per_token = torch.randn(6, 8)
+    expected = {
+        "token_mean": (per_token * mask).sum() / mask.sum(),
+        "seq_mean_token_sum": (per_token * mask).sum(1).mean(),
+        "seq_mean_token_mean": ((per_token * mask).sum(1) / mask.sum(1)).mean(),
+    }[agg]
+    for split in ([[0, 1, 2, 3, 4, 5]], [[0, 1], [2, 3], [4, 5]], [[0], [1, 2, 3, 4], [5]]):
+        w = token_weights(mask, split, agg)
+        total = sum((w[rows] * per_token[rows]).sum() for rows in split)  # per micro-batch, summed
+        assert total.item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_microbatch_token_mean_depends_on_split():
+    # released-code weighting: (token mean within micro-batch) * (seqs in it / all seqs)
+    mask = _mask([1, 3], 3)
+    per_token = torch.tensor([[4.0, 0, 0], [1.0, 1.0, 1.0]])
+    one = token_weights(mask, [[0, 1]], "microbatch_token_mean")
+    two = token_weights(mask, [[0], [1]], "microbatch_token_mean")
+    assert (one * per_token).sum().item() == pytest.approx((4 + 3) / 4)  # one micro-batch: token mean
+    assert (two * per_token).sum().item() == pytest.approx(4 * 0.5 + 1 * 0.5)  # mean of per-mb means
+    assert OR1LossConfig().agg == "token_mean"
