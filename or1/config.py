@@ -123,6 +123,21 @@ class EvalConfig:
     max_problems: int | None = None
 
 
+@dataclass
+class OfflineFilterConfig:
+    """``or1-filter``: sample ``samples`` responses per prompt, keep prompts whose number of
+    correct responses lies in ``[min_correct, max_correct]`` (None: ``samples - 1``)."""
+
+    output: str | None = None  # default: <input stem>.filtered.parquet beside the input
+    samples: int = 16
+    min_correct: int = 1
+    max_correct: int | None = None
+    temperature: float = 1.0
+    max_tokens: int | None = None  # None: the first stage's max response length
+    prompts_per_call: int = 32
+    keep_all: bool = False  # true: write every row with its pass rate, dropping none
+
+
 HOOK_GROUPS: dict[str, type] = {
     "rollout": RolloutConfig,
     "learner": LearnerConfig,
@@ -143,6 +158,7 @@ HOOK_GROUPS: dict[str, type] = {
 class Or1Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    offline: OfflineFilterConfig = field(default_factory=OfflineFilterConfig)
     rollout: Any = MISSING
     learner: Any = MISSING
     verifier: Any = MISSING

@@ -94,6 +94,12 @@ class Learner(Stateful, ABC):
         full-vocabulary entropy of that same distribution. Position 0 and padding are 0.
         """
 
+    def compute_ref_logprobs(self, batch: TrainBatch) -> torch.Tensor:
+        """Without gradients, ``[B, T]`` log-probs under the frozen *initial* policy (the
+        reference model), same conventions as ``compute_logprobs``. Called only when the loss
+        has a KL term; a learner builds its reference model on the first call, never before."""
+        raise NotImplementedError(f"{type(self).__name__} has no reference model (KL terms unsupported)")
+
     @abstractmethod
     def train_step(
         self, batch: TrainBatch, loss: PolicyLoss, entropy_coef: float
@@ -172,6 +178,10 @@ class AdvantageEstimator(Stateful, ABC):
 class PolicyLoss(ABC):
     """The per-token policy loss and how it aggregates over a batch."""
 
+    needs_reference: bool = False
+    """True when ``per_token_loss`` needs ``ref_logprobs`` (a KL term); otherwise no reference
+    model is ever built."""
+
     @abstractmethod
     def token_weights(self, response_mask: torch.Tensor, micro_batches: list[list[int]]) -> torch.Tensor:
         """Aggregation weights ``w`` ``[B, T]`` for the whole batch, such that the batch loss
@@ -186,9 +196,11 @@ class PolicyLoss(ABC):
         old_logprobs: torch.Tensor,
         advantages: torch.Tensor,
         mask: torch.Tensor,
+        ref_logprobs: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-token loss terms ``l`` ``[b, t]`` (differentiable in ``logprobs``) and per-token
-        statistics (e.g. ``clipfrac``) of the same shape, which learners aggregate with ``w``."""
+        statistics (e.g. ``clipfrac``) of the same shape, which learners aggregate with ``w``.
+        ``ref_logprobs`` is given exactly when ``needs_reference`` is true."""
 
 
 class EntropyController(Stateful, ABC):

@@ -32,9 +32,18 @@ log = logging.getLogger("or1.trainer")
 
 def train(run: Run) -> dict[str, Any]:
     """Run steps ``run.start_step + 1 .. run.total_steps``; return the summary."""
-    cfg, c, t = run.cfg, run.components, run.cfg.trainer
     loggers = LoggerSet(run)
     loggers.start(run)
+    try:
+        return _train(run, loggers)
+    finally:
+        loggers.close()
+        run.components.verifier.close()
+        run.components.rollout.close()
+
+
+def _train(run: Run, loggers: LoggerSet) -> dict[str, Any]:
+    cfg, c, t = run.cfg, run.components, run.cfg.trainer
     run.hook.or1_train_start(config=cfg, run_dir=run.run_dir, start_step=run.start_step)
     if run.start_metrics is None and t.eval_at_start and run.val_sets:
         run.start_metrics = validate(run, run.start_step)
@@ -77,6 +86,8 @@ def train(run: Run) -> dict[str, Any]:
                 c.rollout.sleep()
                 old_logprobs, entropy = c.learner.compute_logprobs(batch)
                 batch.old_logprobs = old_logprobs
+                if c.loss.needs_reference:
+                    batch.ref_logprobs = c.learner.compute_ref_logprobs(batch)
                 measured = entropy if c.entropy.estimator == "full_vocab" else -old_logprobs
                 e_k = masked_mean(measured, batch.response_mask)
                 coef, active = c.entropy.coefficient(e_k)
@@ -105,7 +116,6 @@ def train(run: Run) -> dict[str, Any]:
 
     summary = finish(run, metrics, loggers)
     run.hook.or1_train_end(run_dir=run.run_dir, summary=summary)
-    loggers.close()
     return summary
 
 

@@ -121,6 +121,8 @@ class TrainBatch:
     * ``advantages``: per-token advantages, ``[B, T]`` (0 outside the response).
     * ``old_logprobs``: the behaviour policy's log-probs of each token, ``[B, T]``; filled by
       the trainer from the learner's own no-grad pass before the update.
+    * ``ref_logprobs``: the frozen reference policy's log-probs, ``[B, T]``; only set when the
+      policy loss has a KL term (``PolicyLoss.needs_reference``).
     * ``seq_lens``: unpadded lengths, used to cut micro-batches by a token budget.
     * ``temperature``: the sampling temperature; learners divide logits by it.
     * ``micro_batch_tokens``: the stage's token budget per micro-batch (0: one micro-batch).
@@ -134,6 +136,7 @@ class TrainBatch:
     temperature: float = 1.0
     micro_batch_tokens: int = 0
     old_logprobs: torch.Tensor | None = None
+    ref_logprobs: torch.Tensor | None = None
 
     @property
     def num_sequences(self) -> int:
@@ -156,4 +159,5 @@ class TrainBatch:
             temperature=self.temperature,
             micro_batch_tokens=self.micro_batch_tokens,
             old_logprobs=cut(self.old_logprobs),
+            ref_logprobs=cut(self.ref_logprobs),
         )

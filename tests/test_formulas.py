@@ -119,3 +119,36 @@ def test_microbatch_token_mean_depends_on_split():
     assert (one * per_token).sum().item() == pytest.approx((4 + 3) / 4)  # one micro-batch: token mean
     assert (two * per_token).sum().item() == pytest.approx(4 * 0.5 + 1 * 0.5)  # mean of per-mb means
     assert OR1LossConfig().agg == "token_mean"
+
+
+def test_k3_kl_by_hand_and_no_reference_without_kl():
+    from or1_plugins.or1_loss import OR1Loss, k3_kl
+
+    # policy p = 0.5, reference q = 0.25 on the sampled token: q/p - log(q/p) - 1 = 0.5 + ln 2 - 1
+    kl = k3_kl(torch.tensor([math.log(0.5)]), torch.tensor([math.log(0.25)]))
+    assert kl.item() == pytest.approx(0.5 + math.log(2) - 1, rel=1e-6)
+    assert k3_kl(torch.tensor([-1.3]), torch.tensor([-1.3])).item() == 0.0
+    assert OR1Loss(OmegaConf.structured(OR1LossConfig())).needs_reference is False
+    with_kl = OR1Loss(OmegaConf.structured(OR1LossConfig(kl_coef=0.1)))
+    assert with_kl.needs_reference is True
+    logp = torch.tensor([[math.log(0.5)]])
+    loss, stats = with_kl.per_token_loss(logp, logp, torch.zeros(1, 1), torch.ones(1, 1), logp.new_tensor([[math.log(0.25)]]))
+    assert loss.item() == pytest.approx(0.1 * (0.5 + math.log(2) - 1), rel=1e-6)  # A = 0: only the KL term
+    assert stats["kl_ref"].item() == pytest.approx(0.5 + math.log(2) - 1, rel=1e-6)
+
+
+def test_adaptive_entropy_controller_sequence():
+    from or1_plugins.entropy import AdaptiveEntropy, AdaptiveEntropyConfig
+
+    ctl = AdaptiveEntropy(OmegaConf.structured(AdaptiveEntropyConfig(target=0.2, delta=1e-4, coef_max=2.5e-4)))
+    seen = []
+    for e in [0.1, 0.1, 0.1, 0.1, 0.3, 0.15, 0.3, 0.3, 0.3]:
+        seen.append(ctl.coefficient(e))
+        ctl.update(e)
+    # c: 0 -> 1e-4 -> 2e-4 -> 2.5e-4 (cap) -> 2.5e-4 -> 1.5e-4 (e above target) -> 2.5e-4 -> 1.5e-4 -> 0.5e-4 -> 0
+    coefs = [c for c, _ in seen]
+    assert coefs == pytest.approx([0, 1e-4, 2e-4, 2.5e-4, 2.5e-4, 1.5e-4, 2.5e-4, 1.5e-4, 0.5e-4], abs=1e-12)
+    assert [a for _, a in seen] == [True, True, True, True, False, True, False, False, False]
+    assert ctl.coef == pytest.approx(0.0, abs=1e-12)  # clipped at coef_min
+    ctl.reset()
+    assert ctl.state_dict() == {"coef": 0.0}

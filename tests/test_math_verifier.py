@@ -7,6 +7,9 @@ import threading
 import time
 
 import pytest
+
+from or1.config import VerifierConfig
+from or1.interfaces import RewardVerifier
 from or1_plugins.math_verifier import MathVerifier, MathVerifierConfig, or1_register_verifiers
 from or1_plugins.math_verifier.verify import (
     answer_region,
@@ -15,9 +18,6 @@ from or1_plugins.math_verifier.verify import (
     normalize,
     verify_one,
 )
-
-from or1.config import VerifierConfig
-from or1.interfaces import RewardVerifier
 
 TIMEOUT_S = 1.0
 SLACK_S = 2.0  # elapsed-time margin on a shared 2-core machine

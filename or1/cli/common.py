@@ -30,6 +30,14 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def quiet_transformers() -> None:
+    """or1 shows its own progress; Hugging Face's per-load progress bars are noise."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def describe_config_error(exc: BaseException) -> str:
     """One line from a Hydra/OmegaConf error: what failed, and why (its cause), naming the key."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]

@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from or1.cli.common import check_overrides, guarded
+from or1.cli.common import check_overrides, guarded, quiet_transformers
 from or1.errors import Or1Error
 from or1.plugins import get_registry
 from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
@@ -39,6 +39,7 @@ def run_training(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
 def main() -> None:
     import hydra
 
+    quiet_transformers()
     registry = get_registry()
     store_schemas(registry)
     check_overrides(CONFIG_MODULE, CONFIG_NAME, sys.argv[1:])

@@ -36,7 +36,14 @@ class ConsoleLogger(Logger):
         self.progress: Any = None
 
     def start(self, run_dir: Path, config: dict[str, Any], total_steps: int, start_step: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
             TextColumn("[bold]or1[/bold] step"),

@@ -34,6 +34,7 @@ class OR1LossConfig(LossConfig):
     clip_eps_low: float = 0.2
     clip_eps_high: float = 0.2  # > clip_eps_low: DAPO's clip-higher
     dual_clip: float | None = None  # e.g. 3.0: bound the loss of negative-advantage tokens
+    kl_coef: float = 0.0  # > 0: add kl_coef * k3(policy || reference); 0: no reference model
 
 
 def token_weights(mask: torch.Tensor, micro_batches: list[list[int]], agg: str) -> torch.Tensor:
@@ -77,13 +78,25 @@ def ppo_clip_loss(
     return loss, clipped
 
 
+def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimate of KL(policy || reference): ``exp(ref - logp) - (ref - logp) - 1``
+    (non-negative, unbiased for samples from the policy)."""
+    d = ref_logprobs - logprobs
+    return torch.exp(d) - d - 1.0
+
+
 class OR1Loss(PolicyLoss):
     def __init__(self, cfg: Any, ctx: Any = None) -> None:
         if cfg.agg not in AGG_MODES:
             from or1.errors import ConfigError
 
             raise ConfigError(f"loss.agg={cfg.agg} is not one of {', '.join(AGG_MODES)}")
+        if cfg.kl_coef < 0:
+            from or1.errors import ConfigError
+
+            raise ConfigError(f"loss.kl_coef={cfg.kl_coef} must be >= 0")
         self.cfg = cfg
+        self.needs_reference = cfg.kl_coef > 0
 
     def token_weights(self, response_mask: torch.Tensor, micro_batches: list[list[int]]) -> torch.Tensor:
         return token_weights(response_mask, micro_batches, self.cfg.agg)
@@ -94,14 +107,19 @@ class OR1Loss(PolicyLoss):
         old_logprobs: torch.Tensor,
         advantages: torch.Tensor,
         mask: torch.Tensor,
+        ref_logprobs: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, clipped = ppo_clip_loss(
             logprobs, old_logprobs, advantages, self.cfg.clip_eps_low, self.cfg.clip_eps_high, self.cfg.dual_clip
         )
-        with torch.no_grad():
-            log_ratio = logprobs - old_logprobs
-            approx_kl = torch.exp(log_ratio) - 1.0 - log_ratio  # k3 estimator
-        return loss, {"clipfrac": clipped, "approx_kl": approx_kl}
+        stats = {"clipfrac": clipped, "approx_kl": k3_kl(logprobs.detach(), old_logprobs)}
+        if self.needs_reference:
+            if ref_logprobs is None:
+                raise ValueError("loss.kl_coef > 0 needs ref_logprobs")
+            kl = k3_kl(logprobs, ref_logprobs)
+            loss = loss + self.cfg.kl_coef * kl
+            stats["kl_ref"] = kl.detach()
+        return loss, stats
 
 
 @hookimpl

@@ -62,6 +62,7 @@ class TorchLearner(Learner):
             self.model.gradient_checkpointing_enable()
         self.model.train()  # no dropout in these models' configs matters: eval/train are the same
         self.optimizer = self._new_optimizer()
+        self.reference: torch.nn.Module | None = None
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
@@ -71,13 +72,24 @@ class TorchLearner(Learner):
     def _forward(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
         return token_logprobs_and_entropy(self.model, batch.input_ids, batch.attention_mask, batch.temperature)
 
-    @torch.no_grad()
     def compute_logprobs(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._no_grad_pass(self.model, batch)
+
+    def compute_ref_logprobs(self, batch: TrainBatch) -> torch.Tensor:
+        if self.reference is None:  # built on first use only: no KL, no reference model
+            from transformers import AutoModelForCausalLM
+
+            self.reference = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=DTYPES[self.cfg.dtype])
+            self.reference.requires_grad_(False)
+        return self._no_grad_pass(self.reference, batch)[0]
+
+    @torch.no_grad()
+    def _no_grad_pass(self, model: torch.nn.Module, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
         logp = torch.zeros(batch.input_ids.shape, dtype=torch.float32)
         ent = torch.zeros_like(logp)
         for rows in split_by_token_budget(batch.seq_lens, batch.micro_batch_tokens):
             sub = batch.select(rows)
-            lp, h = self._forward(sub)
+            lp, h = token_logprobs_and_entropy(model, sub.input_ids, sub.attention_mask, sub.temperature)
             idx = torch.as_tensor(rows)
             width = lp.shape[1]
             logp[idx, :width] = lp * sub.attention_mask
@@ -95,7 +107,9 @@ class TorchLearner(Learner):
             sub = batch.select(rows)
             w = weights[torch.as_tensor(rows), : sub.input_ids.shape[1]]
             logp, entropy = self._forward(sub)
-            per_token, stats = loss.per_token_loss(logp, sub.old_logprobs, sub.advantages, sub.response_mask)
+            per_token, stats = loss.per_token_loss(
+                logp, sub.old_logprobs, sub.advantages, sub.response_mask, sub.ref_logprobs
+            )
             pg = (w * per_token).sum()
             ent = (w * entropy).sum()
             (pg - entropy_coef * ent).backward()

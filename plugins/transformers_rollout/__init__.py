@@ -9,6 +9,9 @@ from or1.hookspecs import hookimpl
 
 @hookimpl
 def or1_register_rollout_engines(register: Any) -> None:
-    from or1_plugins.transformers_rollout.engine import TransformersEngine, TransformersRolloutConfig
+    from or1_plugins.transformers_rollout.engine import (
+        TransformersEngine,
+        TransformersRolloutConfig,
+    )
 
     register("transformers", TransformersEngine, TransformersRolloutConfig)

@@ -1,0 +1,108 @@
+"""Offline difficulty filtering: estimate each prompt's pass rate with the current policy and
+keep prompts inside a band (Skywork-OR1: 16 samples, keep 1..15 correct).
+
+Progress is appended to ``<output>.progress.jsonl`` after every chunk, so an interrupted run
+resumes where it stopped; the output parquet is written under a temporary name and renamed
+only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from or1.errors import ConfigError
+from or1.interfaces import RewardVerifier, RolloutEngine
+from or1.types import Prompt, SamplingParams
+
+log = logging.getLogger("or1.offline_filter")
+
+PASS_RATE = "pass_rate"
+
+
+def check_band(samples: int, min_correct: int, max_correct: int | None) -> tuple[int, int]:
+    """The band ``[lo, hi]`` of correct counts to keep; ConfigError if outside ``0..samples``."""
+    hi = samples - 1 if max_correct is None else max_correct
+    if samples < 1:
+        raise ConfigError(f"offline.samples={samples} must be >= 1")
+    if not 0 <= min_correct <= hi <= samples:
+        raise ConfigError(
+            f"offline band [min_correct={min_correct}, max_correct={hi}] must satisfy "
+            f"0 <= min_correct <= max_correct <= samples={samples}"
+        )
+    return min_correct, hi
+
+
+def default_output(inputs: list[Path]) -> Path:
+    """``<first input stem>.filtered.parquet`` in the current directory."""
+    return Path.cwd() / f"{inputs[0].stem}.filtered.parquet"
+
+
+def load_progress(path: Path) -> dict[str, int]:
+    done: dict[str, int] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                done[rec["uid"]] = int(rec["correct"])
+            except (ValueError, KeyError):
+                continue  # a line cut by a crash: that chunk is redone
+    return done
+
+
+def count_correct(
+    engine: RolloutEngine,
+    verifier: RewardVerifier,
+    prompts: list[Prompt],
+    params: SamplingParams,
+    progress_file: Path,
+    chunk: int,
+    on_chunk: Callable[[int], None] = lambda n: None,
+) -> dict[str, int]:
+    """Correct responses out of ``params.n`` per prompt uid, resuming from ``progress_file``."""
+    done = load_progress(progress_file)
+    todo = [p for p in prompts if p.uid not in done]
+    on_chunk(len(prompts) - len(todo))
+    with progress_file.open("a") as fh:
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            params.seed = (params.seed or 0) + 1
+            completions = engine.generate([p.prompt_ids for p in part], params)
+            texts = [c.text for cs in completions for c in cs]
+            rows = [p.row for p, cs in zip(part, completions, strict=True) for _ in cs]
+            scores = verifier.score_many(texts, rows)
+            for i, p in enumerate(part):
+                correct = sum(1 for s in scores[i * params.n : (i + 1) * params.n] if s.value >= 1.0)
+                done[p.uid] = correct
+                fh.write(json.dumps({"uid": p.uid, "correct": correct}) + "\n")
+            fh.flush()
+            on_chunk(len(part))
+    return done
+
+
+def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(pa.Table.from_pylist(rows), tmp)
+    os.replace(tmp, path)
+
+
+def select(
+    prompts: list[Prompt], correct: dict[str, int], samples: int, band: tuple[int, int], keep_all: bool
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Rows to write (each with ``pass_rate``) and counts by reason."""
+    lo, hi = band
+    out, counts = [], {"kept": 0, "too_easy": 0, "too_hard": 0}
+    for p in prompts:
+        c = correct[p.uid]
+        reason = "too_hard" if c < lo else "too_easy" if c > hi else "kept"
+        counts[reason] += 1
+        if reason == "kept" or keep_all:
+            out.append({**p.row, PASS_RATE: c / samples})
+    return out, counts
