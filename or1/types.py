@@ -142,6 +142,24 @@ class TrainBatch:
     def num_sequences(self) -> int:
         return int(self.input_ids.shape[0])
 
+    def to(self, device: torch.device | str) -> TrainBatch:
+        """The same batch with every tensor on ``device``."""
+
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return TrainBatch(
+            input_ids=move(self.input_ids),
+            attention_mask=move(self.attention_mask),
+            response_mask=move(self.response_mask),
+            advantages=move(self.advantages),
+            seq_lens=list(self.seq_lens),
+            temperature=self.temperature,
+            micro_batch_tokens=self.micro_batch_tokens,
+            old_logprobs=move(self.old_logprobs),
+            ref_logprobs=move(self.ref_logprobs),
+        )
+
     def select(self, rows: list[int]) -> TrainBatch:
         """The sub-batch of the given rows, trimmed to its own longest sequence."""
         idx = torch.as_tensor(rows, dtype=torch.long)

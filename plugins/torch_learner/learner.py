@@ -29,6 +29,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 class TorchLearnerConfig(LearnerConfig):
     name: str = "torch"
     dtype: str = "float32"
+    device: str = "auto"  # auto: cuda if available, else cpu
     gradient_checkpointing: bool = False
 
 
@@ -56,7 +57,10 @@ class TorchLearner(Learner):
             raise ConfigError(f"learner.dtype={cfg.dtype} is not one of {', '.join(DTYPES)}")
         self.cfg = cfg
         self.model_path = ctx.model_path
-        self.model = AutoModelForCausalLM.from_pretrained(ctx.model_path, dtype=DTYPES[cfg.dtype])
+        self.device = torch.device(
+            ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+        )
+        self.model = AutoModelForCausalLM.from_pretrained(ctx.model_path, dtype=DTYPES[cfg.dtype]).to(self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(ctx.model_path)
         if cfg.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
@@ -79,7 +83,9 @@ class TorchLearner(Learner):
         if self.reference is None:  # built on first use only: no KL, no reference model
             from transformers import AutoModelForCausalLM
 
-            self.reference = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=DTYPES[self.cfg.dtype])
+            self.reference = AutoModelForCausalLM.from_pretrained(
+                self.model_path, dtype=DTYPES[self.cfg.dtype]
+            ).to(self.device)
             self.reference.requires_grad_(False)
         return self._no_grad_pass(self.reference, batch)[0]
 
@@ -88,12 +94,12 @@ class TorchLearner(Learner):
         logp = torch.zeros(batch.input_ids.shape, dtype=torch.float32)
         ent = torch.zeros_like(logp)
         for rows in split_by_token_budget(batch.seq_lens, batch.micro_batch_tokens):
-            sub = batch.select(rows)
+            sub = batch.select(rows).to(self.device)
             lp, h = token_logprobs_and_entropy(model, sub.input_ids, sub.attention_mask, sub.temperature)
             idx = torch.as_tensor(rows)
             width = lp.shape[1]
-            logp[idx, :width] = lp * sub.attention_mask
-            ent[idx, :width] = h * sub.attention_mask
+            logp[idx, :width] = (lp * sub.attention_mask).cpu()
+            ent[idx, :width] = (h * sub.attention_mask).cpu()
         return logp, ent
 
     def train_step(self, batch: TrainBatch, loss: PolicyLoss, entropy_coef: float) -> dict[str, float]:
@@ -104,8 +110,8 @@ class TorchLearner(Learner):
         sums: dict[str, float] = {"loss/pg": 0.0, "loss/entropy": 0.0}
         self.optimizer.zero_grad(set_to_none=True)
         for rows in micro:
-            sub = batch.select(rows)
-            w = weights[torch.as_tensor(rows), : sub.input_ids.shape[1]]
+            sub = batch.select(rows).to(self.device)
+            w = weights[torch.as_tensor(rows), : sub.input_ids.shape[1]].to(self.device)
             logp, entropy = self._forward(sub)
             per_token, stats = loss.per_token_loss(
                 logp, sub.old_logprobs, sub.advantages, sub.response_mask, sub.ref_logprobs

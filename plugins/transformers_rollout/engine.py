@@ -20,6 +20,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 class TransformersRolloutConfig(RolloutConfig):
     name: str = "transformers"
     dtype: str = "float32"
+    device: str = "auto"  # auto: cuda if available, else cpu
     max_batch_sequences: int = 256  # sequences generated together (prompts x n)
 
 
@@ -28,7 +29,10 @@ class TransformersEngine(RolloutEngine):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.cfg = cfg
-        self.model = AutoModelForCausalLM.from_pretrained(ctx.model_path, dtype=DTYPES[cfg.dtype])
+        self.device = torch.device(
+            ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+        )
+        self.model = AutoModelForCausalLM.from_pretrained(ctx.model_path, dtype=DTYPES[cfg.dtype]).to(self.device)
         self.model.eval()
         self.tokenizer = AutoTokenizer.from_pretrained(ctx.model_path)
         gen = self.model.generation_config
@@ -84,9 +88,11 @@ class TransformersEngine(RolloutEngine):
             return_dict_in_generate=True,
             output_scores=True,
         )
-        result = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg)
-        new_tokens = result.sequences[:, width:]
-        scores = torch.stack(result.scores, dim=1).float()  # [B*n, steps, V], after warpers
+        result = self.model.generate(
+            input_ids=ids.to(self.device), attention_mask=mask.to(self.device), generation_config=gen_cfg
+        )
+        new_tokens = result.sequences[:, width:].cpu()
+        scores = torch.stack(result.scores, dim=1).float().cpu()  # [B*n, steps, V], after warpers
         logprobs = torch.log_softmax(scores, dim=-1).gather(-1, new_tokens[:, : scores.shape[1], None]).squeeze(-1)
         out: list[list[Completion]] = []
         for i, prompt in enumerate(prompts):
