@@ -33,7 +33,7 @@ def record_gradients(learner: TorchLearner) -> list[torch.Tensor]:
     return seen
 
 
-def make_batch(lengths: list[int], prompt_len: int = 3, vocab: int = 200, seed: int = 0) -> TrainBatch:
+def make_batch(lengths: list[int], prompt_len: int = 3, vocab: int = 60, seed: int = 0) -> TrainBatch:
     g = torch.Generator().manual_seed(seed)
     width = max(lengths)
     ids = torch.zeros(len(lengths), width, dtype=torch.long)
