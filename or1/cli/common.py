@@ -30,6 +30,20 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def run_hydra_app(task: Callable[[Any], Any]) -> None:
+    """Run ``task(cfg)`` as a Hydra app over or1's config (``conf/train.yaml``): plugins'
+    schemas registered, overrides checked first, an Or1Error inside the task one line."""
+    import hydra
+
+    from or1.plugins import get_registry
+    from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
+
+    quiet_transformers()
+    store_schemas(get_registry())
+    check_overrides(CONFIG_MODULE, CONFIG_NAME, sys.argv[1:])
+    hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME, version_base=None)(guarded(task))()
+
+
 def quiet_transformers() -> None:
     """or1 shows its own progress; Hugging Face's per-load progress bars are noise."""
     from transformers.utils import logging as hf_logging

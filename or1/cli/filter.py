@@ -10,13 +10,11 @@ rows with a new ``pass_rate`` column. Interrupted runs resume from ``<output>.pr
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
-from or1.cli.common import check_overrides, guarded, quiet_transformers
-from or1.errors import ConfigError, Or1Error
+from or1.cli.common import guarded, run_hydra_app
+from or1.errors import ConfigError
 from or1.plugins import get_registry
-from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
 
 log = logging.getLogger("or1.filter")
 
@@ -31,59 +29,50 @@ def run_filter(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
     from or1.run import load_tokenizer, resolve_data, resolve_model
     from or1.types import SamplingParams
 
-    try:
-        o = cfg.offline
-        band = check_band(o.samples, o.min_correct, o.max_correct)
-        registry = get_registry()
-        for group in ("rollout", "verifier"):
-            registry.get(group, cfg[group].name)
-        cache_dir = Path(cfg.trainer.cache_dir).expanduser()
-        inputs, _ = resolve_data(cfg, registry, cache_dir)
-        output = Path(o.output) if o.output else default_output(inputs)
-        progress_file = output.with_name(output.name + ".progress.jsonl")
-        if output.exists():
-            raise ConfigError(f"offline.output={output} already exists; remove it or choose another path")
-        rows = read_dataset(inputs)
-        model_path = resolve_model(cfg, registry, cache_dir)
-        prompts = tokenize_prompts(rows, load_tokenizer(model_path), cfg.data.max_prompt_length)
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-        ctx = BuildContext(run_dir=run_dir, model_path=model_path, cache_dir=cache_dir, seed=cfg.trainer.seed, config=cfg)
-        engine = registry.get("rollout", cfg.rollout.name).factory(cfg.rollout, ctx)
-        verifier = registry.get("verifier", cfg.verifier.name).factory(cfg.verifier, ctx)
-        stages = registry.get("stages", cfg.stages.name).factory(cfg.stages, ctx)
-        params = SamplingParams(
-            n=o.samples, temperature=o.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
-            max_tokens=o.max_tokens or stages.stage_at(0).max_response_length, seed=cfg.trainer.seed,
+    o = cfg.offline
+    band = check_band(o.samples, o.min_correct, o.max_correct)
+    registry = get_registry()
+    for group in ("rollout", "verifier"):
+        registry.get(group, cfg[group].name)
+    cache_dir = Path(cfg.trainer.cache_dir).expanduser()
+    inputs, _ = resolve_data(cfg, registry, cache_dir)
+    output = Path(o.output) if o.output else default_output(inputs)
+    progress_file = output.with_name(output.name + ".progress.jsonl")
+    if output.exists():
+        raise ConfigError(f"offline.output={output} already exists; remove it or choose another path")
+    rows = read_dataset(inputs)
+    model_path = resolve_model(cfg, registry, cache_dir)
+    prompts = tokenize_prompts(rows, load_tokenizer(model_path), cfg.data.max_prompt_length)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    ctx = BuildContext(run_dir=run_dir, model_path=model_path, cache_dir=cache_dir, seed=cfg.trainer.seed, config=cfg)
+    engine = registry.get("rollout", cfg.rollout.name).factory(cfg.rollout, ctx)
+    verifier = registry.get("verifier", cfg.verifier.name).factory(cfg.verifier, ctx)
+    stages = registry.get("stages", cfg.stages.name).factory(cfg.stages, ctx)
+    params = SamplingParams(
+        n=o.samples, temperature=o.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
+        max_tokens=o.max_tokens or stages.stage_at(0).max_response_length, seed=cfg.trainer.seed,
+    )
+    with Progress() as bar:
+        task = bar.add_task("or1-filter: prompts", total=len(prompts))
+        correct = count_correct(
+            engine, verifier, prompts, params, progress_file, o.prompts_per_call,
+            on_chunk=lambda n: bar.advance(task, n),
         )
-        with Progress() as bar:
-            task = bar.add_task("or1-filter: prompts", total=len(prompts))
-            correct = count_correct(
-                engine, verifier, prompts, params, progress_file, o.prompts_per_call,
-                on_chunk=lambda n: bar.advance(task, n),
-            )
-        kept, counts = select(prompts, correct, o.samples, band, o.keep_all)
-        write_parquet(kept, output)
-        progress_file.unlink(missing_ok=True)
-        verifier.close()
-        engine.close()
-        log.info(
-            "or1-filter: %d prompts, kept %d (pass count in [%d, %d] of %d), too easy %d, too hard %d -> %s",
-            len(prompts), counts["kept"], band[0], band[1], o.samples, counts["too_easy"], counts["too_hard"], output,
-        )
-        return {"output": str(output), **counts}
-    except Or1Error as exc:
-        print(f"or1: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    kept, counts = select(prompts, correct, o.samples, band, o.keep_all)
+    write_parquet(kept, output)
+    progress_file.unlink(missing_ok=True)
+    verifier.close()
+    engine.close()
+    log.info(
+        "or1-filter: %d prompts, kept %d (pass count in [%d, %d] of %d), too easy %d, too hard %d -> %s",
+        len(prompts), counts["kept"], band[0], band[1], o.samples, counts["too_easy"], counts["too_hard"], output,
+    )
+    return {"output": str(output), **counts}
 
 
 @guarded
 def main() -> None:
-    import hydra
-
-    quiet_transformers()
-    store_schemas(get_registry())
-    check_overrides(CONFIG_MODULE, CONFIG_NAME, sys.argv[1:])
-    hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME, version_base=None)(run_filter)()
+    run_hydra_app(run_filter)
 
 
 if __name__ == "__main__":

@@ -7,16 +7,9 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 
-from or1.cli.common import check_overrides, guarded, quiet_transformers
-from or1.errors import Or1Error
-from or1.plugins import get_registry
-from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
-
-log = logging.getLogger("or1")
+from or1.cli.common import guarded, run_hydra_app
 
 
 def run_training(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
@@ -26,27 +19,12 @@ def run_training(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
     from or1.run import prepare
     from or1.trainer import train
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        run = prepare(cfg, run_dir)
-        return train(run)
-    except Or1Error as exc:
-        print(f"or1: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    return train(prepare(cfg, Path(HydraConfig.get().runtime.output_dir)))
 
 
 @guarded
 def main() -> None:
-    import hydra
-
-    quiet_transformers()
-    registry = get_registry()
-    store_schemas(registry)
-    check_overrides(CONFIG_MODULE, CONFIG_NAME, sys.argv[1:])
-    app = hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME, version_base=None)(
-        run_training
-    )
-    app()
+    run_hydra_app(run_training)
 
 
 if __name__ == "__main__":
