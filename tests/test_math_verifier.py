@@ -218,3 +218,54 @@ def test_workers_started_from_a_thread_survive_it_and_close_kills_them():
     assert not alive(pids[0]) and v._pool.pids() == []
     assert v._finalizer.alive  # still registered for exit; close() is idempotent
     v.close()
+
+
+# ------------------------------------------------------------------ competition-grader equivalences
+
+EQUIVALENT = [  # each pair is checked in both directions (answer vs gold, gold vs answer)
+    ("\\sqrt{8}", "2\\sqrt{2}"),
+    ("10\\%", "10"),
+    ("30^\\circ", "30"),
+    ("5\\text{ cm}", "5"),
+    ("\\text{5 cm}", "5"),
+    ("\\text{(A)}", "A"),
+    ("1,000", "1000"),
+    ("12,345,678", "12345678"),
+    ("(-\\infty, 3)", "x<3"),
+    ("[2,5]", "2 \\le x \\le 5"),
+    ("\\{1,2,3\\}", "\\{3,2,1\\}"),
+    ("(1, 2)", "(1,2)"),
+    ("\\frac{3}{2}", "1.5"),
+    ("x=5", "5"),
+    ("\\text{Monday}", "Monday"),
+]
+DIFFERENT = [  # never equal, in either direction
+    ("(1,2]", "[1,2)"),
+    ("\\{1,2\\}", "\\{1,2,3\\}"),
+    ("(1,2)", "(2,1)"),
+    ("-4", "4"),
+    ("100000000000000000001", "100000000000000000000"),
+    ("\\text{Tuesday}", "Monday"),
+    ("0.1", "10\\%"),
+]
+
+
+@pytest.mark.parametrize("a, b", EQUIVALENT)
+def test_equivalent_both_directions(a, b):
+    assert verify_one(f"\\boxed{{{a}}}", b)[:2] == (1.0, "correct")
+    assert verify_one(f"\\boxed{{{b}}}", a)[:2] == (1.0, "correct")
+
+
+@pytest.mark.parametrize("a, b", DIFFERENT)
+def test_different_both_directions(a, b):
+    assert verify_one(f"\\boxed{{{a}}}", b)[:2] == (0.0, "wrong")
+    assert verify_one(f"\\boxed{{{b}}}", a)[:2] == (0.0, "wrong")
+
+
+def test_bare_gold_answers_parse_without_delimiters():
+    # Gold answers come without $...$; they must parse as math, not fall back to strings.
+    for gold in ("\\sqrt{8}", "\\frac{1}{2}", "\\pi/2", "x^2+1"):
+        assert verify_one("\\boxed{" + gold + "}", f"${gold}$")[:2] == (1.0, "correct")
+    assert verify_one("\\boxed{2\\sqrt2}", "\\sqrt{8}")[:2] == (1.0, "correct")
+    assert verify_one("\\boxed{\\frac{\\pi}{2}}", "\\pi/2")[:2] == (1.0, "correct")
+    assert verify_one("\\boxed{(x+1)^2 - 2x}", "x^2+1")[:2] == (1.0, "correct")

@@ -40,7 +40,7 @@ from or1.config import VerifierConfig
 from or1.interfaces import RewardVerifier
 from or1.types import Score
 
-from .verify import answer_region, fast_match, gold_answers, last_boxed
+from .verify import answer_region, fast_match, gold_answers, last_boxed, normalize
 
 _VERIFY_PY = str(Path(__file__).with_name("verify.py"))
 _START_TIMEOUT_S = 120.0  # a worker that is not ready by then is killed
@@ -315,6 +315,12 @@ class MathVerifier(RewardVerifier):
 
     def score(self, response: str, row: dict[str, Any]) -> Score:
         return self.score_many([response], [row])[0]
+
+    def answer_key(self, response: str, row: dict[str, Any]) -> str | None:
+        """The last ``\\boxed{}`` after ``</think>``, textually normalised (maj@K votes)."""
+        box = last_boxed(answer_region(response))
+        key = normalize(box) if box is not None else ""
+        return key or None
 
     def score_many(self, responses: Sequence[str], rows: Sequence[dict[str, Any]]) -> list[Score]:
         responses, rows = list(responses), list(rows)

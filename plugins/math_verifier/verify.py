@@ -225,9 +225,22 @@ def _configs():
     return [mv.LatexExtractionConfig(), mv.ExprExtractionConfig()]
 
 
+_TEXT_QUANTITY_RE = re.compile(r"\\(?:text|textrm|mathrm|mbox)\{\s*(-?[\d.,]+)\s*([A-Za-z][A-Za-z .]*)?\}\Z")
+
+
+def _unwrap_text_quantity(s: str) -> str:
+    """``\\text{5 cm}`` -> ``5\\text{ cm}``: a number with its unit inside one ``\\text``,
+    which math-verify reads as a word, becomes a number followed by a unit it strips."""
+    m = _TEXT_QUANTITY_RE.match(s.strip())
+    if not m:
+        return s
+    return m.group(1) + (f"\\text{{ {m.group(2).strip()}}}" if m.group(2) else "")
+
+
 def _parse_math(s: str) -> list[Any]:
     """Parse one bare answer (no delimiters) with math-verify; math-verify's own signal timeout
     is off (the worker bounds the whole verification)."""
+    s = _unwrap_text_quantity(s)
     text = s if _UNESCAPED_DOLLAR.search(s) else f"${s}$"
     return _mv().parse(text, extraction_config=_configs(), parsing_timeout=None)
 
@@ -261,7 +274,10 @@ def verify_region(region: str, golds: list[str]) -> tuple[float, str, str]:
         return 0.0, "no_answer", f"could not parse '{_short(box or '')}'"
     verify = _mv().verify
     for g in golds:
-        if verify(list(_parse_gold(g)), preds, timeout_seconds=None):
+        gold = list(_parse_gold(g))
+        # Both directions: math-verify is asymmetric for relations (``x < 3`` is accepted for
+        # a gold ``(-\infty, 3)`` but not the other way round); equivalence is symmetric.
+        if verify(gold, preds, timeout_seconds=None) or verify(preds, gold, timeout_seconds=None):
             return 1.0, "correct", f"'{_short(shown)}' equals '{_short(g)}'"
     return 0.0, "wrong", f"'{_short(shown)}' != '{_short(' | '.join(golds))}'"
 
