@@ -18,6 +18,11 @@ from or1.interfaces import Logger
 class ConsoleConfig(LoggerConfig):
     name: str = "console"
     show: tuple[str, ...] = ("reward/mean", "entropy/value", "response_length/mean")
+    table_every: int = 10  # every N steps a compact table of the step's metrics (0: never)
+    table: tuple[str, ...] = (
+        "reward/mean", "filter/groups_kept", "response_length/mean", "response/truncated_frac",
+        "entropy/value", "entropy/coef", "loss/pg", "grad_norm", "timing/step_s",
+    )
 
 
 @dataclass
@@ -27,12 +32,22 @@ class JsonlConfig(LoggerConfig):
     samples_file: str = "samples.jsonl"
 
 
+SHORT = {
+    "reward/mean": "reward", "filter/groups_kept": "kept", "response_length/mean": "length",
+    "response/truncated_frac": "trunc", "entropy/value": "entropy", "entropy/coef": "ent.coef",
+    "loss/pg": "pg loss", "grad_norm": "grad", "timing/step_s": "step s",
+}
+"""Column headers of the console table (the metric name when not listed)."""
+
+
 class ConsoleLogger(Logger):
     """A rich progress bar (step, chosen metrics, elapsed, time left) and a line per
     evaluation. Messages go through Python logging, which prints above the bar."""
 
     def __init__(self, cfg: Any, ctx: Any = None) -> None:
         self.show = list(cfg.show)
+        self.table = list(cfg.table)
+        self.table_every = int(cfg.table_every)
         self.progress: Any = None
 
     def start(self, run_dir: Path, config: dict[str, Any], total_steps: int, start_step: int) -> None:
@@ -59,16 +74,32 @@ class ConsoleLogger(Logger):
         self.progress.start()
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
-        val = {k: v for k, v in metrics.items() if k.startswith("val/") and k.endswith("/accuracy")}
+        val = {k: v for k, v in metrics.items() if k.startswith("val/") and "/avg@" in k}
         if val:
-            text = "  ".join(f"{k[4:-9]} {v:.1%}" for k, v in val.items())
-            self.progress.console.print(f"step {step}: held-out accuracy {text}")
+            parts = []
+            for key, value in val.items():
+                dataset, metric = key[4:].rsplit("/", 1)
+                pass1 = metrics.get(f"val/{dataset}/pass@1")
+                parts.append(f"{dataset} {metric} {value:.1%}" + (f" (pass@1 {pass1:.1%})" if pass1 is not None else ""))
+            self.progress.console.print(f"step {step}: held-out {'  '.join(parts)}")
         if "timing/step_s" not in metrics:
             return
+        if self.table_every and step % self.table_every == 0:
+            self.progress.console.print(self._table(step, metrics))
         stats = "  ".join(
             f"{k.split('/')[0]} {metrics[k]:.3g}" for k in self.show if k in metrics and math.isfinite(metrics[k])
         )
         self.progress.update(self.task, completed=step, stats=stats)
+
+    def _table(self, step: int, metrics: dict[str, float]) -> Any:
+        from rich.table import Table
+
+        keys = [k for k in self.table if k in metrics]
+        table = Table(title=f"step {step}", title_justify="left", box=None, pad_edge=False, padding=(0, 1))
+        for key in keys:
+            table.add_column(SHORT.get(key, key), justify="right", no_wrap=True)
+        table.add_row(*(f"{metrics[k]:.4g}" for k in keys))
+        return table
 
     def close(self) -> None:
         if self.progress is not None:
