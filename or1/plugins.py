@@ -17,7 +17,7 @@ from typing import Any
 
 import pluggy
 
-from or1 import hookspecs
+from or1 import config_packages, hookspecs
 from or1.config import HOOK_GROUPS
 from or1.errors import ConfigError, PluginError
 
@@ -37,15 +37,19 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "logger": "or1_register_loggers",
     "data": "or1_register_data_sources",
     "model": "or1_register_model_sources",
+    "data_stage": "or1_register_data_stages",
 }
 """Config group -> the registration hook that fills it (one per hook point)."""
 
 
 @dataclass(frozen=True)
 class PluginInfo:
+    """A registered plugin: its entry-point name, distribution, version and module."""
+
     name: str
     package: str
     version: str
+    module: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,7 @@ def _load_entry_point_plugins(pm: pluggy.PluginManager, infos: dict[int, PluginI
         except Exception as exc:  # a broken third-party package must not take the others down
             problems.append(f"plugin '{ep.name}' from package {package} failed to load: {exc}")
             continue
-        infos[id(plugin)] = PluginInfo(ep.name, package, version)
+        infos[id(plugin)] = PluginInfo(ep.name, package, version, ep.value)
 
 
 class Or1PluginManager(pluggy.PluginManager):
@@ -127,7 +131,7 @@ class Or1PluginManager(pluggy.PluginManager):
 
     def build_registry(self) -> Registry:
         """Call every registration hook implementation, one plugin at a time, and collect."""
-        registry = Registry(problems=list(self.problems))
+        registry = Registry(problems=[*self.problems, *config_packages.problems()])
         seen: dict[int, PluginInfo] = {}
         for group, hook_name in REGISTRATION_HOOKS.items():
             caller = getattr(self.hook, hook_name)
@@ -179,3 +183,4 @@ def reset() -> None:
     global _PM, _REGISTRY
     _PM = None
     _REGISTRY = None
+    config_packages.reset()

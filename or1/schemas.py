@@ -2,7 +2,8 @@
 
 Group ``G`` option ``N`` is ``conf/G/N.yaml`` when or1 ships one (its defaults list names
 ``N_schema``), else the registered dataclass itself, so a third-party component is selectable
-by name with no YAML at all.
+by name with no YAML at all. A plugin package may ship its own YAML files too (see
+:mod:`or1.config_packages`).
 """
 
 from __future__ import annotations
@@ -12,22 +13,31 @@ from importlib import resources
 from hydra.core.config_store import ConfigStore
 
 from or1.config import Or1Config
+from or1.config_packages import install_search_path, plugin_ships_yaml
 from or1.plugins import Registry
 
 CONFIG_MODULE = "or1_conf"
 CONFIG_NAME = "train"
+MULTI_GROUPS = ("logger", "data_stage")
+"""Groups whose selected options are all active at once, each under ``<group>.<name>``."""
 
 
 def shipped_yaml(group: str, name: str) -> bool:
-    return resources.files(CONFIG_MODULE).joinpath(group, f"{name}.yaml").is_file()
+    """True when or1's ``conf/`` or a plugin's config package has ``<group>/<name>.yaml``."""
+    if resources.files(CONFIG_MODULE).joinpath(group, f"{name}.yaml").is_file():
+        return True
+    return plugin_ships_yaml(group, name)
 
 
 def store_schemas(registry: Registry) -> None:
+    """Store every component's schema in the ConfigStore and put the plugins' config packages
+    on Hydra's search path (:mod:`or1.config_packages`); call before composing the config."""
+    install_search_path()
     cs = ConfigStore.instance()
     cs.store(name="or1_schema", node=Or1Config)
     for group, components in registry.components.items():
         for name, comp in components.items():
-            package = f"logger.{name}" if group == "logger" else None
+            package = f"{group}.{name}" if group in MULTI_GROUPS else None
             cs.store(group=group, name=f"{name}_schema", node=comp.schema, package=package)
             if not shipped_yaml(group, name):
                 cs.store(group=group, name=name, node=comp.schema, package=package)

@@ -1,36 +1,140 @@
-"""``or1-plugins``: every registered plugin, its package and version, and what it provides."""
+"""``or1-plugins``: every registered plugin, its package and version, and what it provides.
+
+    or1-plugins            # per package: plugins, the hooks they implement, the components
+                           # (config group=name) and config files they provide; then every
+                           # hook point with its components; then any plugin problems
+    or1-plugins --json     # the same as one JSON object
+
+Like ``pytest --trace-config`` or ``llm plugins``: the way to check that an installed package was
+found. A plugin that failed to load or register is listed under ``problems`` (naming its
+package) and the command still succeeds; two packages claiming one component name is an error.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
+import argparse
+import inspect
+import json
+from typing import Any
 
+from or1 import config_packages, hookspecs
 from or1.cli.common import guarded
-from or1.plugins import REGISTRATION_HOOKS, get_registry
+from or1.plugins import BUILTIN_PACKAGE, REGISTRATION_HOOKS, get_plugin_manager, get_registry
+
+
+def hook_names() -> list[str]:
+    """Every hook point in :mod:`or1.hookspecs`, registration hooks first (in config-group
+    order), then the event hooks in definition order."""
+    events = [
+        name
+        for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+        if name.startswith("or1_") and name not in REGISTRATION_HOOKS.values()
+    ]
+    events.sort(key=lambda n: inspect.getsourcelines(getattr(hookspecs, n))[1])
+    return [*REGISTRATION_HOOKS.values(), *events]
+
+
+def describe() -> dict[str, Any]:
+    """What ``or1-plugins`` prints, as plain data."""
+    pm = get_plugin_manager()
+    registry = get_registry()
+    group_of = {hook: group for group, hook in REGISTRATION_HOOKS.items()}
+
+    plugins: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def entry(info: Any) -> dict[str, Any]:
+        key = (info.package, info.name)
+        if key not in plugins:
+            plugins[key] = {
+                "plugin": info.name,
+                "package": info.package,
+                "version": info.version,
+                "module": info.module,
+                "hooks": [],
+                "components": {},
+            }
+        return plugins[key]
+
+    hooks: list[dict[str, Any]] = []
+    for name in hook_names():
+        impls = getattr(pm.hook, name).get_hookimpls()
+        implemented_by = []
+        for impl in impls:
+            info = pm.info(impl.plugin)
+            entry(info)["hooks"].append(name)
+            implemented_by.append(f"{info.package}:{info.name}")
+        hook: dict[str, Any] = {
+            "hook": name,
+            "group": group_of.get(name),
+            "implemented_by": implemented_by,
+        }
+        if name in group_of:
+            components = registry.components[group_of[name]]
+            hook["components"] = {n: components[n].plugin.package for n in sorted(components)}
+        hooks.append(hook)
+    for group, components in registry.components.items():
+        for cname in sorted(components):
+            entry(components[cname].plugin)["components"].setdefault(group, []).append(cname)
+
+    packages: dict[str, dict[str, Any]] = {}
+    for (package, _), p in sorted(
+        plugins.items(), key=lambda kv: (kv[0][0] != BUILTIN_PACKAGE, kv[0])
+    ):
+        pkg = packages.setdefault(
+            package, {"package": package, "version": p["version"], "plugins": [], "config": []}
+        )
+        pkg["plugins"].append(p)
+    for cp in config_packages.config_packages():
+        pkg = packages.setdefault(
+            cp.package, {"package": cp.package, "version": cp.version, "plugins": [], "config": []}
+        )
+        pkg["config"].append(
+            {"module": cp.module, "search_path": cp.search_path, "files": cp.presets()}
+        )
+    return {
+        "packages": list(packages.values()),
+        "hook_points": hooks,
+        "problems": list(registry.problems),
+    }
+
+
+def render(info: dict[str, Any]) -> str:
+    out = [
+        f"or1 plugins (entry-point group '{hookspecs.PROJECT}'; "
+        f"config files: entry-point group '{config_packages.ENTRY_POINT_GROUP}')",
+    ]
+    for pkg in info["packages"]:
+        out += ["", f"{pkg['package']} {pkg['version']}"]
+        for p in pkg["plugins"]:
+            out.append(f"  plugin {p['plugin']} ({p['module'] or '?'})")
+            out.append(f"    hooks: {', '.join(p['hooks']) or '(none)'}")
+            for group, names in sorted(p["components"].items()):
+                out.append(f"    {group}: {', '.join(names)}")
+        for c in pkg["config"]:
+            out.append(f"  config files ({c['search_path']})")
+            for group, names in c["files"].items():
+                out.append(f"    {group}: {', '.join(names)}")
+    out += ["", "hook points"]
+    for h in info["hook_points"]:
+        if h["group"] is not None:
+            comps = ", ".join(f"{n} ({pkg})" for n, pkg in h["components"].items()) or "(none)"
+            out.append(f"  {h['group']} ({h['hook']}): {comps}")
+        else:
+            impls = ", ".join(h["implemented_by"]) or "(no plugin implements it)"
+            out.append(f"  event {h['hook']}: {impls}")
+    if info["problems"]:
+        out += ["", "problems"]
+        out += [f"  {p}" for p in info["problems"]]
+    return "\n".join(out)
 
 
 @guarded
-def main() -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    registry = get_registry()
-    provides: dict[tuple[str, str, str], list[str]] = defaultdict(list)
-    for group in REGISTRATION_HOOKS:
-        for name, comp in sorted(registry.components[group].items()):
-            p = comp.plugin
-            provides[(p.package, p.version, p.name)].append(f"{group}={name}")
-    table = Table(title="or1 plugins")
-    for column in ("package", "version", "plugin", "provides (config group=name)"):
-        table.add_column(column)
-    for (package, version, plugin), items in sorted(provides.items(), key=lambda kv: (kv[0][0] != "or1", kv[0])):
-        table.add_row(package, version, plugin, ", ".join(items))
-    console = Console()
-    console.print(table)
-    for group in REGISTRATION_HOOKS:
-        names = ", ".join(sorted(registry.components[group])) or "(none)"
-        console.print(f"[bold]{group}[/bold] ({REGISTRATION_HOOKS[group]}): {names}")
-    for problem in registry.problems:
-        console.print(f"[red]problem:[/red] {problem}")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="or1-plugins", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    info = describe()
+    print(json.dumps(info, indent=1) if args.json else render(info))
 
 
 if __name__ == "__main__":
