@@ -20,3 +20,8 @@ class DataError(Or1Error):
 
 class PluginError(Or1Error):
     """A plugin package that conflicts with another or cannot be loaded."""
+
+
+class TrainingError(Or1Error):
+    """A run that cannot go on (repeated non-finite updates, a rollout engine that keeps
+    failing); the message says what happened and where the last checkpoint is."""

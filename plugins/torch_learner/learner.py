@@ -7,6 +7,7 @@ global weights, AdamW and gradient-norm clipping.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -34,7 +35,10 @@ class TorchLearnerConfig(LearnerConfig):
 
 
 def token_logprobs_and_entropy(
-    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, temperature: float
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    temperature: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``[B, T]`` log-probs of each token given its prefix, and the entropy of that next-token
     distribution (logits / temperature, full vocabulary, in fp32); position 0 is 0."""
@@ -60,7 +64,9 @@ class TorchLearner(Learner):
         self.device = torch.device(
             ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
         )
-        self.model = AutoModelForCausalLM.from_pretrained(ctx.model_path, dtype=DTYPES[cfg.dtype]).to(self.device)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            ctx.model_path, dtype=DTYPES[cfg.dtype]
+        ).to(self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(ctx.model_path)
         if cfg.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
@@ -70,11 +76,16 @@ class TorchLearner(Learner):
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
-            self.model.parameters(), lr=self.cfg.lr, betas=tuple(self.cfg.betas), weight_decay=self.cfg.weight_decay
+            self.model.parameters(),
+            lr=self.cfg.lr,
+            betas=tuple(self.cfg.betas),
+            weight_decay=self.cfg.weight_decay,
         )
 
     def _forward(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        return token_logprobs_and_entropy(self.model, batch.input_ids, batch.attention_mask, batch.temperature)
+        return token_logprobs_and_entropy(
+            self.model, batch.input_ids, batch.attention_mask, batch.temperature
+        )
 
     def compute_logprobs(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
         return self._no_grad_pass(self.model, batch)
@@ -90,19 +101,25 @@ class TorchLearner(Learner):
         return self._no_grad_pass(self.reference, batch)[0]
 
     @torch.no_grad()
-    def _no_grad_pass(self, model: torch.nn.Module, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _no_grad_pass(
+        self, model: torch.nn.Module, batch: TrainBatch
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         logp = torch.zeros(batch.input_ids.shape, dtype=torch.float32)
         ent = torch.zeros_like(logp)
         for rows in split_by_token_budget(batch.seq_lens, batch.micro_batch_tokens):
             sub = batch.select(rows).to(self.device)
-            lp, h = token_logprobs_and_entropy(model, sub.input_ids, sub.attention_mask, sub.temperature)
+            lp, h = token_logprobs_and_entropy(
+                model, sub.input_ids, sub.attention_mask, sub.temperature
+            )
             idx = torch.as_tensor(rows)
             width = lp.shape[1]
             logp[idx, :width] = (lp * sub.attention_mask).cpu()
             ent[idx, :width] = (h * sub.attention_mask).cpu()
         return logp, ent
 
-    def train_step(self, batch: TrainBatch, loss: PolicyLoss, entropy_coef: float) -> dict[str, float]:
+    def train_step(
+        self, batch: TrainBatch, loss: PolicyLoss, entropy_coef: float
+    ) -> dict[str, float]:
         if batch.old_logprobs is None:
             raise ValueError("train_step needs batch.old_logprobs")
         micro = split_by_token_budget(batch.seq_lens, batch.micro_batch_tokens)
@@ -124,12 +141,20 @@ class TorchLearner(Learner):
             for name, value in stats.items():
                 sums[f"loss/{name}"] = sums.get(f"loss/{name}", 0.0) + float((w * value).sum())
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.optimizer.step()
+        finite = math.isfinite(float(grad_norm)) and math.isfinite(
+            sums["loss/pg"] + sums["loss/entropy"]
+        )
+        if finite:  # a non-finite loss or gradient leaves weights and optimiser state untouched
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         weight_total = float(weights.sum())
-        out = {k: (v / weight_total if k not in ("loss/pg", "loss/entropy") and weight_total else v) for k, v in sums.items()}
+        out = {
+            k: (v / weight_total if k not in ("loss/pg", "loss/entropy") and weight_total else v)
+            for k, v in sums.items()
+        }
         out["loss/total"] = out["loss/pg"] - entropy_coef * out["loss/entropy"]
         out["grad_norm"] = float(grad_norm)
+        out["train/nonfinite"] = float(not finite)
         out["learner/micro_batches"] = float(len(micro))
         out["learner/lr"] = float(self.optimizer.param_groups[0]["lr"])
         return out
