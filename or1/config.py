@@ -73,6 +73,14 @@ class LoggerConfig(ComponentConfig):
 
 
 @dataclass
+class DataStageConfig(ComponentConfig):
+    """A stage of ``or1-data`` (several active at once, run in the order listed);
+    ``enabled: false`` keeps the stage in the list but passes rows through untouched."""
+
+    enabled: bool = True
+
+
+@dataclass
 class DataConfig(ComponentConfig):
     """``path``/``val_path``: a parquet or JSONL file or a list of them; when ``path`` is
     unset the named data source builds the files."""
@@ -102,25 +110,32 @@ class TrainerConfig:
     save_every: int = 0  # 0: only at the end
     keep_checkpoints: int = 2
     resume: str = "auto"  # auto | never | path of a checkpoint folder
-    dump_samples: bool = False
+    dump_samples: bool = False  # true: every step's samples (same as samples_every=1)
+    samples_every: int = 0  # N > 0: every N steps, prompts/responses/rewards/advantages to loggers
     eval_every: int = 0  # 0: only before the first and after the last step
     eval_at_start: bool = True
     export_final: bool = True
-    max_refill_rounds: int = 0
+    max_refill_rounds: int = 2  # with filter.refill: extra sampling rounds to fill the batch
+    max_nonfinite_steps: int = 3  # stop after this many skipped non-finite updates in a row
+    min_free_disk_gb: float | None = None  # None: 3x the model folder's size must be free
     cache_dir: str = "${oc.env:OR1_CACHE_DIR,${oc.env:HOME}/.cache/or1}"
     num_threads: int = 0  # torch intra-op threads; 0: all cores
+    dist_timeout_s: int = 1800  # torchrun launches: bound on any wait between ranks
 
 
 @dataclass
 class EvalConfig:
-    """Held-out evaluation: ``k`` samples per problem, Avg@k reported as accuracy."""
+    """Held-out evaluation (validation in training and ``or1-eval``): ``k`` samples per
+    problem; Avg@k (the accuracy), unbiased pass@k for ``pass_k``, maj@k on math sets."""
 
     datasets: list[str] = field(default_factory=list)  # empty: the data section's val files
     k: int = 4
     temperature: float = 1.0
     top_p: float = 1.0
-    max_tokens: int | None = None  # None: the current stage's max response length
+    max_tokens: int | None = None  # None: the stage's max response length (or1-eval: the last)
     max_problems: int | None = None
+    pass_k: list[int] = field(default_factory=list)  # empty: 1, 2, 4, ... below k, and k
+    chunk: int = 64  # problems per rollout call
 
 
 @dataclass
@@ -138,6 +153,18 @@ class OfflineFilterConfig:
     keep_all: bool = False  # true: write every row with its pass rate, dropping none
 
 
+@dataclass
+class DataPrepConfig:
+    """``or1-data``: run the ``data_stage`` sections, in order, over ``inputs`` (parquet /
+    JSONL files; empty: the data section's train files, e.g. the generated CPU-demo pool),
+    writing every stage's output and report into ``output_dir`` (None: the Hydra run folder;
+    run again with the same folder to resume)."""
+
+    inputs: list[str] = field(default_factory=list)
+    output_dir: str | None = None
+    workers: int = 0  # processes / sandboxes for parallel stages; 0: all cores
+
+
 HOOK_GROUPS: dict[str, type] = {
     "rollout": RolloutConfig,
     "learner": LearnerConfig,
@@ -150,6 +177,7 @@ HOOK_GROUPS: dict[str, type] = {
     "logger": LoggerConfig,
     "data": DataConfig,
     "model": ModelConfig,
+    "data_stage": DataStageConfig,
 }
 """Config group -> base schema. ``logger`` holds several components keyed by name."""
 
@@ -170,3 +198,5 @@ class Or1Config:
     logger: Any = field(default_factory=dict)
     data: Any = MISSING
     model: Any = MISSING
+    prep: DataPrepConfig = field(default_factory=DataPrepConfig)
+    data_stage: Any = field(default_factory=dict)

@@ -163,6 +163,27 @@ def or1_register_model_sources(register: Register) -> None:
     """
 
 
+@hookspec
+def or1_register_data_stages(register: Register) -> None:
+    """Offer data-preparation stages for ``or1-data`` (config group ``data_stage``; several
+    are active at once, each under ``data_stage.<name>``, run in the order of the list).
+
+    ``factory(cfg, ctx)`` returns an :class:`or1.interfaces.DataStage`. ``or1-data`` calls
+    its ``run(rows, ctx)`` once with every row the previous stage kept (or, for the first
+    stage, every row of the input files) and an :class:`or1.interfaces.DataStageContext`
+    (progress bars, work files for in-stage resumption, verifiers and rollout engines from the
+    registry). The stage returns an :class:`or1.types.StageResult`: the kept rows, in input
+    order, and one :class:`or1.types.DroppedRow` (uid, reason, details) for every other input
+    row; a row neither kept nor dropped, or both, is an error. ``or1-data`` writes the kept
+    rows to ``<out>/<NN>_<name>.parquet`` and the dropped ones to
+    ``<out>/<NN>_<name>_report.jsonl`` (each under a temporary name, then renamed), and skips
+    the stage on a later run when that output carries the same fingerprint (the stage's
+    config, its input, and the config sections listed in ``DataStage.fingerprint_sections``).
+    A stage with ``enabled: false`` is not built; its input passes through. Schema base:
+    :class:`or1.config.DataStageConfig` (``enabled``).
+    """
+
+
 # --------------------------------------------------------------------------------- events
 
 

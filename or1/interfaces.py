@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from or1.types import Completion, Group, SamplingParams, Score, Stage, TrainBatch
+from or1.types import Completion, Group, SamplingParams, Score, Stage, StageResult, TrainBatch
 
 
 @dataclass
@@ -51,6 +51,11 @@ class Stateful:
 
 class RolloutEngine(Stateful, ABC):
     """Samples completions from the current policy."""
+
+    owns_process_group: bool = False
+    """True for engines that set up torch.distributed's default process group in the trainer's
+    own process (in-process vLLM): they cannot run in a multi-process (torchrun) launch, whose
+    ranks already own that group, and such a launch stops with a config error."""
 
     @abstractmethod
     def generate(
@@ -115,6 +120,11 @@ class Learner(Stateful, ABC):
         set. Returns at least ``loss/pg`` (the weighted policy-gradient loss), ``loss/entropy``
         (the weighted entropy), ``loss/total``, ``grad_norm`` (before clipping) and any
         per-token statistic the loss reported (weighted the same way, prefixed ``loss/``).
+
+        Non-finite guard: if the loss or the gradient norm is not finite, the learner leaves the
+        weights and the optimiser state untouched (no step) and returns ``train/nonfinite``
+        = 1.0 (0.0 otherwise); the trainer counts such steps and stops the run after
+        ``trainer.max_nonfinite_steps`` of them in a row.
         """
 
     @abstractmethod
@@ -129,6 +139,19 @@ class Learner(Stateful, ABC):
     def reset_optimizer(self) -> None:
         """Forget optimiser state (moments, step count), e.g. at a stage boundary."""
 
+    multiprocess: bool = False
+    """True for learners that run in several processes (``torchrun``): there every rank builds
+    the learner; rank 0 runs the trainer and the other ranks call :meth:`serve`."""
+
+    def serve(self) -> None:
+        """On ranks other than 0: carry out rank 0's calls until rank 0 calls :meth:`close`.
+        Only learners with ``multiprocess = True`` implement it."""
+        raise NotImplementedError(f"{type(self).__name__} runs in a single process")
+
+    def close(self) -> None:
+        """Release resources (and, in a multi-process launch, the other ranks). Called once
+        at the end of training, also after an error. Default no-op."""
+
 
 class RewardVerifier(ABC):
     """Scores responses against a row's ground truth."""
@@ -142,6 +165,12 @@ class RewardVerifier(ABC):
         """Score ``responses[i]`` against ``rows[i]`` for all i, in order. Plugins override
         this to run in parallel (bounded); the default calls ``score`` in a loop."""
         return [self.score(r, row) for r, row in zip(responses, rows, strict=True)]
+
+    def answer_key(self, response: str, row: dict[str, Any]) -> str | None:
+        """The response's final answer in a normal form, for majority voting (maj@K): two
+        responses with equal keys get equal scores. None when the response has no answer or
+        the verifier has no notion of one (the default)."""
+        return None
 
     def close(self) -> None:
         """Release workers. Default no-op."""
@@ -252,5 +281,73 @@ class Logger(ABC):
     def log_message(self, message: str) -> None:
         """A human-readable event (stage change, checkpoint, summary). Default no-op."""
 
+    def log_artifact(self, name: str, path: Path, kind: str) -> None:
+        """A finished file or folder worth keeping with the run (``kind`` ``model`` for the
+        exported final model). Default no-op."""
+
     def close(self) -> None:
         """Flush and release. Called once at the end, also after an error."""
+
+
+class DataStageContext(ABC):
+    """What ``or1-data`` gives a :class:`DataStage` besides the rows.
+
+    ``config`` is the whole run config (read-only); ``out_dir`` the output folder; ``prefix``
+    this stage's file prefix there (``<out>/<NN>_<name>``); ``fingerprint`` identifies the
+    stage's config and input (work files written under another fingerprint are stale);
+    ``workers`` the parallelism allowed (>= 1); ``seed`` the run seed.
+    """
+
+    config: Any
+    out_dir: Path
+    prefix: Path
+    fingerprint: str
+    workers: int
+    seed: int
+
+    @abstractmethod
+    def progress(self, total: int, description: str) -> Any:
+        """Start a progress bar of ``total`` units; returns ``advance(n: int = 1)``."""
+
+    @abstractmethod
+    def verifier(self, name: str, overrides: dict[str, Any] | None = None) -> RewardVerifier:
+        """The registered verifier ``name`` built from its schema's defaults updated with
+        ``overrides`` (dotted keys allowed); closed by ``or1-data`` when the run ends."""
+
+    @abstractmethod
+    def run_verifier(self) -> RewardVerifier:
+        """The run config's own verifier (the ``verifier`` section), built once."""
+
+    @abstractmethod
+    def rollout(self, model_path: str | None = None) -> tuple[RolloutEngine, Any]:
+        """``(engine, tokenizer)`` for the model at ``model_path`` (None: the run config's
+        ``model`` section, i.e. the policy to be trained), built once per model with the run
+        config's ``rollout`` section; closed by ``or1-data`` when the run ends."""
+
+    @abstractmethod
+    def val_files(self) -> list[Path]:
+        """The data section's held-out files (``data.val_path``, or the data source's)."""
+
+
+class DataStage(ABC):
+    """One stage of ``or1-data``: keeps, drops and may annotate rows."""
+
+    raw_input: bool = False
+    """True for a stage that accepts rows in any schema (``normalise``); every other stage
+    receives rows in the OR1 row schema, each with a unique ``uid`` column and a
+    ``provenance`` column (``file``, ``row``), and must return such rows."""
+
+    fingerprint_sections: tuple[str, ...] = ()
+    """Sections of the run config besides the stage's own that decide its output (e.g.
+    ``("model", "rollout", "verifier")`` for a stage that samples the policy)."""
+
+    @abstractmethod
+    def run(self, rows: list[dict[str, Any]], ctx: DataStageContext) -> StageResult:
+        """Return the rows kept (input order; new columns allowed, the ``uid`` unchanged) and
+        a :class:`or1.types.DroppedRow` with a reason for every other input row. Bad *rows*
+        are dropped with a reason, never raised; bad *config* raises ``ConfigError``. A stage
+        that does expensive work per row records it under ``ctx.prefix`` (tagged with
+        ``ctx.fingerprint``) so an interrupted run resumes without redoing it."""
+
+    def close(self) -> None:
+        """Release resources. Default no-op."""

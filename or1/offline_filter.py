@@ -93,15 +93,21 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def band_reason(correct: int, band: tuple[int, int]) -> str:
+    """``kept`` when ``correct`` lies in the band ``[lo, hi]``, else ``too_hard`` (below) or
+    ``too_easy`` (above). Shared by ``or1-filter`` and ``or1-data``'s difficulty stage."""
+    lo, hi = band
+    return "too_hard" if correct < lo else "too_easy" if correct > hi else "kept"
+
+
 def select(
     prompts: list[Prompt], correct: dict[str, int], samples: int, band: tuple[int, int], keep_all: bool
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Rows to write (each with ``pass_rate``) and counts by reason."""
-    lo, hi = band
     out, counts = [], {"kept": 0, "too_easy": 0, "too_hard": 0}
     for p in prompts:
         c = correct[p.uid]
-        reason = "too_hard" if c < lo else "too_easy" if c > hi else "kept"
+        reason = band_reason(c, band)
         counts[reason] += 1
         if reason == "kept" or keep_all:
             out.append({**p.row, PASS_RATE: c / samples})

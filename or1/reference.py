@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from or1.config import EvalConfig, TrainerConfig
+from or1.config import DataPrepConfig, EvalConfig, TrainerConfig
 from or1.plugins import Registry, get_registry
 
 
@@ -66,12 +66,16 @@ def render(registry: Registry) -> str:
         "## eval",
         "",
         *schema_table(EvalConfig, "eval"),
+        "",
+        "## prep (`or1-data`)",
+        "",
+        *schema_table(DataPrepConfig, "prep"),
     ]
     for group, components in registry.components.items():
         out += ["", f"## {group}"]
         for name in sorted(components):
             comp = components[name]
-            prefix = f"logger.{name}" if group == "logger" else group
+            prefix = f"{group}.{name}" if group in ("logger", "data_stage") else group
             doc = (comp.factory.__doc__ or "").strip().split("\n\n")[0]
             out += ["", f"### `{group}={name}` ({comp.plugin.package}: `{comp.plugin.name}`)", ""]
             if doc:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from or1 import checkpoint
+from or1 import checkpoint, distributed
 from or1.data import PromptSampler, as_path_list, read_dataset, tokenize_prompts
 from or1.errors import ConfigError
 from or1.interfaces import (
@@ -85,15 +85,38 @@ def check_values(cfg: DictConfig) -> None:
         ("trainer.keep_checkpoints", t.keep_checkpoints, 0),
         ("trainer.max_refill_rounds", t.max_refill_rounds, 0),
         ("eval.k", cfg.eval.k, 1),
+        ("eval.chunk", cfg.eval.chunk, 1),
+        ("trainer.samples_every", t.samples_every, 0),
+        ("trainer.max_nonfinite_steps", t.max_nonfinite_steps, 0),
+        ("trainer.min_free_disk_gb", 0.0 if t.min_free_disk_gb is None else t.min_free_disk_gb, 0.0),
     ]:
         if value < low:
             raise ConfigError(f"{key}={value} must be >= {low}")
+    check_eval_values(cfg.eval)
     if t.total_steps is not None and t.total_steps < 1:
         raise ConfigError(f"trainer.total_steps={t.total_steps} must be >= 1")
     if not 0.0 < cfg.rollout.temperature:
         raise ConfigError(f"rollout.temperature={cfg.rollout.temperature} must be > 0")
     if not 0.0 < cfg.rollout.top_p <= 1.0:
         raise ConfigError(f"rollout.top_p={cfg.rollout.top_p} must be in (0, 1]")
+
+
+def check_eval_values(e: DictConfig) -> None:
+    """The eval section's ranges: sampling settings, and pass@k only for k <= eval.k."""
+    from or1.evaluation import check_pass_ks
+
+    if e.k < 1:
+        raise ConfigError(f"eval.k={e.k} must be >= 1")
+    if not 0.0 < e.temperature:
+        raise ConfigError(f"eval.temperature={e.temperature} must be > 0")
+    if not 0.0 < e.top_p <= 1.0:
+        raise ConfigError(f"eval.top_p={e.top_p} must be in (0, 1]")
+    if e.max_tokens is not None and e.max_tokens < 1:
+        raise ConfigError(f"eval.max_tokens={e.max_tokens} must be >= 1")
+    try:
+        check_pass_ks(e.k, list(e.pass_k))
+    except ValueError as exc:
+        raise ConfigError(f"eval.pass_k={list(e.pass_k)}: {exc}") from None
 
 
 def resolve_model(cfg: DictConfig, registry: Registry, cache_dir: Path) -> Path:
@@ -107,10 +130,38 @@ def resolve_model(cfg: DictConfig, registry: Registry, cache_dir: Path) -> Path:
     from transformers import AutoConfig
 
     try:
-        AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path)
     except Exception as exc:
         raise ConfigError(f"model.path={path}: unusable config.json ({exc})") from None
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ConfigError(
+            f"model.path={path}: model_type '{config.model_type}' is not a causal language model "
+            "architecture that transformers knows"
+        )
+    if not list(path.glob("*.safetensors")) and not list(path.glob("*.bin")):
+        raise ConfigError(f"model.path={path}: no weights (*.safetensors or *.bin) in the folder")
     return path
+
+
+def check_free_disk(cfg: DictConfig, run_dir: Path, model_path: Path) -> None:
+    """Room for the checkpoints before anything is trained: ``trainer.min_free_disk_gb``, or
+    by default (keep_checkpoints + 1) checkpoints of ~3x the weights (weights and AdamW's two
+    moments) plus the final export."""
+    import shutil
+
+    gb = 1024**3
+    need_gb = cfg.trainer.min_free_disk_gb
+    if need_gb is None:
+        weights = sum(f.stat().st_size for f in model_path.iterdir() if f.suffix in (".safetensors", ".bin"))
+        need_gb = weights * (3 * (cfg.trainer.keep_checkpoints + 1) + 1) / gb
+    free_gb = shutil.disk_usage(run_dir).free / gb
+    if free_gb < need_gb:
+        raise ConfigError(
+            f"not enough free disk space for checkpoints in {run_dir}: {free_gb:.2f} GB free, about "
+            f"{need_gb:.2f} GB needed (trainer.min_free_disk_gb; 0 turns the check off)"
+        )
 
 
 def load_tokenizer(path: Path) -> Any:
@@ -122,6 +173,8 @@ def load_tokenizer(path: Path) -> Any:
         raise ConfigError(f"model.path={path}: cannot load its tokenizer ({exc})") from None
     if not getattr(tok, "chat_template", None):
         raise ConfigError(f"model.path={path}: the tokenizer has no chat template")
+    if len(tok) < 2 or not tok.encode("1 + 1 = 2", add_special_tokens=False):
+        raise ConfigError(f"model.path={path}: the tokenizer is empty (no tokenizer.json or vocabulary files)")
     return tok
 
 
@@ -172,21 +225,26 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
     for node in cfg.logger.values():
         registry.get("logger", node.name)
     check_values(cfg)
+    check_launch(cfg, registry)
     if cfg.trainer.num_threads > 0:
         torch.set_num_threads(cfg.trainer.num_threads)
     cache_dir = Path(cfg.trainer.cache_dir).expanduser()
     run_dir.mkdir(parents=True, exist_ok=True)
+    distributed.init(cfg.trainer.dist_timeout_s)
 
     resume_from = find_resume_checkpoint(cfg, run_dir)
     train_files, val_files = resolve_data(cfg, registry, cache_dir)
     train_rows = read_dataset(train_files)
     eval_rows = {name: read_dataset(files, cfg.eval.max_problems) for name, files in eval_files(cfg, val_files).items()}
     model_path = resolve_model(cfg, registry, cache_dir)
+    check_free_disk(cfg, run_dir, model_path)
+    distributed.broadcast_object((model_path, run_dir))  # the other ranks' serve_learner
     tokenizer = load_tokenizer(model_path)
     max_len = cfg.data.max_prompt_length
     prompts = tokenize_prompts(train_rows, tokenizer, max_len)
     val_sets = {name: tokenize_prompts(rows, tokenizer, max_len) for name, rows in eval_rows.items()}
 
+    save_config_snapshot(cfg, run_dir)
     seed_everything(cfg.trainer.seed)
     ctx = BuildContext(run_dir=run_dir, model_path=model_path, cache_dir=cache_dir, seed=cfg.trainer.seed, config=cfg)
     components = build(cfg, registry, ctx)
@@ -205,6 +263,80 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
     if resume_from is not None:
         restore(run, resume_from)
     return run
+
+
+def save_config_snapshot(cfg: DictConfig, run_dir: Path) -> None:
+    """``<run>/.hydra/config.yaml``, ``overrides.yaml`` and ``hydra.yaml`` (what Hydra itself
+    would write), written only after the input checks passed, each atomically."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    folder = run_dir / ".hydra"
+    folder.mkdir(exist_ok=True)
+    texts = {
+        "config.yaml": OmegaConf.to_yaml(cfg),
+        "overrides.yaml": OmegaConf.to_yaml(hydra_cfg.overrides.task),
+        "hydra.yaml": OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})),
+    }
+    for name, text in texts.items():
+        tmp = folder / f".{name}.tmp-{os.getpid()}"
+        tmp.write_text(text)
+        os.replace(tmp, folder / name)
+
+
+def check_launch(cfg: DictConfig, registry: Registry) -> None:
+    """A multi-process launch (torchrun) needs a learner that runs in several processes."""
+    n = distributed.world_size()
+    if n <= 1:
+        return
+    if not getattr(registry.get("learner", cfg.learner.name).factory, "multiprocess", False):
+        raise ConfigError(
+            f"learner={cfg.learner.name} runs in a single process but this launch has {n} "
+            "(WORLD_SIZE); use learner=megatron or start or1-train without torchrun"
+        )
+    if getattr(registry.get("rollout", cfg.rollout.name).factory, "owns_process_group", False):
+        raise ConfigError(
+            f"rollout={cfg.rollout.name} sets up torch.distributed in the trainer's process and "
+            f"cannot run in a {n}-process torchrun launch; use rollout=transformers there, or "
+            "one process (TP=1)"
+        )
+
+
+def serve_learner(cfg: DictConfig) -> None:
+    """Ranks other than 0 of a torchrun launch: build only the learner (from the model folder
+    rank 0 resolved, in rank 0's run folder) and carry out rank 0's calls until it is done."""
+    registry = get_registry()
+    registry.get("learner", cfg.learner.name)
+    check_values(cfg)
+    check_launch(cfg, registry)
+    if cfg.trainer.num_threads > 0:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    distributed.init(cfg.trainer.dist_timeout_s)
+    model_path, run_dir = distributed.broadcast_object(None)
+    seed_everything(cfg.trainer.seed)
+    cache_dir = Path(cfg.trainer.cache_dir).expanduser()
+    ctx = BuildContext(run_dir=run_dir, model_path=model_path, cache_dir=cache_dir, seed=cfg.trainer.seed, config=cfg)
+    learner = registry.get("learner", cfg.learner.name).factory(cfg.learner, ctx)
+    learner.serve()
+
+
+def restart_rollout(run: Run) -> RolloutEngine:
+    """Replace a crashed rollout engine by a fresh one serving the learner's current weights."""
+    try:
+        run.components.rollout.close()
+    except Exception as exc:  # the engine is already broken; closing it is best effort
+        log.debug("closing the failed rollout engine: %s", exc)
+    cfg = run.cfg
+    ctx = BuildContext(
+        run_dir=run.run_dir, model_path=run.model_path, cache_dir=Path(cfg.trainer.cache_dir).expanduser(),
+        seed=cfg.trainer.seed, config=cfg,
+    )
+    engine = get_registry().get("rollout", cfg.rollout.name).factory(cfg.rollout, ctx)
+    engine.update_weights(run.components.learner.named_weights())
+    run.components.rollout = engine
+    return engine
 
 
 def find_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 
+from or1.errors import Or1Error, TrainingError
 from or1.interfaces import AdvantageEstimator, OnlineFilter, RewardVerifier, RolloutEngine
 from or1.types import Group, Prompt, SamplingParams, Stage
+
+log = logging.getLogger("or1.trainer")
 
 
 class Timer:
@@ -35,9 +40,56 @@ def step_seed(seed: int, step: int, round_: int = 0) -> int:
     return (seed * 1_000_003 + step * 101 + round_) % (2**31 - 1)
 
 
-def generate_groups(engine: RolloutEngine, prompts: Sequence[Prompt], params: SamplingParams) -> list[Group]:
-    completions = engine.generate([p.prompt_ids for p in prompts], params)
+def generate_groups(
+    engine: RolloutEngine,
+    prompts: Sequence[Prompt],
+    params: SamplingParams,
+    restart: Callable[[], RolloutEngine] | None = None,
+) -> list[Group]:
+    """Sample a group per prompt. If the engine crashes (raises anything but a user-input
+    error) and ``restart`` is given, the engine is rebuilt once with the learner's current
+    weights and the call repeated; a second failure ends the run with a clear message."""
+    ids = [p.prompt_ids for p in prompts]
+    try:
+        completions = engine.generate(ids, params)
+    except Or1Error:
+        raise
+    except Exception as exc:
+        if restart is None:
+            raise
+        log.warning("rollout engine failed (%s: %s); restarting it with the current weights", type(exc).__name__, exc)
+        try:
+            completions = restart().generate(ids, params)
+        except Exception as again:
+            raise TrainingError(
+                f"rollout engine failed again after a restart ({type(again).__name__}: {again}); "
+                "the last checkpoint is intact: fix the cause and resume with trainer.resume=auto"
+            ) from again
     return [Group(prompt=p, completions=cs) for p, cs in zip(prompts, completions, strict=True)]
+
+
+class NonFiniteGuard:
+    """Counts learner steps skipped for a non-finite loss or gradient (``train/nonfinite``)
+    and ends the run after ``limit`` in a row (0: never). Adds ``train/nonfinite_total``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.in_a_row, self.total = limit, 0, 0
+
+    def check(self, step: int, metrics: dict[str, float]) -> None:
+        bad = bool(metrics.get("train/nonfinite", 0.0)) or not math.isfinite(metrics.get("grad_norm", 0.0))
+        metrics["train/nonfinite"] = float(bad)
+        if bad:
+            self.in_a_row += 1
+            self.total += 1
+            log.warning("step %d: non-finite loss or gradient, update skipped (%d in a row)", step, self.in_a_row)
+            if self.limit and self.in_a_row >= self.limit:
+                raise TrainingError(
+                    f"{self.in_a_row} non-finite updates in a row (last at step {step}); stopping "
+                    "(trainer.max_nonfinite_steps). Check the learning rate, advantage.eps and the data"
+                )
+        else:
+            self.in_a_row = 0
+        metrics["train/nonfinite_total"] = float(self.total)
 
 
 def score_groups(verifier: RewardVerifier, groups: Sequence[Group]) -> None:
@@ -93,15 +145,28 @@ def rollout_metrics(groups: Sequence[Group], extra_rollouts: int) -> dict[str, f
     }
 
 
+def prompt_text(row: dict[str, Any]) -> str:
+    """The last user message of a row's prompt (what a person reads as "the problem")."""
+    prompt = row.get("prompt")
+    if isinstance(prompt, str):
+        return prompt
+    users = [m.get("content", "") for m in prompt or [] if isinstance(m, dict) and m.get("role") == "user"]
+    return str(users[-1]) if users else ""
+
+
 def sample_records(step: int, groups: Sequence[Group]) -> list[dict[str, Any]]:
-    """One record per completion for ``samples.jsonl``."""
+    """One record per completion for ``samples.jsonl`` and the loggers' sample tables."""
     out = []
     for g in groups:
+        prompt = prompt_text(g.prompt.row)
+        gt = (g.prompt.row.get("reward_model") or {}).get("ground_truth")
         for c, r, s, a in zip(g.completions, g.rewards, g.statuses, g.advantages, strict=True):
             out.append(
                 {
                     "step": step,
                     "group": g.prompt.uid,
+                    "prompt": prompt,
+                    "ground_truth": gt if isinstance(gt, str | int | float) or gt is None else str(gt),
                     "reward": r,
                     "status": s,
                     "advantage": a,

@@ -13,9 +13,10 @@ from typing import Any
 
 from or1 import checkpoint
 from or1.batch import collate, masked_mean
-from or1.evaluation import evaluate
-from or1.run import Run, checkpoint_parts, config_dict
+from or1.evaluation import evaluate, headline_key
+from or1.run import Run, checkpoint_parts, config_dict, restart_rollout
 from or1.steps import (
+    NonFiniteGuard,
     Timer,
     apply_filter,
     assign_advantages,
@@ -25,6 +26,7 @@ from or1.steps import (
     score_groups,
     step_seed,
 )
+from or1.stopping import GracefulStop
 from or1.types import SamplingParams
 
 log = logging.getLogger("or1.trainer")
@@ -35,15 +37,18 @@ def train(run: Run) -> dict[str, Any]:
     loggers = LoggerSet(run)
     loggers.start(run)
     try:
-        return _train(run, loggers)
+        with GracefulStop() as stop:
+            return _train(run, loggers, stop)
     finally:
         loggers.close()
         run.components.verifier.close()
+        run.components.learner.close()
         run.components.rollout.close()
 
 
-def _train(run: Run, loggers: LoggerSet) -> dict[str, Any]:
+def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
     cfg, c, t = run.cfg, run.components, run.cfg.trainer
+    nonfinite = NonFiniteGuard(t.max_nonfinite_steps)
     run.hook.or1_train_start(config=cfg, run_dir=run.run_dir, start_step=run.start_step)
     if run.start_metrics is None and t.eval_at_start and run.val_sets:
         run.start_metrics = validate(run, run.start_step)
@@ -66,7 +71,7 @@ def _train(run: Run, loggers: LoggerSet) -> dict[str, Any]:
             need = t.prompts_per_step - sum(g.kept for g in groups)
             params.seed = step_seed(t.seed, step, round_)
             with timer("rollout"):
-                new = generate_groups(c.rollout, run.sampler.next(need), params)
+                new = generate_groups(c.rollout, run.sampler.next(need), params, lambda: restart_rollout(run))
             with timer("reward"):
                 score_groups(c.verifier, new)
             apply_filter(c.filter, new)
@@ -92,6 +97,7 @@ def _train(run: Run, loggers: LoggerSet) -> dict[str, Any]:
                 e_k = masked_mean(measured, batch.response_mask)
                 coef, active = c.entropy.coefficient(e_k)
                 metrics |= c.learner.train_step(batch, c.loss, coef if active else 0.0)
+                nonfinite.check(step, metrics)
                 c.entropy.update(e_k)
             with timer("weight_sync"):
                 c.rollout.wake_up()
@@ -108,11 +114,15 @@ def _train(run: Run, loggers: LoggerSet) -> dict[str, Any]:
                 metrics |= validate(run, step)
             metrics["timing/eval_s"] = timer.seconds["eval"]
         loggers.metrics(step, metrics)
-        if t.dump_samples:
+        if t.dump_samples or (t.samples_every and step % t.samples_every == 0):
             loggers.samples(step, sample_records(step, groups))
-        if t.save_every and step % t.save_every == 0 or step == run.total_steps:
+        saved = t.save_every and step % t.save_every == 0 or step == run.total_steps
+        if saved or stop.requested:
             save_checkpoint(run, step, loggers)
         run.hook.or1_step_end(step=step, metrics=metrics, groups=groups)
+        if stop.requested and step < run.total_steps:
+            loggers.message(f"stopped by {stop.signal_name} after step {step}; resume with trainer.resume=auto")
+            return {"steps": step, "stopped_by": stop.signal_name, "run_dir": str(run.run_dir)}
 
     summary = finish(run, metrics, loggers)
     run.hook.or1_train_end(run_dir=run.run_dir, summary=summary)
@@ -120,13 +130,17 @@ def _train(run: Run, loggers: LoggerSet) -> dict[str, Any]:
 
 
 def validate(run: Run, step: int) -> dict[str, float]:
-    """Avg@K on every held-out set with the eval sampling settings (fixed seed)."""
+    """Every held-out set with the eval sampling settings (``eval.k``, ``eval.temperature``,
+    ``eval.top_p``, fixed seed): ``val/<set>/avg@K``, ``val/<set>/pass@1`` and the other
+    metrics of :func:`or1.evaluation.evaluate`."""
     e = run.cfg.eval
     max_tokens = e.max_tokens or run.components.stages.stage_at(max(step - 1, 0)).max_response_length
     params = SamplingParams(
         n=e.k, temperature=e.temperature, top_p=e.top_p, max_tokens=max_tokens, seed=run.cfg.trainer.seed + 17
     )
-    return evaluate(run.components.rollout, run.components.verifier, run.val_sets, params)
+    return evaluate(
+        run.components.rollout, run.components.verifier, run.val_sets, params, chunk=e.chunk, pass_ks=list(e.pass_k)
+    )
 
 
 def enter_stage(run: Run, previous: Any, stage: Any, loggers: LoggerSet) -> None:
@@ -163,11 +177,15 @@ def finish(run: Run, last: dict[str, float], loggers: LoggerSet) -> dict[str, An
         export = run.run_dir / "final_model"
         run.components.learner.save_pretrained(export)
         summary["final_model"] = str(export)
+        loggers.artifact("final_model", export, "model")
+    metric = headline_key(run.cfg.eval.k)  # avg@K, the accuracy
     for name in run.val_sets:
-        key = f"val/{name}/accuracy"
+        key = f"val/{name}/{metric}"
         start = (run.start_metrics or {}).get(key)
         end = last.get(key)
-        summary[f"{name}/start_accuracy"] = start
+        summary[f"{name}/start_{metric}"] = start
+        summary[f"{name}/end_{metric}"] = end
+        summary[f"{name}/start_accuracy"] = start  # aliases: "accuracy" is avg@K
         summary[f"{name}/end_accuracy"] = end
         if start is not None and end is not None:
             loggers.message(
@@ -204,6 +222,9 @@ class LoggerSet:
     def message(self, text: str) -> None:
         log.info(text)
         self._each("log_message", text)
+
+    def artifact(self, name: str, path: Any, kind: str) -> None:
+        self._each("log_artifact", name, path, kind)
 
     def close(self) -> None:
         self._each("close")

@@ -179,3 +179,23 @@ class TrainBatch:
             old_logprobs=cut(self.old_logprobs),
             ref_logprobs=cut(self.ref_logprobs),
         )
+
+
+@dataclass
+class DroppedRow:
+    """A row an ``or1-data`` stage removed: its ``uid``, a short machine-readable ``reason``
+    (``exact_duplicate``, ``reference_failed``, ...) and ``details`` (JSON-able: the matching
+    row, the evaluation hit, the verifier's message, ...)."""
+
+    uid: str
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageResult:
+    """What an ``or1-data`` stage returns: the kept rows (input order, possibly with new
+    columns) and one :class:`DroppedRow` for every input row it did not keep."""
+
+    rows: list[dict[str, Any]]
+    dropped: list[DroppedRow] = field(default_factory=list)

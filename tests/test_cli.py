@@ -31,7 +31,7 @@ def test_config_typo_names_the_key(tmp_path):
 
 def test_unknown_plugin_name(tmp_path):
     proc = run_cli("or1-train", ["verifier=no_such_verifier"], tmp_path)
-    assert_one_line_error(proc, "verifier/no_such_verifier", "available: math")
+    assert_one_line_error(proc, "verifier/no_such_verifier", "available: auto, code, math")
 
 
 def test_missing_dataset_file(tmp_path, cache_dir):
@@ -79,8 +79,8 @@ def test_short_run_writes_metrics_samples_checkpoints_and_export(tmp_path, cache
         for key in REQUIRED:
             assert key in m, key
         assert m["timing/step_s"] >= m["timing/rollout_s"] + m["timing/train_s"]
-    assert "val/val/accuracy" in metrics[1] and "val/val/accuracy" in metrics[2]
-    assert "val/val/accuracy" not in metrics[0]
+    assert "val/val/avg@2" in metrics[1] and "val/val/avg@2" in metrics[2]  # FAST_RUN: eval.k=2
+    assert "val/val/pass@1" in metrics[1] and "val/val/avg@2" not in metrics[0]
     assert 0 < metrics[1]["entropy/coef"] < metrics[2]["entropy/coef"]  # the controller moved
     samples = read_jsonl(run_dir / "samples.jsonl")
     assert len(samples) == 3 * 4 * 4

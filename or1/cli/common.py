@@ -30,18 +30,20 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def run_hydra_app(task: Callable[[Any], Any]) -> None:
-    """Run ``task(cfg)`` as a Hydra app over or1's config (``conf/train.yaml``): plugins'
-    schemas registered, overrides checked first, an Or1Error inside the task one line."""
+def run_hydra_app(task: Callable[[Any], Any], config_name: str | None = None) -> None:
+    """Run ``task(cfg)`` as a Hydra app over or1's config (``conf/<config_name>.yaml``,
+    default ``conf/train.yaml``): plugins' schemas registered, overrides checked first, an
+    Or1Error inside the task one line."""
     import hydra
 
     from or1.plugins import get_registry
     from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
 
+    name = config_name or CONFIG_NAME
     quiet_transformers()
     store_schemas(get_registry())
-    check_overrides(CONFIG_MODULE, CONFIG_NAME, sys.argv[1:])
-    hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME, version_base=None)(guarded(task))()
+    check_overrides(CONFIG_MODULE, name, sys.argv[1:])
+    hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=name, version_base=None)(guarded(task))()
 
 
 def quiet_transformers() -> None:
@@ -68,22 +70,50 @@ def describe_config_error(exc: BaseException) -> str:
     return head
 
 
+MULTIRUN_FLAGS = ("-m", "--multirun")
+MAX_CHECKED_SWEEP_RUNS = 1000
+"""A sweep with more runs than this is checked on its first run only."""
+
+
+def sweep_runs(overrides: Sequence[str]) -> list[list[str]] | None:
+    """The override list of every run of a sweep (``a=1,2 b=x,y``: four runs, in Hydra's basic
+    sweeper order); None when the sweep syntax is one only a sweeper plugin understands."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    except Exception:
+        return None
+    return [list(run) for batch in batches for run in batch]
+
+
 def check_overrides(config_module: str, config_name: str, argv: Sequence[str]) -> None:
-    """Compose the config once with the command line's overrides so a typo, a wrong type or
-    an unknown group option is one clear line before Hydra starts. Sweeps (``-m``) and
-    Hydra's own flags are left to Hydra."""
-    if any(a.startswith("-") for a in argv):
+    """Compose the config with the command line's overrides so a typo, a wrong type or an
+    unknown group option is one clear line before Hydra starts. A sweep (``-m``) is checked
+    run by run (the error names the run's overrides); other Hydra flags are left to Hydra."""
+    flags = [a for a in argv if a.startswith("-")]
+    if any(f not in MULTIRUN_FLAGS for f in flags):
         return
-    overrides = [a for a in argv if not a.startswith(("hydra.", "+hydra.", "~hydra."))]
+    overrides = [a for a in argv if not a.startswith(("-", "hydra.", "+hydra.", "~hydra."))]
+    runs = sweep_runs(overrides) if flags else [overrides]
+    if runs is None:
+        return
+    if len(runs) > MAX_CHECKED_SWEEP_RUNS:
+        runs = runs[:1]
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
     try:
         with initialize_config_module(config_module=config_module, version_base=None):
-            cfg = compose(config_name=config_name, overrides=overrides)
-            OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except Exception as exc:
-        fail(f"config: {describe_config_error(exc)}")
+            for run in runs:
+                try:
+                    cfg = compose(config_name=config_name, overrides=run)
+                    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+                except Exception as exc:
+                    where = f" (sweep run: {' '.join(run)})" if flags else ""
+                    fail(f"config: {describe_config_error(exc)}{where}")
     finally:
         GlobalHydra.instance().clear()

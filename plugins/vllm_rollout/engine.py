@@ -111,6 +111,8 @@ def _set_environment(root: Path, on_gpu: bool, tensor_parallel_size: int) -> Non
 
 
 class VLLMEngine(RolloutEngine):
+    owns_process_group = True  # in-process vLLM initialises torch.distributed itself
+
     def __init__(self, cfg: Any, ctx: BuildContext) -> None:
         self.cfg = cfg
         self.llm: Any = None

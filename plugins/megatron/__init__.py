@@ -1,0 +1,14 @@
+"""The Megatron-core learner (tensor parallel + data parallel, ``learner=megatron``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from or1.hookspecs import hookimpl
+
+
+@hookimpl
+def or1_register_learners(register: Any) -> None:
+    from or1_plugins.megatron.learner import MegatronLearner, MegatronLearnerConfig
+
+    register("megatron", MegatronLearner, MegatronLearnerConfig)

@@ -1,0 +1,572 @@
+"""The Megatron-core learner: ``GPTModel`` with tensor parallelism, data parallel on top.
+
+One process per rank (``torchrun``; a plain ``or1-train`` is one process, TP=1). Rank 0 runs
+the trainer and calls this learner's methods; each call is broadcast to the other ranks, which
+sit in :meth:`MegatronLearner.serve` and run the same method on their shards (SPMD). Ranks are
+laid out by Megatron: ``world = tensor_parallel_size * data_parallel_size``.
+
+Per step: the whole batch reaches every rank; data-parallel rank ``d`` takes rows
+``d, d + DP, ...`` and cuts them into micro-batches by the token budget; the loss weights come
+from ``loss.token_weights`` over the whole batch and all micro-batches of all ranks (the global
+normaliser), so gradients are *summed* over micro-batches and data-parallel ranks. Log-probs
+and full-vocabulary entropy are computed from vocabulary-sharded logits
+(:mod:`or1_plugins.megatron.vocab_parallel`), the gradient norm counts each shard once, and the
+optimiser is a plain ``torch.optim.AdamW`` over each rank's shards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+import socket
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from or1 import distributed
+from or1.batch import split_by_token_budget
+from or1.config import LearnerConfig
+from or1.errors import ConfigError
+from or1.interfaces import BuildContext, Learner, PolicyLoss
+from or1.types import TrainBatch
+
+from .cpu_shims import apply_cpu_shims
+from .hf_mapping import (
+    VOCAB_PARAMS,
+    Arch,
+    architecture,
+    gather,
+    hf_to_megatron,
+    megatron_names,
+    megatron_to_hf,
+    pad_vocab_rows,
+    shard,
+    tp_layout,
+)
+from .vocab_parallel import logprobs_and_entropy
+
+log = logging.getLogger("or1.megatron")
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+STATE_FORMAT = "or1-megatron-full-v1"
+
+
+@dataclass
+class MegatronLearnerConfig(LearnerConfig):
+    """Megatron-core tensor-parallel learner (launch ``N = TP x DP`` processes with torchrun)."""
+
+    name: str = "megatron"
+    tensor_parallel_size: int = (
+        1  # must divide heads, KV heads, FFN width, vocab and the world size
+    )
+    dtype: str = (
+        "float32"  # float32 | bfloat16 | float16 (parameters and compute; loss math in fp32)
+    )
+    transformer_engine: str = "auto"  # auto: TE layer spec when installed and on GPU; on | off
+    pad_vocab: bool = True  # pad the vocabulary to a multiple of the TP size (else: must divide)
+    seed: int = 1234  # Megatron's model-parallel RNG (dropout is off; kept for completeness)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _use_te(mode: str) -> bool:
+    if mode not in ("auto", "on", "off"):
+        raise ConfigError(f"learner.transformer_engine={mode} is not one of auto, on, off")
+    if mode == "off":
+        return False
+    try:
+        import transformer_engine  # noqa: F401
+
+        have = torch.cuda.is_available()
+    except ImportError:
+        have = False
+    if mode == "on" and not have:
+        raise ConfigError("learner.transformer_engine=on needs Transformer Engine and a GPU")
+    return have
+
+
+class MegatronLearner(Learner):
+    multiprocess = True
+    """Runs under ``torchrun`` (every rank builds it; ranks > 0 then call :meth:`serve`)."""
+
+    def __init__(self, cfg: Any, ctx: BuildContext) -> None:
+        from transformers import AutoConfig
+
+        if cfg.dtype not in DTYPES:
+            raise ConfigError(f"learner.dtype={cfg.dtype} is not one of {', '.join(DTYPES)}")
+        tp = int(cfg.tensor_parallel_size)
+        world = distributed.world_size()
+        if tp < 1:
+            raise ConfigError(f"learner.tensor_parallel_size={tp} must be >= 1")
+        if world % tp:
+            hint = f"launch with torchrun --nproc-per-node {tp}" if world == 1 else "change it"
+            raise ConfigError(
+                f"learner.tensor_parallel_size={tp} does not divide the {world} process(es) of "
+                f"this launch ({hint})"
+            )
+        hf_config = AutoConfig.from_pretrained(ctx.model_path)
+        self.arch: Arch = architecture(hf_config, tp, f"model.path={ctx.model_path}", cfg.pad_vocab)
+        self.cfg = cfg
+        self.model_path = Path(ctx.model_path)
+        self.tp, self.world = tp, world
+        self.dp = world // tp
+        self.te = _use_te(cfg.transformer_engine)
+        self.device = (
+            torch.device("cuda", torch.cuda.current_device())
+            if torch.cuda.is_available()
+            else torch.device("cpu")
+        )
+        self._broken = False
+        self._closed = False
+        # megatron's advice for GPU set-ups (Apex/TE missing, CUDA_DEVICE_MAX_CONNECTIONS, ...)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"megatron\.")
+        if self.device.type == "cpu":
+            apply_cpu_shims()
+        self._init_parallel()
+        with torch.random.fork_rng(devices=[]):
+            self.model = self._build_model()
+        self.optimizer = self._new_optimizer()
+        self.reference: torch.nn.Module | None = None
+        self.tokenizer_files = self.model_path
+
+    # ------------------------------------------------------------------ set-up
+
+    def _init_parallel(self) -> None:
+        from megatron.core import parallel_state as ps
+        from megatron.core import tensor_parallel
+
+        if not dist.is_initialized():  # one process: a world of one
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            dist.init_process_group(
+                backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1
+            )
+        if (
+            ps.model_parallel_is_initialized()
+            and ps.get_tensor_model_parallel_world_size() != self.tp
+        ):
+            ps.destroy_model_parallel()
+        if not ps.model_parallel_is_initialized():
+            ps.initialize_model_parallel(tensor_model_parallel_size=self.tp)
+        tensor_parallel.model_parallel_cuda_manual_seed(int(self.cfg.seed))
+        self.tp_group = ps.get_tensor_model_parallel_group()
+        self.dp_group = ps.get_data_parallel_group()
+        self.tp_rank = ps.get_tensor_model_parallel_rank()
+        self.dp_rank = ps.get_data_parallel_rank()
+
+    def _build_model(self) -> torch.nn.Module:
+        import torch.nn.functional as F
+        from megatron.core.models.gpt import GPTModel
+        from megatron.core.models.gpt import gpt_layer_specs as specs
+        from megatron.core.transformer.transformer_config import TransformerConfig
+
+        a, dtype = self.arch, DTYPES[self.cfg.dtype]
+        config = TransformerConfig(
+            num_layers=a.num_layers,
+            hidden_size=a.hidden_size,
+            ffn_hidden_size=a.ffn_hidden_size,
+            num_attention_heads=a.num_heads,
+            num_query_groups=a.num_kv_heads,
+            kv_channels=a.head_dim,
+            tensor_model_parallel_size=self.tp,
+            normalization="RMSNorm",
+            layernorm_epsilon=a.norm_eps,
+            add_bias_linear=False,
+            add_qkv_bias=a.qkv_bias,
+            gated_linear_unit=True,
+            activation_func=F.silu,
+            hidden_dropout=0.0,
+            attention_dropout=0.0,
+            params_dtype=dtype,
+            pipeline_dtype=dtype,
+            bf16=dtype == torch.bfloat16,
+            fp16=dtype == torch.float16,
+            use_cpu_initialization=True,
+            perform_initialization=False,  # every weight is loaded from the HF folder
+            gradient_accumulation_fusion=False,
+            bias_activation_fusion=False,
+            bias_dropout_fusion=False,
+            masked_softmax_fusion=False,
+            apply_rope_fusion=False,
+            persist_layer_norm=False,
+            cross_entropy_loss_fusion=False,
+        )
+        spec = (
+            specs.get_gpt_layer_with_transformer_engine_spec()
+            if self.te
+            else specs.get_gpt_layer_local_spec(normalization="RMSNorm")
+        )
+        model = GPTModel(
+            config=config,
+            transformer_layer_spec=spec,
+            vocab_size=a.padded_vocab_size,
+            max_sequence_length=a.max_positions,
+            pre_process=True,
+            post_process=True,
+            parallel_output=True,
+            share_embeddings_and_output_weights=a.tie_embeddings,
+            position_embedding_type="rope",
+            rotary_base=a.rope_theta,
+        ).to(self.device)
+        self._load_hf(model)
+        model.train()
+        return model
+
+    def _load_hf(self, model: torch.nn.Module) -> None:
+        """Fill ``model``'s shards from the HF safetensors files, one tensor at a time."""
+        from safetensors import safe_open
+
+        files = sorted(self.model_path.glob("*.safetensors"))
+        if not files:
+            raise ConfigError(
+                f"model.path={self.model_path}: no *.safetensors weights (learner=megatron)"
+            )
+        with contextlib.ExitStack() as stack:
+            where: dict[str, Any] = {}
+            for f in files:
+                handle = stack.enter_context(safe_open(str(f), framework="pt"))
+                where |= dict.fromkeys(handle.keys(), handle)
+
+            def get(name: str) -> torch.Tensor:
+                if name not in where:
+                    raise ConfigError(f"model.path={self.model_path}: weights lack {name}")
+                return where[name].get_tensor(name)
+
+            params = dict(model.named_parameters())
+            expected = set(megatron_names(self.arch, self.te))
+            if set(params) != expected:
+                raise RuntimeError(
+                    f"Megatron model parameters differ from the mapping: "
+                    f"{sorted(set(params) ^ expected)[:6]}"
+                )
+            with torch.no_grad():
+                for name, p in params.items():
+                    layout = tp_layout(name)
+                    p.tensor_model_parallel = layout is not None
+                    p.partition_dim, p.partition_stride = layout or (-1, 1)
+                    full = hf_to_megatron(name, get, self.arch)
+                    p.copy_(shard(full, layout, self.tp_rank, self.tp))
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
+            self.model.parameters(),
+            lr=self.cfg.lr,
+            betas=tuple(self.cfg.betas),
+            weight_decay=self.cfg.weight_decay,
+        )
+
+    # ------------------------------------------------------------------ SPMD plumbing
+
+    def _call(self, name: str, *args: Any) -> Any:
+        """On rank 0: have every rank run ``_<name>(*args)`` (broadcast), and run it here."""
+        if self._closed:
+            raise RuntimeError("the Megatron learner is closed")
+        try:
+            if self.world > 1:
+                distributed.broadcast_object((name, args))
+            return getattr(self, "_" + name)(*args)
+        except BaseException:
+            self._broken = True  # peers may sit inside a collective: no further calls
+            raise
+
+    def serve(self) -> None:
+        """Ranks > 0: run rank 0's calls until it closes the learner."""
+        while True:
+            name, args = distributed.broadcast_object(None)
+            if name == "stop":
+                return
+            getattr(self, "_" + name)(*args)
+
+    def close(self) -> None:
+        """Rank 0: release the other ranks (skipped after a failed call; the launcher then
+        ends them when this process exits)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.world > 1 and distributed.is_main() and not self._broken:
+            distributed.broadcast_object(("stop", ()))
+
+    # ------------------------------------------------------------------ numerics
+
+    def _forward(
+        self, model: torch.nn.Module, sub: TrainBatch
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[b, w]`` log-probs and entropies of ``sub`` (position 0 is 0)."""
+        ids = sub.input_ids.to(self.device)
+        b, w = ids.shape
+        positions = torch.arange(w, device=self.device).unsqueeze(0).expand(b, w)
+        causal = torch.triu(
+            torch.ones(1, 1, w, w, dtype=torch.bool, device=self.device), diagonal=1
+        )
+        logits = model(ids, positions, causal)  # [b, w, V / tp]
+        logp, entropy = logprobs_and_entropy(
+            logits[:, :-1],
+            ids[:, 1:],
+            sub.temperature,
+            self.tp_group,
+            self.tp,
+            self.arch.vocab_size,
+        )
+        zero = logp.new_zeros(b, 1)
+        return torch.cat([zero, logp], dim=1), torch.cat([zero, entropy], dim=1)
+
+    def _plan(self, batch: TrainBatch) -> list[list[list[int]]]:
+        """Per data-parallel rank, its micro-batches (row indices of the whole batch)."""
+        plan = []
+        for d in range(self.dp):
+            rows = list(range(batch.num_sequences))[d :: self.dp]
+            micro = (
+                split_by_token_budget([batch.seq_lens[i] for i in rows], batch.micro_batch_tokens)
+                if rows
+                else []
+            )
+            plan.append([[rows[j] for j in m] for m in micro])
+        return plan
+
+    def _sum_over_dp(self, t: torch.Tensor) -> torch.Tensor:
+        if self.dp > 1:
+            dist.all_reduce(t, group=self.dp_group)
+        return t
+
+    @torch.no_grad()
+    def _no_grad_pass(
+        self, model: torch.nn.Module, batch: TrainBatch
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        logp = torch.zeros(batch.input_ids.shape, dtype=torch.float32, device=self.device)
+        ent = torch.zeros_like(logp)
+        for rows in self._plan(batch)[self.dp_rank]:
+            sub = batch.select(rows)
+            lp, h = self._forward(model, sub)
+            mask = sub.attention_mask.to(self.device)
+            idx = torch.as_tensor(rows, device=self.device)
+            logp[idx, : lp.shape[1]] = lp * mask
+            ent[idx, : h.shape[1]] = h * mask
+        both = self._sum_over_dp(torch.stack([logp, ent]))
+        return both[0].cpu(), both[1].cpu()
+
+    def compute_logprobs(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._call("compute_logprobs", batch)
+
+    def _compute_logprobs(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._no_grad_pass(self.model, batch)
+
+    def compute_ref_logprobs(self, batch: TrainBatch) -> torch.Tensor:
+        return self._call("ref_logprobs", batch)
+
+    def _ref_logprobs(self, batch: TrainBatch) -> torch.Tensor:
+        if self.reference is None:  # built on first use only: no KL, no reference model
+            with torch.random.fork_rng(devices=[]):
+                self.reference = self._build_model()
+            self.reference.requires_grad_(False)
+        return self._no_grad_pass(self.reference, batch)[0]
+
+    def train_step(
+        self, batch: TrainBatch, loss: PolicyLoss, entropy_coef: float
+    ) -> dict[str, float]:
+        if batch.old_logprobs is None:
+            raise ValueError("train_step needs batch.old_logprobs")
+        return self._call("train_step", batch, loss, entropy_coef)
+
+    def _train_step(
+        self, batch: TrainBatch, loss: PolicyLoss, entropy_coef: float
+    ) -> dict[str, float]:
+        plan = self._plan(batch)
+        weights = loss.token_weights(
+            batch.response_mask, [m for per_rank in plan for m in per_rank]
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {"loss/pg": 0.0, "loss/entropy": 0.0}
+        for rows in plan[self.dp_rank]:
+            sub = batch.select(rows).to(self.device)
+            w = weights[torch.as_tensor(rows), : sub.input_ids.shape[1]].to(self.device)
+            logp, entropy = self._forward(self.model, sub)
+            per_token, stats = loss.per_token_loss(
+                logp, sub.old_logprobs, sub.advantages, sub.response_mask, sub.ref_logprobs
+            )
+            pg = (w * per_token).sum()
+            ent = (w * entropy).sum()
+            (pg - entropy_coef * ent).backward()
+            sums["loss/pg"] += pg.item()
+            sums["loss/entropy"] += ent.item()
+            for name, value in stats.items():
+                sums[f"loss/{name}"] = sums.get(f"loss/{name}", 0.0) + float((w * value).sum())
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        for p in params:
+            if p.grad is None:  # a data-parallel rank without rows still joins the reduction
+                p.grad = torch.zeros_like(p)
+        if self.dp > 1:
+            flat = torch.cat([p.grad.reshape(-1) for p in params])
+            dist.all_reduce(flat, group=self.dp_group)
+            offset = 0
+            for p in params:
+                p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
+                offset += p.numel()
+            parts: list[dict[str, float]] = [{} for _ in range(self.dp)]
+            dist.all_gather_object(parts, sums, group=self.dp_group)
+            sums = {}
+            for part in parts:
+                for k, v in part.items():
+                    sums[k] = sums.get(k, 0.0) + v
+        grad_norm = self._clip_grad_norm(params)
+        # the same on every rank (norm reduced over TP, sums over DP); a non-finite loss or
+        # gradient leaves weights and optimiser state untouched
+        finite = math.isfinite(grad_norm) and math.isfinite(sums["loss/pg"] + sums["loss/entropy"])
+        if finite:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        weight_total = float(weights.sum())
+        out = {
+            k: (v / weight_total if k not in ("loss/pg", "loss/entropy") and weight_total else v)
+            for k, v in sums.items()
+        }
+        out["loss/total"] = out["loss/pg"] - entropy_coef * out["loss/entropy"]
+        out["grad_norm"] = grad_norm
+        out["train/nonfinite"] = float(not finite)
+        out["learner/micro_batches"] = float(sum(len(m) for m in plan))
+        out["learner/lr"] = float(self.optimizer.param_groups[0]["lr"])
+        return out
+
+    def _clip_grad_norm(self, params: list[torch.nn.Parameter]) -> float:
+        """Clip to ``cfg.grad_clip`` by the global 2-norm (tensor-parallel shards summed over
+        the TP group, replicated parameters counted once); returns the norm before clipping."""
+        split = torch.zeros((), dtype=torch.float32, device=self.device)
+        replicated = torch.zeros_like(split)
+        for p in params:
+            sq = p.grad.detach().float().pow(2).sum()
+            if getattr(p, "tensor_model_parallel", False):
+                split += sq
+            else:
+                replicated += sq
+        if self.tp > 1:
+            dist.all_reduce(split, group=self.tp_group)
+        norm = (split + replicated).sqrt()
+        coef = torch.clamp(self.cfg.grad_clip / (norm + 1e-6), max=1.0)
+        for p in params:
+            p.grad.detach().mul_(coef.to(p.grad.dtype))
+        return float(norm)
+
+    # ------------------------------------------------------------------ weights and state
+
+    def _full_params(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """``(megatron name, full tensor)``; collective within each TP group."""
+        for name, p in self.model.named_parameters():
+            yield name, gather(p, tp_layout(name), self.tp_group, self.tp)
+
+    def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
+        return iter(self._call("hf_weights"))
+
+    def _hf_weights(self) -> list[tuple[str, torch.Tensor]]:
+        out: list[tuple[str, torch.Tensor]] = []
+        if self.dp_rank != 0:  # only the TP group holding global rank 0 gathers
+            return out
+        for name, full in self._full_params():
+            if distributed.is_main():
+                out.extend(megatron_to_hf(name, full.detach(), self.arch))
+        return out
+
+    def save_pretrained(self, path: Path) -> None:
+        self._call("save_pretrained", Path(path))
+
+    def _save_pretrained(self, path: Path) -> None:
+        from safetensors.torch import save_file
+        from transformers import AutoConfig, AutoTokenizer
+
+        weights = self._hf_weights()
+        if not distributed.is_main():
+            return
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        tensors = {n: t.detach().to("cpu").contiguous().clone() for n, t in weights}
+        if self.arch.tie_embeddings:
+            tensors.pop("lm_head.weight", None)
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        config = AutoConfig.from_pretrained(self.model_path)
+        config.dtype = DTYPES[self.cfg.dtype]
+        config.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(self.model_path).save_pretrained(tmp)
+        generation = self.model_path / "generation_config.json"
+        if generation.is_file():
+            shutil.copy(generation, tmp / generation.name)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+
+    def reset_optimizer(self) -> None:
+        self._call("reset_optimizer")
+
+    def _reset_optimizer(self) -> None:
+        self.optimizer = self._new_optimizer()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Model and AdamW state as *full* tensors under Megatron names (gathered to rank 0),
+        so a checkpoint resumes at any world size and tensor-parallel size."""
+        return self._call("state_dict")
+
+    def _state_dict(self) -> dict[str, Any]:
+        if self.dp_rank != 0:
+            return {}
+        opt = self.optimizer.state_dict()
+        names = [n for n, _ in self.model.named_parameters()]
+        index = dict(zip(names, opt["param_groups"][0]["params"], strict=True))
+        model, moments = {}, {}
+        cut = self.arch.vocab_size
+        for name, full in self._full_params():
+            rows = slice(0, cut if name in VOCAB_PARAMS else None)
+            model[name] = full.detach()[rows].cpu().clone()
+            state = opt["state"].get(index[name])
+            if state is not None:
+                moments[name] = {
+                    k: (
+                        gather(v, tp_layout(name), self.tp_group, self.tp)[rows].cpu().clone()
+                        if k != "step"
+                        else v.clone()
+                    )
+                    for k, v in state.items()
+                }
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in opt["param_groups"]]
+        return {
+            "format": STATE_FORMAT,
+            "model": model,
+            "optimizer": {"param_groups": groups, "state": moments},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("format") != STATE_FORMAT:
+            raise ConfigError("learner checkpoint was not written by learner=megatron")
+        self._call("load_state_dict", state)
+
+    def _local(self, name: str, full: torch.Tensor) -> torch.Tensor:
+        """This rank's shard of a saved full tensor (vocabulary padding redone for this TP)."""
+        if name in VOCAB_PARAMS:
+            full = pad_vocab_rows(full, self.arch)
+        return shard(full, tp_layout(name), self.tp_rank, self.tp).to(self.device)
+
+    @torch.no_grad()
+    def _load_state_dict(self, state: dict[str, Any]) -> None:
+        named = list(self.model.named_parameters())
+        for name, p in named:
+            p.copy_(self._local(name, state["model"][name]))
+        self.optimizer = self._new_optimizer()
+        opt_state = {}
+        for i, (name, _) in enumerate(named):
+            if name in state["optimizer"]["state"]:
+                opt_state[i] = {
+                    k: (self._local(name, v) if k != "step" else v)
+                    for k, v in state["optimizer"]["state"][name].items()
+                }
+        groups = [
+            dict(g, params=list(range(len(named)))) for g in state["optimizer"]["param_groups"]
+        ]
+        self.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})

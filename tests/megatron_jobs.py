@@ -1,0 +1,170 @@
+"""Jobs for the Megatron learner tests, run in real worker processes (spawned, gloo).
+
+Imported by the spawned ranks by module name, so they stay free of pytest fixtures. Each rank
+uses one torch thread and a 60 s process-group timeout; rank 0 saves the job's result.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import torch
+
+TIMEOUT_S = 60
+VOCAB_LOW = 3  # token ids drawn from [3, vocab): skips pad / chat specials
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_batch(lengths: list[int], vocab: int, prompt_len: int = 3, seed: int = 0, budget: int = 0):
+    """A right-padded TrainBatch with random ids, a response mask after ``prompt_len`` and a
+    random advantage per sequence."""
+    from or1.types import TrainBatch
+
+    g = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    resp = torch.zeros(len(lengths), width)
+    for i, n in enumerate(lengths):
+        ids[i, :n] = torch.randint(VOCAB_LOW, vocab, (n,), generator=g)
+        attn[i, :n] = 1
+        resp[i, prompt_len:n] = 1.0
+    adv = resp * torch.randn(len(lengths), 1, generator=g)
+    return TrainBatch(
+        ids, attn, resp, adv, list(lengths), temperature=0.8, micro_batch_tokens=budget
+    )
+
+
+def behaviour_logprobs(logp: torch.Tensor, batch: Any, seed: int = 1) -> torch.Tensor:
+    """Old log-probs a little off the current policy, so that ratios and clipping matter."""
+    noise = 0.3 * torch.randn(logp.shape, generator=torch.Generator().manual_seed(seed))
+    return (logp + noise) * batch.response_mask
+
+
+def make_learner(model_path: str, tp: int, lr: float = 1e-3):
+    from omegaconf import OmegaConf
+
+    from or1.interfaces import BuildContext
+    from or1_plugins.megatron.learner import MegatronLearner, MegatronLearnerConfig
+
+    cfg = OmegaConf.structured(MegatronLearnerConfig(lr=lr, tensor_parallel_size=tp))
+    p = Path(model_path)
+    return MegatronLearner(
+        cfg, BuildContext(run_dir=p, model_path=p, cache_dir=p, seed=0, config=None)
+    )
+
+
+def record_hf_gradients(learner: Any) -> list[dict[str, torch.Tensor]]:
+    """Full (gathered) gradients under HF names, captured when the optimiser steps."""
+    from or1_plugins.megatron.hf_mapping import gather, megatron_to_hf, tp_layout
+
+    seen: list[dict[str, torch.Tensor]] = []
+    step = learner.optimizer.step
+
+    def recording_step(*args: Any, **kwargs: Any) -> Any:
+        grads = {}
+        for name, p in learner.model.named_parameters():
+            full = gather(p.grad, tp_layout(name), learner.tp_group, learner.tp)
+            if name in ("embedding.word_embeddings.weight", "output_layer.weight"):
+                full = full[: learner.arch.vocab_size]
+            grads.update((n, t.clone()) for n, t in megatron_to_hf(name, full, learner.arch))
+        seen.append(grads)
+        return step(*args, **kwargs)
+
+    learner.optimizer.step = recording_step
+    return seen
+
+
+def equivalence(
+    model_path: str, tp: int, state_out: str | None = None, state_in: str | None = None
+) -> dict:
+    """Initial weights, log-probs, one train step (metrics, gradients, new weights, new
+    log-probs); then optionally save the learner state and take a second step, or load a
+    state saved by another job and take the second step from it."""
+    from omegaconf import OmegaConf
+
+    from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
+
+    learner = make_learner(model_path, tp)
+    grads = record_hf_gradients(learner)
+    if int(os.environ.get("RANK", "0")) != 0:  # SPMD: the other ranks carry out rank 0's calls
+        learner.serve()
+        return {}
+    vocab = learner.arch.vocab_size
+    batch = make_batch([6, 9, 4, 12, 7], vocab, budget=16)
+    loss = OR1Loss(OmegaConf.structured(OR1LossConfig(clip_eps_high=0.28)))
+    out: dict[str, Any] = {"weights0": {n: t.clone() for n, t in learner.named_weights()}}
+    out["logp0"], out["ent0"] = learner.compute_logprobs(batch)
+    batch.old_logprobs = behaviour_logprobs(out["logp0"], batch)
+    out["metrics1"] = learner.train_step(batch, loss, 0.01)
+    out["grads1"] = grads[0] if grads else None
+    out["weights1"] = {n: t.clone() for n, t in learner.named_weights()}
+    out["logp1"], out["ent1"] = learner.compute_logprobs(batch)
+    if state_out:
+        torch.save(learner.state_dict(), state_out)
+    if state_in:
+        learner.load_state_dict(torch.load(state_in, weights_only=False))
+        out["logp_loaded"], _ = learner.compute_logprobs(batch)
+    if state_out or state_in:
+        out["metrics2"] = learner.train_step(batch, loss, 0.01)
+        out["logp2"], _ = learner.compute_logprobs(batch)
+    if state_out:  # a non-finite loss: no step on any rank
+        before = {n: t.clone() for n, t in learner.named_weights()}
+        bad = make_batch([6, 9, 4, 12, 7], vocab, budget=16)
+        bad.old_logprobs = batch.old_logprobs
+        bad.advantages = bad.advantages * float("nan")
+        out["metrics_nan"] = learner.train_step(bad, loss, 0.01)
+        out["nan_step_moved"] = max(
+            float((t - before[n]).abs().max()) for n, t in learner.named_weights()
+        )
+    learner.close()
+    return out
+
+
+def sequence(runs: list[dict]) -> list[dict]:
+    """Several ``equivalence`` runs one after another in the same processes (Megatron's
+    parallel state is rebuilt when the tensor-parallel size changes)."""
+    return [equivalence(**kwargs) for kwargs in runs]
+
+
+JOBS = {"equivalence": equivalence, "sequence": sequence}
+
+
+def _worker(rank: int, world: int, port: int, job: str, kwargs: dict, out_file: str) -> None:
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    torch.set_num_threads(1)
+    from or1 import distributed
+
+    distributed.init(TIMEOUT_S)
+    result = JOBS[job](**kwargs)
+    if rank == 0:
+        torch.save(result, out_file)
+
+
+def launch(job: str, world: int, out_dir: Path, **kwargs: Any) -> dict:
+    """Run ``job(**kwargs)`` in ``world`` spawned processes; rank 0's result."""
+    import torch.multiprocessing as mp
+
+    out_file = str(Path(out_dir) / f"{job}-{world}-{free_port()}.pt")
+    mp.start_processes(
+        _worker,
+        args=(world, free_port(), job, kwargs, out_file),
+        nprocs=world,
+        join=True,
+        start_method="spawn",
+    )
+    return torch.load(out_file, weights_only=False)
