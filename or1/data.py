@@ -56,17 +56,21 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             raise DataError(f"{path}: not a readable parquet file ({exc})") from None
     if suffix in (".jsonl", ".json"):
         rows = []
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}: line {lineno}: a row must be a JSON object")
-                rows.append(row)
+        try:
+            lines = path.read_bytes().decode("utf-8").split("\n")
+        except UnicodeDecodeError as exc:
+            line_no = path.read_bytes()[: exc.start].count(b"\n") + 1
+            raise DataError(f"{path}: line {line_no}: not UTF-8 text") from None
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}: line {lineno}: a row must be a JSON object")
+            rows.append(row)
         return rows
     raise DataError(f"{path}: unsupported dataset format '{suffix}' (use .parquet or .jsonl)")
 
