@@ -133,3 +133,41 @@ def _pids_with(entry: str) -> list[int]:
         for p in Path("/proc").iterdir()
         if p.name.isdigit() and entry in _environ(int(p.name))
     ]
+
+
+@pytest.mark.slow
+def test_vllm_rollout_under_torchrun_samples_what_one_process_samples(tmp_path, cache_dir):
+    # rank 0's vLLM engine runs in its own process under torchrun; weights move every step
+    # (entropy bonus always on), so equal samples at steps 2-3 show the weight sync worked
+    common = [
+        *FAST_RUN,
+        "learner=megatron",
+        "rollout=vllm",
+        "trainer.total_steps=3",
+        "filter=none",
+        "trainer.eval_at_start=false",
+        "eval.max_problems=2",
+        "entropy.target=100",
+        "entropy.delta=0.05",
+        "entropy.coef_max=1.0",
+        "learner.lr=0.01",
+    ]
+    one = run_cli(
+        "or1-train", [*common, f"hydra.run.dir={tmp_path / 'one'}"], tmp_path, timeout=900
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = torchrun(
+        [*common, "learner.tensor_parallel_size=2", f"hydra.run.dir={tmp_path / 'two'}"], tmp_path
+    )
+    out, _ = two.communicate(timeout=900)
+    assert two.returncode == 0, out[-6000:]
+    a, b = (
+        read_jsonl(tmp_path / "one" / "metrics.jsonl"),
+        read_jsonl(tmp_path / "two" / "metrics.jsonl"),
+    )
+    assert [m["step"] for m in a] == [m["step"] for m in b] == [1, 2, 3]
+    for x, y in zip(a, b, strict=True):
+        assert y["response_length/mean"] == x["response_length/mean"]
+        assert y["entropy/value"] == pytest.approx(x["entropy/value"], rel=1e-5)
+        assert y["timing/weight_sync_s"] > 0
+    assert a[2]["entropy/value"] != pytest.approx(a[0]["entropy/value"], rel=1e-4)

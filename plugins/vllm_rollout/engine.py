@@ -17,6 +17,7 @@ import gc
 import logging
 import os
 import random
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -92,26 +93,79 @@ def _temp_dir(path: Path) -> Iterator[None]:
             os.environ["TMPDIR"] = old_env
 
 
-def _set_environment(root: Path, on_gpu: bool, tensor_parallel_size: int) -> None:
-    """Everything vLLM writes goes under ``root``; set before vLLM is imported."""
+LAUNCHER_VARIABLES = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "GROUP_WORLD_SIZE",
+    "ROLE_RANK",
+    "ROLE_WORLD_SIZE",
+    "ROLE_NAME",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+)
+
+
+def _under_launcher() -> bool:
+    """True inside a multi-process torchrun launch (the trainer's process group is set up)."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+@contextlib.contextmanager
+def _without_launcher_environment() -> Iterator[None]:
+    """Hide torchrun's variables while vLLM starts its engine process, so that process sets
+    up its own torch.distributed group instead of joining (and hanging on) the trainer's."""
+    saved = {
+        k: os.environ.pop(k)
+        for k in list(os.environ)
+        if k in LAUNCHER_VARIABLES or k.startswith("TORCHELASTIC_")
+    }
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+RPC_PATH_BUDGET = 60
+"""Longest RPC folder path: vLLM's ZMQ sockets add a ~45-character name, and a Unix socket
+path may not exceed 107 characters."""
+
+
+def _set_environment(
+    root: Path, on_gpu: bool, tensor_parallel_size: int, under_launcher: bool
+) -> Path | None:
+    """Everything vLLM writes goes under ``root``; set before vLLM is imported. Returns a
+    private short folder made for the RPC sockets when ``root`` is too deep for them (the
+    caller removes it), else None."""
+    rpc, short = root / "tmp", None
+    rpc.mkdir(parents=True, exist_ok=True)  # also TMPDIR while the engine is built
+    if len(str(rpc)) > RPC_PATH_BUDGET:
+        short = rpc = Path(tempfile.mkdtemp(prefix="or1-vllm-"))
     dirs = {
         "VLLM_CACHE_ROOT": root / "cache",
         "VLLM_CONFIG_ROOT": root / "config",
         "VLLM_ASSETS_CACHE": root / "assets",
-        "VLLM_RPC_BASE_PATH": root / "tmp",
+        "VLLM_RPC_BASE_PATH": rpc,
     }
     for key, path in dirs.items():
         path.mkdir(parents=True, exist_ok=True)
         os.environ[key] = str(path)
-    # in-process engine: weight sync passes tensors by reference, start-up takes seconds
-    in_process = not on_gpu or tensor_parallel_size == 1
+    # in-process engine: weight sync passes tensors by reference, start-up takes seconds. Under
+    # torchrun the engine gets its own process (and process group): an in-process engine would
+    # set up torch.distributed inside the trainer's launch and wait for ranks that never join.
+    in_process = (not on_gpu or tensor_parallel_size == 1) and not under_launcher
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return short
 
 
 class VLLMEngine(RolloutEngine):
-    owns_process_group = True  # in-process vLLM initialises torch.distributed itself
+    owns_process_group = False  # under torchrun the engine runs in a process of its own
 
     def __init__(self, cfg: Any, ctx: BuildContext) -> None:
         self.cfg = cfg
@@ -150,7 +204,10 @@ class VLLMEngine(RolloutEngine):
         self.eos_ids = sorted(set(eos if isinstance(eos, list) else [eos]) - {None})
 
         self.run_root = Path(ctx.run_dir) / "vllm"
-        _set_environment(self.run_root, self.on_gpu, int(cfg.tensor_parallel_size))
+        self.under_launcher = _under_launcher()
+        self.rpc_dir = _set_environment(
+            self.run_root, self.on_gpu, int(cfg.tensor_parallel_size), self.under_launcher
+        )
         self.llm = self._build_llm(int(ctx.seed))
         self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
         executor = self.llm.llm_engine.vllm_config.parallel_config.distributed_executor_backend
@@ -207,7 +264,11 @@ class VLLMEngine(RolloutEngine):
                         f"`pip install -e '.[gpu]'` (GPU) ({_first_line(exc)})"
                     ) from None
                 try:
-                    llm = LLM(**self._llm_kwargs(seed))
+                    if self.under_launcher:
+                        with _without_launcher_environment():
+                            llm = LLM(**self._llm_kwargs(seed))
+                    else:
+                        llm = LLM(**self._llm_kwargs(seed))
                 except Exception as exc:
                     if _live_engines == 0:
                         _cleanup_vllm()
@@ -369,6 +430,8 @@ class VLLMEngine(RolloutEngine):
             self._rng.setstate(state["rng"])
 
     def close(self) -> None:
+        if getattr(self, "rpc_dir", None) is not None:
+            shutil.rmtree(self.rpc_dir, ignore_errors=True)
         if self.llm is None:
             return
         llm, self.llm = self.llm, None
