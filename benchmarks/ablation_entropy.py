@@ -28,7 +28,8 @@ def run(out: Path, name: str, steps: int, extra: list[str]) -> list[dict]:
     run_dir = out / name
     if not (run_dir / "summary.json").exists():
         cmd = [str(BIN / "or1-train"), f"hydra.run.dir={run_dir}", f"trainer.total_steps={steps}",
-               "trainer.eval_every=0", "logger=[jsonl]", *extra]
+               "trainer.eval_every=0", "logger=[jsonl]",
+               "rollout=transformers", "learner=torch", *extra]  # the numbers in docs/demo.md
         print("running:", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

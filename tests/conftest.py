@@ -14,8 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+# The portable reference engines (HF generate, plain PyTorch): tests of everything but the
+# engines themselves use them, since they start in a second (vLLM's import alone takes ~11 s).
+REFERENCE_ENGINES = ["rollout=transformers", "learner=torch"]
 # The tiny model without warm-up: builds in seconds; CLI tests select it with these overrides.
-UNTRAINED_MODEL = ["model.warmup_max_steps=0", "model.num_threads=1"]
+UNTRAINED_MODEL = ["model.warmup_max_steps=0", "model.num_threads=1", *REFERENCE_ENGINES]
+# A lightly warmed tiny model (~20% accuracy): groups with and without reward variance.
+LIGHTLY_WARMED = ["model.warmup_target_accuracy=0.2", "model.num_threads=1"]
 # A small, fast run: 4 prompts x 4 samples, short responses, 8 held-out problems.
 FAST_RUN = [
     *UNTRAINED_MODEL,
@@ -48,11 +53,18 @@ def tiny_model(cache_dir: Path) -> Path:
     return Path(prepare_tiny_model(cfg, cache_dir))
 
 
-def run_cli(command: str, args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600):
+def run_cli(
+    command: str, args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600
+):
     """Run an installed or1 command; returns the CompletedProcess (text, captured)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [str(BIN / command), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
+        [str(BIN / command), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
     )
 
 

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, FAST_RUN, read_jsonl, run_cli
+from tests.conftest import BIN, FAST_RUN, LIGHTLY_WARMED, read_jsonl, run_cli
 
 # A lightly warmed tiny model (about 20% accuracy; its answers need up to 64 tokens) so that
 # groups have reward variance and loss/pg is not trivially zero; built once into the test cache.
-WARM = ["model.warmup_target_accuracy=0.2", "model.num_threads=1"]
+WARM = LIGHTLY_WARMED
 RUN = [
     "learner=megatron",
+    "rollout=transformers",
     "trainer.prompts_per_step=4",
     "trainer.group_size=4",
     "trainer.num_threads=1",

@@ -8,7 +8,7 @@ from collections import defaultdict
 
 import pytest
 
-from tests.conftest import read_jsonl, run_cli
+from tests.conftest import LIGHTLY_WARMED, REFERENCE_ENGINES, read_jsonl, run_cli
 
 TARGET, DELTA, COEF_MAX = 100.0, 1e-3, 2.5e-3  # target above any entropy: the gate is always on
 
@@ -16,11 +16,23 @@ TARGET, DELTA, COEF_MAX = 100.0, 1e-3, 2.5e-3  # target above any entropy: the g
 def test_advantages_filter_and_controller_recomputed_from_the_logs(tmp_path, cache_dir):
     run_dir = tmp_path / "run"
     args = [
-        f"hydra.run.dir={run_dir}", "trainer.total_steps=5", "trainer.dump_samples=true",
-        "trainer.eval_at_start=false", "trainer.prompts_per_step=8", "trainer.group_size=4",
-        "trainer.num_threads=1", "eval.max_problems=4", "eval.k=1", "logger=[jsonl]",
-        "filter=zero_variance", "entropy=adaptive", f"entropy.target={TARGET}", f"entropy.delta={DELTA}",
+        f"hydra.run.dir={run_dir}",
+        "trainer.total_steps=5",
+        "trainer.dump_samples=true",
+        "trainer.eval_at_start=false",
+        "trainer.prompts_per_step=8",
+        "trainer.group_size=4",
+        "trainer.num_threads=1",
+        "eval.max_problems=4",
+        "eval.k=1",
+        "logger=[jsonl]",
+        "filter=zero_variance",
+        "entropy=adaptive",
+        f"entropy.target={TARGET}",
+        f"entropy.delta={DELTA}",
         f"entropy.coef_max={COEF_MAX}",
+        *LIGHTLY_WARMED,
+        *REFERENCE_ENGINES,
     ]
     proc = run_cli("or1-train", args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -42,7 +54,9 @@ def test_advantages_filter_and_controller_recomputed_from_the_logs(tmp_path, cac
             saw_kept = True
             mean, std = statistics.fmean(rewards), statistics.stdev(rewards)
             for m in members:
-                assert m["advantage"] == pytest.approx((m["reward"] - mean) / (std + 1e-6), rel=1e-5, abs=1e-6)
+                assert m["advantage"] == pytest.approx(
+                    (m["reward"] - mean) / (std + 1e-6), rel=1e-5, abs=1e-6
+                )
         else:
             saw_dropped = True
             assert all(m["advantage"] == 0.0 for m in members)
