@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
@@ -269,3 +270,33 @@ def test_bare_gold_answers_parse_without_delimiters():
     assert verify_one("\\boxed{2\\sqrt2}", "\\sqrt{8}")[:2] == (1.0, "correct")
     assert verify_one("\\boxed{\\frac{\\pi}{2}}", "\\pi/2")[:2] == (1.0, "correct")
     assert verify_one("\\boxed{(x+1)^2 - 2x}", "x^2+1")[:2] == (1.0, "correct")
+
+
+def test_a_worker_that_dies_mid_verification_scores_error_and_is_replaced(verifier):
+    pool = verifier._pool
+    verifier.score_many(["\\boxed{1}"] * 2, [row("1")] * 2)  # both workers up
+    soft = pool.soft_timeout_s
+    pool.soft_timeout_s = 0.0  # the pathological input keeps its worker busy until killed
+
+    def kill_busy_worker():
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            busy = [w for w in pool.workers if w.task is not None]
+            if busy:
+                os.kill(busy[0].pid, signal.SIGKILL)  # a crash, not the verifier's own timeout
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_busy_worker)
+    try:
+        killer.start()
+        t0 = time.monotonic()
+        s = verifier.score("\\boxed{9^{9^{9^9}}}", row("1"))
+        elapsed = time.monotonic() - t0
+    finally:
+        killer.join()
+        pool.soft_timeout_s = soft
+    assert (s.value, s.status) == (0.0, "error") and "died" in s.reason, s
+    assert elapsed < TIMEOUT_S + SLACK_S  # status "error", not "timeout": the crash was seen
+    assert verifier.warmup() and len(pool.pids()) == 2  # replaced; the verifier goes on
+    assert verifier.score("\\boxed{\\frac{8}{2}}", row("4")).status == "correct"
