@@ -168,9 +168,10 @@ def or1_register_data_stages(register: Register) -> None:
     """Offer data-preparation stages for ``or1-data`` (config group ``data_stage``; several
     are active at once, each under ``data_stage.<name>``, run in the order of the list).
 
-    ``factory(cfg, ctx)`` returns an :class:`or1.interfaces.DataStage`. ``or1-data`` calls
-    its ``run(rows, ctx)`` once with every row the previous stage kept (or, for the first
-    stage, every row of the input files) and an :class:`or1.interfaces.DataStageContext`
+    ``factory(cfg, ctx)`` (``ctx``: the run's :class:`or1.interfaces.DataStageContext`) returns
+    an :class:`or1.interfaces.DataStage`; it only checks its config, building nothing
+    expensive. ``or1-data`` calls its ``run(rows, ctx)`` once with every row the previous
+    stage kept (or, for the first stage, every row of the input files) and the context
     (progress bars, work files for in-stage resumption, verifiers and rollout engines from the
     registry). The stage returns an :class:`or1.types.StageResult`: the kept rows, in input
     order, and one :class:`or1.types.DroppedRow` (uid, reason, details) for every other input

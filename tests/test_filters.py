@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from tests.conftest import FAST_RUN, read_jsonl, run_cli
-
 from or1.types import Group, Prompt
 from or1_plugins.filters import NoFilter, ZeroVarianceFilter
+from tests.conftest import FAST_RUN, read_jsonl, run_cli
 
 
 def _group(rewards: list[float]) -> Group:

@@ -47,6 +47,7 @@ def test_builtin_components_implement_their_interfaces(tiny_model, tmp_path):
         "filter": interfaces.OnlineFilter, "advantage": interfaces.AdvantageEstimator,
         "loss": interfaces.PolicyLoss, "entropy": interfaces.EntropyController,
         "stages": interfaces.StageScheduler, "logger": interfaces.Logger,
+        "data_stage": interfaces.DataStage,
     }
     ctx = BuildContext(run_dir=tmp_path, model_path=tiny_model, cache_dir=tmp_path, seed=0, config=None)
     registry = plugins.get_registry()

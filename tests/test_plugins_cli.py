@@ -24,7 +24,7 @@ def test_or1_plugins_lists_every_builtin_hook_point(tmp_path):
     proc = run_cli("or1-plugins", [], tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert len(hook_names()) == 16  # 11 registration hooks + 5 event hooks
+    assert len(hook_names()) == 17  # 12 registration hooks + 5 event hooks
     for group, hook in REGISTRATION_HOOKS.items():
         assert f"  {group} ({hook}): " in out, hook
     for hook in hook_names()[len(REGISTRATION_HOOKS) :]:

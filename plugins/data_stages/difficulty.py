@@ -1,0 +1,120 @@
+"""The ``difficulty`` stage: the offline pass-rate filter of ``or1-filter`` inside ``or1-data``.
+
+``samples`` responses per problem from the policy to be trained (the ``model`` section, served
+by the ``rollout`` section's engine), scored by the run's verifier (``verifier=auto`` in
+``or1-data``: math and code rows each by their own verifier); problems whose number of correct
+responses lies in ``[min_correct, max_correct]`` are kept with a ``pass_rate`` column, the rest
+are dropped as ``too_easy`` / ``too_hard`` (Skywork-OR1: 16 samples, keep 1..15). Counting,
+the band and its check are :mod:`or1.offline_filter`'s, shared with ``or1-filter``; counts are
+appended to a work file per chunk, so an interrupted run resumes. Prompts longer than
+``data.max_prompt_length`` tokens are dropped as ``prompt_too_long``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from or1.config import DataStageConfig
+from or1.data import tokenize_prompts
+from or1.errors import ConfigError, DataError
+from or1.interfaces import BuildContext, DataStage, DataStageContext
+from or1.offline_filter import PASS_RATE, band_reason, check_band, count_correct
+from or1.plugins import get_registry
+from or1.types import DroppedRow, SamplingParams, StageResult
+
+
+@dataclass
+class DifficultyConfig(DataStageConfig):
+    """Like ``or1-filter``'s ``offline`` section: ``samples`` per problem, the kept band
+    ``[min_correct, max_correct]`` (None: ``samples - 1``), sampling ``temperature``,
+    ``max_tokens`` (None: the first training stage's max response length) and
+    ``prompts_per_call``."""
+
+    name: str = "difficulty"
+    samples: int = 16
+    min_correct: int = 1
+    max_correct: int | None = None
+    temperature: float = 1.0
+    max_tokens: int | None = None
+    prompts_per_call: int = 32
+
+
+class Difficulty(DataStage):
+    """The pass-rate band (module docstring)."""
+
+    fingerprint_sections = ("model", "rollout", "verifier", "stages")
+
+    def __init__(self, cfg: Any, ctx: Any = None) -> None:
+        self.cfg = cfg
+        self.band = check_band(cfg.samples, cfg.min_correct, cfg.max_correct)
+
+    def _max_tokens(self, ctx: DataStageContext) -> int:
+        if self.cfg.max_tokens:
+            return int(self.cfg.max_tokens)
+        cfg = ctx.config
+        build = BuildContext(
+            run_dir=ctx.out_dir,
+            model_path=ctx.out_dir,
+            cache_dir=ctx.out_dir,
+            seed=ctx.seed,
+            config=cfg,
+        )
+        stages = get_registry().get("stages", cfg.stages.name).factory(cfg.stages, build)
+        return int(stages.stage_at(0).max_response_length)
+
+    def run(self, rows: list[dict[str, Any]], ctx: DataStageContext) -> StageResult:
+        c = self.cfg
+        engine, tokenizer = ctx.rollout(None)
+        pairs = [(r["uid"], r) for r in rows]
+        try:
+            prompts = tokenize_prompts(pairs, tokenizer, ctx.config.data.max_prompt_length)
+        except DataError:
+            prompts = []
+        fit = {p.uid for p in prompts}
+        verifier = ctx.run_verifier()
+        params = SamplingParams(
+            n=c.samples,
+            temperature=c.temperature,
+            top_p=ctx.config.rollout.top_p,
+            top_k=ctx.config.rollout.top_k,
+            max_tokens=self._max_tokens(ctx),
+            seed=ctx.seed,
+        )
+        advance = ctx.progress(len(prompts), "difficulty")
+        progress_file = ctx.prefix.with_name(f"{ctx.prefix.name}.{ctx.fingerprint}.progress.jsonl")
+        correct: dict[str, int] = {}
+        if prompts:
+            try:
+                correct = count_correct(
+                    engine, verifier, prompts, params, progress_file, c.prompts_per_call, advance
+                )
+            except ValueError as exc:  # a prompt + max_tokens longer than the engine's context
+                raise ConfigError(
+                    f"data_stage.difficulty: {exc}; lower data.max_prompt_length or "
+                    "data_stage.difficulty.max_tokens, or serve a longer context"
+                ) from None
+        kept, dropped = [], []
+        for row in rows:
+            uid = row["uid"]
+            if uid not in fit:
+                dropped.append(
+                    DroppedRow(
+                        uid,
+                        "prompt_too_long",
+                        {"max_prompt_length": ctx.config.data.max_prompt_length},
+                    )
+                )
+                continue
+            reason = band_reason(correct[uid], self.band)
+            if reason == "kept":
+                kept.append({**row, PASS_RATE: correct[uid] / c.samples})
+            else:
+                dropped.append(
+                    DroppedRow(
+                        uid,
+                        reason,
+                        {"correct": correct[uid], "samples": c.samples, "band": list(self.band)},
+                    )
+                )
+        return StageResult(kept, dropped)
