@@ -26,7 +26,8 @@ MANIFEST = "manifest.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The SHA-256 hex digest of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -57,7 +58,7 @@ def save(root: Path, step: int, parts: dict[str, Any], keep: int = 0) -> Path:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        files[path.name] = _sha256(path)
+        files[path.name] = sha256_file(path)
     manifest = {"format": 1, "step": step, "files": files}
     with (tmp / MANIFEST).open("w") as fh:
         json.dump(manifest, fh, indent=1)
@@ -98,7 +99,7 @@ def verify(path: Path) -> str | None:
         f = path / name
         if not f.is_file():
             return f"missing {name}"
-        if _sha256(f) != digest:
+        if sha256_file(f) != digest:
             return f"checksum mismatch in {name}"
     return None
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from or1.checkpoint import sha256_file
 from or1.data import as_path_list, read_rows, validate_row
 from or1.errors import ConfigError, DataError
 from or1.interfaces import (
@@ -183,14 +184,6 @@ def write_jsonl(records: Sequence[dict[str, Any]], path: Path) -> None:
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for rec in records:
             fh.write(json.dumps(rec, default=str) + "\n")
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- context
@@ -400,7 +393,7 @@ def run_pipeline(cfg: DictConfig, default_out: Path) -> dict[str, Any]:
         if not path.is_file():
             raise DataError(f"dataset file not found: {path}")
     previous = hashlib.sha256(
-        json.dumps([[str(p.resolve()), file_digest(p)] for p in files]).encode()
+        json.dumps([[str(p.resolve()), sha256_file(p)] for p in files]).encode()
     ).hexdigest()
     console = Console(stderr=True)
     summary: list[dict[str, Any]] = []
