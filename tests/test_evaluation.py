@@ -77,7 +77,9 @@ def test_summarize_hand_values():
     )  # a: "2" wins (wrong); b: tie, "4" first (right); c: none
     assert m["response_length"] == pytest.approx((100 + 20 + 32) / 12)
     assert m["truncated_frac"] == pytest.approx(5 / 12)
+    assert m["accuracy"] == m["avg@4"]  # the foundation's name for the same number
     assert set(m) == {
+        "accuracy",
         "avg@4",
         "pass@1",
         "pass@2",

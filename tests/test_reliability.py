@@ -94,12 +94,13 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
 
 def kill_and_resume(tmp_path: Path, seed: int, uninterrupted: list[dict]) -> None:
     rng = random.Random(seed)
-    kill_after = rng.randint(1, STEPS - 2)  # the checkpoint that must exist before the kill
+    kill_after = rng.randint(1, STEPS - 3)  # the checkpoint that must exist before the kill
     run_dir = tmp_path / f"killed{seed}"
     run_dir.mkdir()
     proc = start(run_dir, "trainer.save_every=1", "trainer.keep_checkpoints=2")
     wait_for(lambda: kill_after in checkpoint.list_steps(run_dir / "checkpoints"), proc)
-    time.sleep(rng.uniform(0.0, 1.0))  # anywhere in the next step, writing a checkpoint included
+    step_s = next(m for m in read_jsonl(run_dir / "metrics.jsonl") if m["step"] == kill_after)["timing/step_s"]
+    time.sleep(rng.uniform(0.0, 1.2) * step_s)  # anywhere in the next step, its checkpoint write included
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     latest = checkpoint.latest(run_dir / "checkpoints")
