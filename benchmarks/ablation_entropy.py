@@ -27,9 +27,16 @@ BIN = Path(sys.executable).parent
 def run(out: Path, name: str, steps: int, extra: list[str]) -> list[dict]:
     run_dir = out / name
     if not (run_dir / "summary.json").exists():
-        cmd = [str(BIN / "or1-train"), f"hydra.run.dir={run_dir}", f"trainer.total_steps={steps}",
-               "trainer.eval_every=0", "logger=[jsonl]",
-               "rollout=transformers", "learner=torch", *extra]  # the numbers in docs/demo.md
+        cmd = [
+            str(BIN / "or1-train"),
+            f"hydra.run.dir={run_dir}",
+            f"trainer.total_steps={steps}",
+            "trainer.eval_every=0",
+            "logger=[jsonl]",
+            "rollout=transformers",
+            "learner=torch",
+            *extra,
+        ]  # the numbers in docs/demo.md
         print("running:", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -43,9 +50,17 @@ def main() -> None:
     ap.add_argument("--coef-max", type=float, default=1.0)
     ap.add_argument("--out", type=Path, default=Path("outputs/ablation_entropy"))
     args = ap.parse_args()
-    adaptive = run(args.out, "adaptive", args.steps, [
-        "entropy=adaptive", f"entropy.target={args.target}", f"entropy.delta={args.delta}",
-        f"entropy.coef_max={args.coef_max}"])
+    adaptive = run(
+        args.out,
+        "adaptive",
+        args.steps,
+        [
+            "entropy=adaptive",
+            f"entropy.target={args.target}",
+            f"entropy.delta={args.delta}",
+            f"entropy.coef_max={args.coef_max}",
+        ],
+    )
     none = run(args.out, "none", args.steps, ["entropy=none"])
 
     import matplotlib
@@ -82,9 +97,11 @@ def main() -> None:
 
     a, n = second_half(adaptive), second_half(none)
     print(f"wrote {png}")
-    print(f"second half of the run: mean entropy adaptive={mean(a):.4f} none={mean(n):.4f} "
-          f"target={args.target}; mean |entropy - target| adaptive="
-          f"{mean([abs(x - args.target) for x in a]):.4f} none={mean([abs(x - args.target) for x in n]):.4f}")
+    print(
+        f"second half of the run: mean entropy adaptive={mean(a):.4f} none={mean(n):.4f} "
+        f"target={args.target}; mean |entropy - target| adaptive="
+        f"{mean([abs(x - args.target) for x in a]):.4f} none={mean([abs(x - args.target) for x in n]):.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,11 @@ def loss_mask_flags(groups: Sequence[Group], truncation: str) -> list[list[bool]
 
 
 def collate(
-    groups: Sequence[Group], pad_id: int, truncation: str, temperature: float, micro_batch_tokens: int = 0
+    groups: Sequence[Group],
+    pad_id: int,
+    truncation: str,
+    temperature: float,
+    micro_batch_tokens: int = 0,
 ) -> TrainBatch:
     """Stack every completion of ``groups`` (which must have advantages) into a TrainBatch.
 
@@ -46,7 +50,9 @@ def collate(
         if in_loss[i]:
             response[i, starts[i] : lens[i]] = 1.0
     advantages = response * torch.tensor(advs, dtype=torch.float32)[:, None]
-    return TrainBatch(input_ids, attention, response, advantages, lens, temperature, micro_batch_tokens)
+    return TrainBatch(
+        input_ids, attention, response, advantages, lens, temperature, micro_batch_tokens
+    )
 
 
 def split_by_token_budget(seq_lens: Sequence[int], budget: int) -> list[list[int]]:

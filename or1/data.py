@@ -94,7 +94,9 @@ def validate_row(row: dict[str, Any], where: str) -> None:
         and prompt
         and all(isinstance(m, dict) and "role" in m and "content" in m for m in prompt)
     ):
-        raise DataError(f"{where}: 'prompt' must be a string or a list of {{role, content}} messages")
+        raise DataError(
+            f"{where}: 'prompt' must be a string or a list of {{role, content}} messages"
+        )
     if not isinstance(row.get("ability"), str):
         raise DataError(f"{where}: missing column 'ability'")
     gt = ground_truth(row)
@@ -107,7 +109,9 @@ def messages(row: dict[str, Any]) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
 
 
-def read_dataset(files: Sequence[Path], max_rows: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+def read_dataset(
+    files: Sequence[Path], max_rows: int | None = None
+) -> list[tuple[str, dict[str, Any]]]:
     """Read and validate every row of ``files``; returns ``(uid, row)`` pairs with
     ``uid = "<file stem>:<row index>"``. An invalid row is an error naming file and index."""
     if not files:
@@ -142,7 +146,9 @@ def tokenize_prompts(
         if len(p_ids) <= max_prompt_length
     ]
     if len(prompts) < len(rows):
-        log.warning("dropped %d prompts longer than %d tokens", len(rows) - len(prompts), max_prompt_length)
+        log.warning(
+            "dropped %d prompts longer than %d tokens", len(rows) - len(prompts), max_prompt_length
+        )
     if not prompts:
         raise DataError(f"no prompt fits data.max_prompt_length={max_prompt_length}")
     return prompts

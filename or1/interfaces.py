@@ -103,7 +103,9 @@ class Learner(Stateful, ABC):
         """Without gradients, ``[B, T]`` log-probs under the frozen *initial* policy (the
         reference model), same conventions as ``compute_logprobs``. Called only when the loss
         has a KL term; a learner builds its reference model on the first call, never before."""
-        raise NotImplementedError(f"{type(self).__name__} has no reference model (KL terms unsupported)")
+        raise NotImplementedError(
+            f"{type(self).__name__} has no reference model (KL terms unsupported)"
+        )
 
     @abstractmethod
     def train_step(
@@ -193,7 +195,9 @@ class AdvantageEstimator(Stateful, ABC):
     """Turns grouped rewards into advantages."""
 
     @abstractmethod
-    def compute(self, rewards: torch.Tensor, truncated: torch.Tensor, truncation: str) -> torch.Tensor:
+    def compute(
+        self, rewards: torch.Tensor, truncated: torch.Tensor, truncation: str
+    ) -> torch.Tensor:
         """Given ``rewards`` ``[G, n]`` float and ``truncated`` ``[G, n]`` bool, return the
         per-completion advantage ``[G, n]`` (the trainer broadcasts it over the response tokens).
 
@@ -212,7 +216,9 @@ class PolicyLoss(ABC):
     model is ever built."""
 
     @abstractmethod
-    def token_weights(self, response_mask: torch.Tensor, micro_batches: list[list[int]]) -> torch.Tensor:
+    def token_weights(
+        self, response_mask: torch.Tensor, micro_batches: list[list[int]]
+    ) -> torch.Tensor:
         """Aggregation weights ``w`` ``[B, T]`` for the whole batch, such that the batch loss
         is ``sum(w * l)`` summed over all micro-batches and ranks. ``micro_batches`` lists the
         row indices of each micro-batch (only modes that weight by micro-batch use it).
@@ -268,7 +274,9 @@ class StageScheduler(Stateful, ABC):
 class Logger(ABC):
     """Receives metrics, samples and artifacts."""
 
-    def start(self, run_dir: Path, config: dict[str, Any], total_steps: int, start_step: int) -> None:
+    def start(
+        self, run_dir: Path, config: dict[str, Any], total_steps: int, start_step: int
+    ) -> None:
         """Called once before the first step (``start_step > 0`` when resuming)."""
 
     @abstractmethod

@@ -76,7 +76,9 @@ def count_correct(
             rows = [p.row for p, cs in zip(part, completions, strict=True) for _ in cs]
             scores = verifier.score_many(texts, rows)
             for i, p in enumerate(part):
-                correct = sum(1 for s in scores[i * params.n : (i + 1) * params.n] if s.value >= 1.0)
+                correct = sum(
+                    1 for s in scores[i * params.n : (i + 1) * params.n] if s.value >= 1.0
+                )
                 done[p.uid] = correct
                 fh.write(json.dumps({"uid": p.uid, "correct": correct}) + "\n")
             fh.flush()
@@ -101,7 +103,11 @@ def band_reason(correct: int, band: tuple[int, int]) -> str:
 
 
 def select(
-    prompts: list[Prompt], correct: dict[str, int], samples: int, band: tuple[int, int], keep_all: bool
+    prompts: list[Prompt],
+    correct: dict[str, int],
+    samples: int,
+    band: tuple[int, int],
+    keep_all: bool,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Rows to write (each with ``pass_rate``) and counts by reason."""
     out, counts = [], {"kept": 0, "too_easy": 0, "too_hard": 0}

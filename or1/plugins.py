@@ -77,7 +77,9 @@ class Registry:
             raise ConfigError(f"unknown {group} component '{name}' (registered: {known})")
         return found
 
-    def add(self, group: str, name: str, factory: Callable[..., Any], schema: type, plugin: PluginInfo) -> None:
+    def add(
+        self, group: str, name: str, factory: Callable[..., Any], schema: type, plugin: PluginInfo
+    ) -> None:
         base = HOOK_GROUPS[group]
         if not (isinstance(schema, type) and issubclass(schema, base)):
             raise PluginError(
@@ -96,7 +98,9 @@ class Registry:
         self.components[group][name] = Component(group, name, factory, schema, plugin)
 
 
-def _load_entry_point_plugins(pm: pluggy.PluginManager, infos: dict[int, PluginInfo], problems: list[str]) -> None:
+def _load_entry_point_plugins(
+    pm: pluggy.PluginManager, infos: dict[int, PluginInfo], problems: list[str]
+) -> None:
     eps = list(entry_points(group=hookspecs.PROJECT))
     eps.sort(key=lambda ep: (ep.dist is None or ep.dist.name != BUILTIN_PACKAGE, ep.name))
     for ep in eps:
@@ -140,7 +144,13 @@ class Or1PluginManager(pluggy.PluginManager):
                 info = self.info(impl.plugin)
                 seen[id(impl.plugin)] = info
 
-                def register(name: str, factory: Callable[..., Any], schema: type, _g: str = group, _i: PluginInfo = info) -> None:
+                def register(
+                    name: str,
+                    factory: Callable[..., Any],
+                    schema: type,
+                    _g: str = group,
+                    _i: PluginInfo = info,
+                ) -> None:
                     registry.add(_g, name, factory, schema, _i)
 
                 try:
@@ -151,7 +161,9 @@ class Or1PluginManager(pluggy.PluginManager):
                     registry.problems.append(
                         f"plugin '{info.name}' from package {info.package} failed in {hook_name}: {exc}"
                     )
-        registry.plugins = sorted(seen.values(), key=lambda p: (p.package != BUILTIN_PACKAGE, p.name))
+        registry.plugins = sorted(
+            seen.values(), key=lambda p: (p.package != BUILTIN_PACKAGE, p.name)
+        )
         for problem in registry.problems:
             log.warning(problem)
         return registry

@@ -39,7 +39,9 @@ def schema_table(schema: type, prefix: str) -> list[str]:
     lines = ["| key | type | default |", "|---|---|---|"]
     nested = []
     for f in dataclasses.fields(schema):
-        lines.append(f"| `{prefix}.{f.name}` | {_type_name(hints.get(f.name, f.type))} | {_default(f)} |")
+        lines.append(
+            f"| `{prefix}.{f.name}` | {_type_name(hints.get(f.name, f.type))} | {_default(f)} |"
+        )
         inner = typing.get_args(hints.get(f.name))
         for tp in inner:
             if dataclasses.is_dataclass(tp):

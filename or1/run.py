@@ -88,7 +88,11 @@ def check_values(cfg: DictConfig) -> None:
         ("eval.chunk", cfg.eval.chunk, 1),
         ("trainer.samples_every", t.samples_every, 0),
         ("trainer.max_nonfinite_steps", t.max_nonfinite_steps, 0),
-        ("trainer.min_free_disk_gb", 0.0 if t.min_free_disk_gb is None else t.min_free_disk_gb, 0.0),
+        (
+            "trainer.min_free_disk_gb",
+            0.0 if t.min_free_disk_gb is None else t.min_free_disk_gb,
+            0.0,
+        ),
     ]:
         if value < low:
             raise ConfigError(f"{key}={value} must be >= {low}")
@@ -154,7 +158,9 @@ def check_free_disk(cfg: DictConfig, run_dir: Path, model_path: Path) -> None:
     gb = 1024**3
     need_gb = cfg.trainer.min_free_disk_gb
     if need_gb is None:
-        weights = sum(f.stat().st_size for f in model_path.iterdir() if f.suffix in (".safetensors", ".bin"))
+        weights = sum(
+            f.stat().st_size for f in model_path.iterdir() if f.suffix in (".safetensors", ".bin")
+        )
         need_gb = weights * (3 * (cfg.trainer.keep_checkpoints + 1) + 1) / gb
     free_gb = shutil.disk_usage(run_dir).free / gb
     if free_gb < need_gb:
@@ -174,11 +180,15 @@ def load_tokenizer(path: Path) -> Any:
     if not getattr(tok, "chat_template", None):
         raise ConfigError(f"model.path={path}: the tokenizer has no chat template")
     if len(tok) < 2 or not tok.encode("1 + 1 = 2", add_special_tokens=False):
-        raise ConfigError(f"model.path={path}: the tokenizer is empty (no tokenizer.json or vocabulary files)")
+        raise ConfigError(
+            f"model.path={path}: the tokenizer is empty (no tokenizer.json or vocabulary files)"
+        )
     return tok
 
 
-def resolve_data(cfg: DictConfig, registry: Registry, cache_dir: Path) -> tuple[list[Path], list[Path]]:
+def resolve_data(
+    cfg: DictConfig, registry: Registry, cache_dir: Path
+) -> tuple[list[Path], list[Path]]:
     if cfg.data.path:
         return as_path_list(cfg.data.path), as_path_list(cfg.data.val_path)
     train, val = registry.get("data", cfg.data.name).factory(cfg.data, cache_dir)
@@ -197,7 +207,11 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -212,7 +226,19 @@ def build(cfg: DictConfig, registry: Registry, ctx: BuildContext) -> Components:
 
     loggers = {name: make("logger", node) for name, node in cfg.logger.items()}
     return Components(
-        **{g: make(g, cfg[g]) for g in ("rollout", "learner", "verifier", "filter", "advantage", "loss", "entropy", "stages")},
+        **{
+            g: make(g, cfg[g])
+            for g in (
+                "rollout",
+                "learner",
+                "verifier",
+                "filter",
+                "advantage",
+                "loss",
+                "entropy",
+                "stages",
+            )
+        },
         loggers=loggers,
     )
 
@@ -220,7 +246,18 @@ def build(cfg: DictConfig, registry: Registry, ctx: BuildContext) -> Components:
 def prepare(cfg: DictConfig, run_dir: Path) -> Run:
     """Everything a run needs, in the order that fails cheapest first."""
     registry = get_registry()
-    for group in ("rollout", "learner", "verifier", "filter", "advantage", "loss", "entropy", "stages", "data", "model"):
+    for group in (
+        "rollout",
+        "learner",
+        "verifier",
+        "filter",
+        "advantage",
+        "loss",
+        "entropy",
+        "stages",
+        "data",
+        "model",
+    ):
         registry.get(group, cfg[group].name)
     for node in cfg.logger.values():
         registry.get("logger", node.name)
@@ -235,18 +272,29 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
     resume_from = find_resume_checkpoint(cfg, run_dir)
     train_files, val_files = resolve_data(cfg, registry, cache_dir)
     train_rows = read_dataset(train_files)
-    eval_rows = {name: read_dataset(files, cfg.eval.max_problems) for name, files in eval_files(cfg, val_files).items()}
+    eval_rows = {
+        name: read_dataset(files, cfg.eval.max_problems)
+        for name, files in eval_files(cfg, val_files).items()
+    }
     model_path = resolve_model(cfg, registry, cache_dir)
     check_free_disk(cfg, run_dir, model_path)
     distributed.broadcast_object((model_path, run_dir))  # the other ranks' serve_learner
     tokenizer = load_tokenizer(model_path)
     max_len = cfg.data.max_prompt_length
     prompts = tokenize_prompts(train_rows, tokenizer, max_len)
-    val_sets = {name: tokenize_prompts(rows, tokenizer, max_len) for name, rows in eval_rows.items()}
+    val_sets = {
+        name: tokenize_prompts(rows, tokenizer, max_len) for name, rows in eval_rows.items()
+    }
 
     save_config_snapshot(cfg, run_dir)
     seed_everything(cfg.trainer.seed)
-    ctx = BuildContext(run_dir=run_dir, model_path=model_path, cache_dir=cache_dir, seed=cfg.trainer.seed, config=cfg)
+    ctx = BuildContext(
+        run_dir=run_dir,
+        model_path=model_path,
+        cache_dir=cache_dir,
+        seed=cfg.trainer.seed,
+        config=cfg,
+    )
     components = build(cfg, registry, ctx)
     total = cfg.trainer.total_steps or components.stages.total_steps
     run = Run(
@@ -317,7 +365,13 @@ def serve_learner(cfg: DictConfig) -> None:
     model_path, run_dir = distributed.broadcast_object(None)
     seed_everything(cfg.trainer.seed)
     cache_dir = Path(cfg.trainer.cache_dir).expanduser()
-    ctx = BuildContext(run_dir=run_dir, model_path=model_path, cache_dir=cache_dir, seed=cfg.trainer.seed, config=cfg)
+    ctx = BuildContext(
+        run_dir=run_dir,
+        model_path=model_path,
+        cache_dir=cache_dir,
+        seed=cfg.trainer.seed,
+        config=cfg,
+    )
     learner = registry.get("learner", cfg.learner.name).factory(cfg.learner, ctx)
     learner.serve()
 
@@ -330,8 +384,11 @@ def restart_rollout(run: Run) -> RolloutEngine:
         log.debug("closing the failed rollout engine: %s", exc)
     cfg = run.cfg
     ctx = BuildContext(
-        run_dir=run.run_dir, model_path=run.model_path, cache_dir=Path(cfg.trainer.cache_dir).expanduser(),
-        seed=cfg.trainer.seed, config=cfg,
+        run_dir=run.run_dir,
+        model_path=run.model_path,
+        cache_dir=Path(cfg.trainer.cache_dir).expanduser(),
+        seed=cfg.trainer.seed,
+        config=cfg,
     )
     engine = get_registry().get("rollout", cfg.rollout.name).factory(cfg.rollout, ctx)
     engine.update_weights(run.components.learner.named_weights())

@@ -57,7 +57,11 @@ def generate_groups(
     except Exception as exc:
         if restart is None:
             raise
-        log.warning("rollout engine failed (%s: %s); restarting it with the current weights", type(exc).__name__, exc)
+        log.warning(
+            "rollout engine failed (%s: %s); restarting it with the current weights",
+            type(exc).__name__,
+            exc,
+        )
         try:
             completions = restart().generate(ids, params)
         except Exception as again:
@@ -76,12 +80,18 @@ class NonFiniteGuard:
         self.limit, self.in_a_row, self.total = limit, 0, 0
 
     def check(self, step: int, metrics: dict[str, float]) -> None:
-        bad = bool(metrics.get("train/nonfinite", 0.0)) or not math.isfinite(metrics.get("grad_norm", 0.0))
+        bad = bool(metrics.get("train/nonfinite", 0.0)) or not math.isfinite(
+            metrics.get("grad_norm", 0.0)
+        )
         metrics["train/nonfinite"] = float(bad)
         if bad:
             self.in_a_row += 1
             self.total += 1
-            log.warning("step %d: non-finite loss or gradient, update skipped (%d in a row)", step, self.in_a_row)
+            log.warning(
+                "step %d: non-finite loss or gradient, update skipped (%d in a row)",
+                step,
+                self.in_a_row,
+            )
             if self.limit and self.in_a_row >= self.limit:
                 raise TrainingError(
                     f"{self.in_a_row} non-finite updates in a row (last at step {step}); stopping "
@@ -134,7 +144,8 @@ def rollout_metrics(groups: Sequence[Group], extra_rollouts: int) -> dict[str, f
     return {
         "reward/mean": sum(rewards) / len(rewards),
         "reward/kept_mean": (
-            sum(r for g in groups if g.kept for r in g.rewards) / max(1, sum(len(g.rewards) for g in groups if g.kept))
+            sum(r for g in groups if g.kept for r in g.rewards)
+            / max(1, sum(len(g.rewards) for g in groups if g.kept))
         ),
         "response_length/mean": sum(lengths) / len(lengths),
         "response_length/max": float(max(lengths)),
@@ -150,7 +161,11 @@ def prompt_text(row: dict[str, Any]) -> str:
     prompt = row.get("prompt")
     if isinstance(prompt, str):
         return prompt
-    users = [m.get("content", "") for m in prompt or [] if isinstance(m, dict) and m.get("role") == "user"]
+    users = [
+        m.get("content", "")
+        for m in prompt or []
+        if isinstance(m, dict) and m.get("role") == "user"
+    ]
     return str(users[-1]) if users else ""
 
 
@@ -166,7 +181,9 @@ def sample_records(step: int, groups: Sequence[Group]) -> list[dict[str, Any]]:
                     "step": step,
                     "group": g.prompt.uid,
                     "prompt": prompt,
-                    "ground_truth": gt if isinstance(gt, str | int | float) or gt is None else str(gt),
+                    "ground_truth": gt
+                    if isinstance(gt, str | int | float) or gt is None
+                    else str(gt),
                     "reward": r,
                     "status": s,
                     "advantage": a,

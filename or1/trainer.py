@@ -1,8 +1,8 @@
 """The RL loop: DESIGN.md's "one RL step", calling hook points only.
 
-    prompts -> rollout -> verifiers -> online filter -> advantages
-      -> learner (old log-probs + entropy, entropy coefficient, optimiser step)
-      -> weight sync -> metrics, loggers, evaluation, checkpoint; stage changes on the way.
+prompts -> rollout -> verifiers -> online filter -> advantages
+  -> learner (old log-probs + entropy, entropy coefficient, optimiser step)
+  -> weight sync -> metrics, loggers, evaluation, checkpoint; stage changes on the way.
 """
 
 from __future__ import annotations
@@ -65,8 +65,11 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
             enter_stage(run, stage, new_stage, loggers)
         stage = new_stage
         params = SamplingParams(
-            n=t.group_size, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
-            top_k=cfg.rollout.top_k, max_tokens=stage.max_response_length,
+            n=t.group_size,
+            temperature=cfg.rollout.temperature,
+            top_p=cfg.rollout.top_p,
+            top_k=cfg.rollout.top_k,
+            max_tokens=stage.max_response_length,
         )
 
         groups, extra, round_ = [], 0, 0
@@ -74,22 +77,38 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
             need = t.prompts_per_step - sum(g.kept for g in groups)
             params.seed = step_seed(t.seed, step, round_)
             with timer("rollout"):
-                new = generate_groups(c.rollout, run.sampler.next(need), params, lambda: restart_rollout(run))
+                new = generate_groups(
+                    c.rollout, run.sampler.next(need), params, lambda: restart_rollout(run)
+                )
             with timer("reward"):
                 score_groups(c.verifier, new)
             apply_filter(c.filter, new)
             groups += new
             extra += len(new) * t.group_size if round_ else 0
             round_ += 1
-            if not (c.filter.refill and sum(g.kept for g in groups) < t.prompts_per_step and round_ <= t.max_refill_rounds):
+            if not (
+                c.filter.refill
+                and sum(g.kept for g in groups) < t.prompts_per_step
+                and round_ <= t.max_refill_rounds
+            ):
                 break
         assign_advantages(c.advantage, groups, stage)
-        metrics = {"step": step, "stage": stage.index, "stage/max_response_length": stage.max_response_length}
+        metrics = {
+            "step": step,
+            "stage": stage.index,
+            "stage/max_response_length": stage.max_response_length,
+        }
         metrics |= rollout_metrics(groups, extra)
 
         kept = [g for g in groups if g.kept]
         if kept:
-            batch = collate(kept, run.pad_id, stage.truncation, cfg.rollout.temperature, stage.micro_batch_tokens)
+            batch = collate(
+                kept,
+                run.pad_id,
+                stage.truncation,
+                cfg.rollout.temperature,
+                stage.micro_batch_tokens,
+            )
             with timer("train"):
                 c.rollout.sleep()
                 old_logprobs, entropy = c.learner.compute_logprobs(batch)
@@ -125,7 +144,9 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
             save_checkpoint(run, step, loggers)
         run.hook.or1_step_end(step=step, metrics=metrics, groups=groups)
         if stop.requested and step < run.total_steps:
-            loggers.message(f"stopped by {stop.signal_name} after step {step}; resume with trainer.resume=auto")
+            loggers.message(
+                f"stopped by {stop.signal_name} after step {step}; resume with trainer.resume=auto"
+            )
             return {"steps": step, "stopped_by": stop.signal_name, "run_dir": str(run.run_dir)}
 
     summary = finish(run, metrics, loggers)
@@ -138,12 +159,23 @@ def validate(run: Run, step: int) -> dict[str, float]:
     ``eval.top_p``, fixed seed): ``val/<set>/avg@K``, ``val/<set>/pass@1`` and the other
     metrics of :func:`or1.evaluation.evaluate`."""
     e = run.cfg.eval
-    max_tokens = e.max_tokens or run.components.stages.stage_at(max(step - 1, 0)).max_response_length
+    max_tokens = (
+        e.max_tokens or run.components.stages.stage_at(max(step - 1, 0)).max_response_length
+    )
     params = SamplingParams(
-        n=e.k, temperature=e.temperature, top_p=e.top_p, max_tokens=max_tokens, seed=run.cfg.trainer.seed + 17
+        n=e.k,
+        temperature=e.temperature,
+        top_p=e.top_p,
+        max_tokens=max_tokens,
+        seed=run.cfg.trainer.seed + 17,
     )
     return evaluate(
-        run.components.rollout, run.components.verifier, run.val_sets, params, chunk=e.chunk, pass_ks=list(e.pass_k)
+        run.components.rollout,
+        run.components.verifier,
+        run.val_sets,
+        params,
+        chunk=e.chunk,
+        pass_ks=list(e.pass_k),
     )
 
 
@@ -166,7 +198,10 @@ def enter_stage(run: Run, previous: Any, stage: Any, loggers: LoggerSet) -> None
 
 def save_checkpoint(run: Run, step: int, loggers: LoggerSet) -> None:
     path = checkpoint.save(
-        run.run_dir / "checkpoints", step, checkpoint_parts(run, step), keep=run.cfg.trainer.keep_checkpoints
+        run.run_dir / "checkpoints",
+        step,
+        checkpoint_parts(run, step),
+        keep=run.cfg.trainer.keep_checkpoints,
     )
     loggers.message(f"checkpoint saved: {path}")
     run.hook.or1_checkpoint_saved(step=step, path=path)
@@ -211,7 +246,9 @@ class LoggerSet:
             try:
                 getattr(lg, method)(*args)
             except Exception as exc:
-                log.warning("logger '%s' failed in %s (%s); it is disabled for this run", name, method, exc)
+                log.warning(
+                    "logger '%s' failed in %s (%s); it is disabled for this run", name, method, exc
+                )
                 self.loggers.pop(name, None)
 
     def start(self, run: Run) -> None:

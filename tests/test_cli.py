@@ -40,9 +40,16 @@ def test_missing_dataset_file(tmp_path, cache_dir):
 
 
 def test_row_without_ground_truth_names_file_and_row(tmp_path, cache_dir):
-    good = {"prompt": [{"role": "user", "content": "What is 1 + 1?"}], "ability": "math",
-            "reward_model": {"ground_truth": "2"}}
-    bad = {"prompt": [{"role": "user", "content": "What is 2 + 2?"}], "ability": "math", "reward_model": {}}
+    good = {
+        "prompt": [{"role": "user", "content": "What is 1 + 1?"}],
+        "ability": "math",
+        "reward_model": {"ground_truth": "2"},
+    }
+    bad = {
+        "prompt": [{"role": "user", "content": "What is 2 + 2?"}],
+        "ability": "math",
+        "reward_model": {},
+    }
     data = tmp_path / "mine.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in (good, good, bad)) + "\n")
     proc = run_cli("or1-train", [f"data.path={data}", *FAST_RUN], tmp_path)
@@ -56,16 +63,38 @@ def test_bad_values_are_config_errors(tmp_path, cache_dir):
     assert_one_line_error(proc, "model.path=/nonexistent/model")
 
 
-REQUIRED = ["step", "stage", "reward/mean", "response_length/mean", "response/truncated_frac", "loss/pg",
-            "entropy/value", "timing/step_s", "timing/rollout_s", "timing/train_s"]
+REQUIRED = [
+    "step",
+    "stage",
+    "reward/mean",
+    "response_length/mean",
+    "response/truncated_frac",
+    "loss/pg",
+    "entropy/value",
+    "timing/step_s",
+    "timing/rollout_s",
+    "timing/train_s",
+]
 # Entropy bonus on (target above the measured entropy): weights change every step even though
 # an untrained model earns no reward, so a resume that lost any state would diverge.
-MOVING = ["filter=none", "entropy.target=100", "entropy.delta=0.05", "entropy.coef_max=1.0", "learner.lr=0.01"]
+MOVING = [
+    "filter=none",
+    "entropy.target=100",
+    "entropy.delta=0.05",
+    "entropy.coef_max=1.0",
+    "learner.lr=0.01",
+]
 
 
 def run_steps(run_dir, steps, *extra):
-    args = [f"hydra.run.dir={run_dir}", f"trainer.total_steps={steps}", "trainer.eval_at_start=false",
-            *FAST_RUN, *MOVING, *extra]
+    args = [
+        f"hydra.run.dir={run_dir}",
+        f"trainer.total_steps={steps}",
+        "trainer.eval_at_start=false",
+        *FAST_RUN,
+        *MOVING,
+        *extra,
+    ]
     proc = run_cli("or1-train", args, run_dir.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return read_jsonl(run_dir / "metrics.jsonl")
@@ -73,7 +102,9 @@ def run_steps(run_dir, steps, *extra):
 
 def test_short_run_writes_metrics_samples_checkpoints_and_export(tmp_path, cache_dir):
     run_dir = tmp_path / "run"
-    metrics = run_steps(run_dir, 3, "trainer.dump_samples=true", "trainer.save_every=2", "trainer.eval_every=2")
+    metrics = run_steps(
+        run_dir, 3, "trainer.dump_samples=true", "trainer.save_every=2", "trainer.eval_every=2"
+    )
     assert [m["step"] for m in metrics] == [1, 2, 3]
     for m in metrics:
         for key in REQUIRED:
@@ -84,17 +115,28 @@ def test_short_run_writes_metrics_samples_checkpoints_and_export(tmp_path, cache
     assert 0 < metrics[1]["entropy/coef"] < metrics[2]["entropy/coef"]  # the controller moved
     samples = read_jsonl(run_dir / "samples.jsonl")
     assert len(samples) == 3 * 4 * 4
-    assert {"step", "group", "reward", "advantage", "truncated", "kept", "response_length"} <= set(samples[0])
-    assert sorted((run_dir / "checkpoints").iterdir()) == [run_dir / "checkpoints" / "step_2",
-                                                           run_dir / "checkpoints" / "step_3"]
+    assert {"step", "group", "reward", "advantage", "truncated", "kept", "response_length"} <= set(
+        samples[0]
+    )
+    assert sorted((run_dir / "checkpoints").iterdir()) == [
+        run_dir / "checkpoints" / "step_2",
+        run_dir / "checkpoints" / "step_3",
+    ]
     assert (run_dir / "final_model" / "model.safetensors").is_file()
     assert (run_dir / "final_model" / "tokenizer.json").is_file()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == 3
 
 
-COMPARED = ["reward/mean", "response_length/mean", "loss/pg", "loss/entropy", "entropy/value", "entropy/coef",
-            "grad_norm"]
+COMPARED = [
+    "reward/mean",
+    "response_length/mean",
+    "loss/pg",
+    "loss/entropy",
+    "entropy/value",
+    "entropy/coef",
+    "grad_norm",
+]
 
 
 def test_resume_repeats_the_uninterrupted_run(tmp_path, cache_dir):
@@ -112,6 +154,10 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path, cache_dir):
 
 def test_resume_never_refuses_to_overwrite_a_run(tmp_path, cache_dir):
     run_steps(tmp_path / "run", 1)
-    proc = run_cli("or1-train", [f"hydra.run.dir={tmp_path / 'run'}", "trainer.resume=never", *FAST_RUN], tmp_path)
+    proc = run_cli(
+        "or1-train",
+        [f"hydra.run.dir={tmp_path / 'run'}", "trainer.resume=never", *FAST_RUN],
+        tmp_path,
+    )
     assert_one_line_error(proc, "checkpoints")
     assert (tmp_path / "run" / "checkpoints" / "step_1").is_dir()

@@ -12,7 +12,9 @@ from tests.conftest import run_cli
 
 @pytest.mark.slow
 def test_default_run_raises_heldout_accuracy_by_20_points(tmp_path, cache_dir):
-    run_cli("or1-train", ["trainer.total_steps=1", f"hydra.run.dir={tmp_path / 'build'}"], tmp_path)  # build once
+    run_cli(
+        "or1-train", ["trainer.total_steps=1", f"hydra.run.dir={tmp_path / 'build'}"], tmp_path
+    )  # build once
     t0 = time.monotonic()
     proc = run_cli("or1-train", [f"hydra.run.dir={tmp_path / 'demo'}"], tmp_path, timeout=1800)
     minutes = (time.monotonic() - t0) / 60

@@ -14,7 +14,16 @@ def _group(rewards: list[float]) -> Group:
 
 
 def test_zero_variance_keeps_only_groups_whose_rewards_differ():
-    groups = [_group(r) for r in ([1, 1, 1, 1], [0, 0, 0, 0], [0, 1, 0, 0], [1, 1, 1, 0], [0.5, 0.5 + 1e-9, 0.5, 0.5])]
+    groups = [
+        _group(r)
+        for r in (
+            [1, 1, 1, 1],
+            [0, 0, 0, 0],
+            [0, 1, 0, 0],
+            [1, 1, 1, 0],
+            [0.5, 0.5 + 1e-9, 0.5, 0.5],
+        )
+    ]
     f = ZeroVarianceFilter(SimpleNamespace(tolerance=1e-6, refill=False))
     # all correct, all wrong: dropped; one differing sample: kept; a difference below tolerance: dropped
     assert f.keep(groups) == [False, False, True, True, False]
@@ -28,9 +37,17 @@ def test_refill_tops_the_batch_up_and_counts_extra_rollouts(tmp_path, cache_dir)
     # The untrained tiny model answers almost nothing right: most groups are all-zero and dropped,
     # so refill rounds happen; every extra group costs group_size rollouts.
     run_dir = tmp_path / "run"
-    args = [*FAST_RUN, f"hydra.run.dir={run_dir}", "trainer.total_steps=3", "trainer.eval_at_start=false",
-            "trainer.eval_every=0", "trainer.export_final=false", "filter.refill=true",
-            "trainer.max_refill_rounds=2", "eval.max_problems=2"]
+    args = [
+        *FAST_RUN,
+        f"hydra.run.dir={run_dir}",
+        "trainer.total_steps=3",
+        "trainer.eval_at_start=false",
+        "trainer.eval_every=0",
+        "trainer.export_final=false",
+        "filter.refill=true",
+        "trainer.max_refill_rounds=2",
+        "eval.max_problems=2",
+    ]
     proc = run_cli("or1-train", args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     steps = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "filter/groups_kept" in r]

@@ -42,7 +42,8 @@ def test_grpo_truncation_modes_differ_in_group_statistics():
     rewards, trunc = [[1.0, 0.0, 0.0, 0.0]], [[False, False, False, True]]
     # none: mean .25, unbiased std sqrt((.5625 + 3 * .0625) / 3) = .5
     assert grpo(rewards, trunc, "none").tolist()[0] == pytest.approx(
-        [0.75 / (0.5 + EPS), -0.25 / (0.5 + EPS), -0.25 / (0.5 + EPS), -0.25 / (0.5 + EPS)], rel=1e-6
+        [0.75 / (0.5 + EPS), -0.25 / (0.5 + EPS), -0.25 / (0.5 + EPS), -0.25 / (0.5 + EPS)],
+        rel=1e-6,
     )
     # mask_after: same statistics, the truncated one gets 0
     assert grpo(rewards, trunc, "mask_after").tolist()[0] == pytest.approx(
@@ -56,7 +57,9 @@ def test_grpo_truncation_modes_differ_in_group_statistics():
 
 
 def test_grpo_without_std_normalisation():
-    assert grpo([[1.0, 0.0, 0.0, 0.0]], norm_by_std=False).tolist()[0] == pytest.approx([0.75, -0.25, -0.25, -0.25])
+    assert grpo([[1.0, 0.0, 0.0, 0.0]], norm_by_std=False).tolist()[0] == pytest.approx(
+        [0.75, -0.25, -0.25, -0.25]
+    )
 
 
 def test_ppo_clip_by_hand():
@@ -116,8 +119,12 @@ def test_microbatch_token_mean_depends_on_split():
     per_token = torch.tensor([[4.0, 0, 0], [1.0, 1.0, 1.0]])
     one = token_weights(mask, [[0, 1]], "microbatch_token_mean")
     two = token_weights(mask, [[0], [1]], "microbatch_token_mean")
-    assert (one * per_token).sum().item() == pytest.approx((4 + 3) / 4)  # one micro-batch: token mean
-    assert (two * per_token).sum().item() == pytest.approx(4 * 0.5 + 1 * 0.5)  # mean of per-mb means
+    assert (one * per_token).sum().item() == pytest.approx(
+        (4 + 3) / 4
+    )  # one micro-batch: token mean
+    assert (two * per_token).sum().item() == pytest.approx(
+        4 * 0.5 + 1 * 0.5
+    )  # mean of per-mb means
     assert OR1LossConfig().agg == "token_mean"
 
 
@@ -132,22 +139,30 @@ def test_k3_kl_by_hand_and_no_reference_without_kl():
     with_kl = OR1Loss(OmegaConf.structured(OR1LossConfig(kl_coef=0.1)))
     assert with_kl.needs_reference is True
     logp = torch.tensor([[math.log(0.5)]])
-    loss, stats = with_kl.per_token_loss(logp, logp, torch.zeros(1, 1), torch.ones(1, 1), logp.new_tensor([[math.log(0.25)]]))
-    assert loss.item() == pytest.approx(0.1 * (0.5 + math.log(2) - 1), rel=1e-6)  # A = 0: only the KL term
+    loss, stats = with_kl.per_token_loss(
+        logp, logp, torch.zeros(1, 1), torch.ones(1, 1), logp.new_tensor([[math.log(0.25)]])
+    )
+    assert loss.item() == pytest.approx(
+        0.1 * (0.5 + math.log(2) - 1), rel=1e-6
+    )  # A = 0: only the KL term
     assert stats["kl_ref"].item() == pytest.approx(0.5 + math.log(2) - 1, rel=1e-6)
 
 
 def test_adaptive_entropy_controller_sequence():
     from or1_plugins.entropy import AdaptiveEntropy, AdaptiveEntropyConfig
 
-    ctl = AdaptiveEntropy(OmegaConf.structured(AdaptiveEntropyConfig(target=0.2, delta=1e-4, coef_max=2.5e-4)))
+    ctl = AdaptiveEntropy(
+        OmegaConf.structured(AdaptiveEntropyConfig(target=0.2, delta=1e-4, coef_max=2.5e-4))
+    )
     seen = []
     for e in [0.1, 0.1, 0.1, 0.1, 0.3, 0.15, 0.3, 0.3, 0.3]:
         seen.append(ctl.coefficient(e))
         ctl.update(e)
     # c: 0 -> 1e-4 -> 2e-4 -> 2.5e-4 (cap) -> 2.5e-4 -> 1.5e-4 (e above target) -> 2.5e-4 -> 1.5e-4 -> 0.5e-4 -> 0
     coefs = [c for c, _ in seen]
-    assert coefs == pytest.approx([0, 1e-4, 2e-4, 2.5e-4, 2.5e-4, 1.5e-4, 2.5e-4, 1.5e-4, 0.5e-4], abs=1e-12)
+    assert coefs == pytest.approx(
+        [0, 1e-4, 2e-4, 2.5e-4, 2.5e-4, 1.5e-4, 2.5e-4, 1.5e-4, 0.5e-4], abs=1e-12
+    )
     assert [a for _, a in seen] == [True, True, True, True, False, True, False, False, False]
     assert ctl.coef == pytest.approx(0.0, abs=1e-12)  # clipped at coef_min
     ctl.reset()

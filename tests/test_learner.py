@@ -26,14 +26,18 @@ def record_gradients(learner: TorchLearner) -> list[torch.Tensor]:
     step = learner.optimizer.step
 
     def recording_step(*args, **kwargs):
-        seen.append(torch.cat([p.grad.flatten() for p in learner.model.parameters() if p.grad is not None]))
+        seen.append(
+            torch.cat([p.grad.flatten() for p in learner.model.parameters() if p.grad is not None])
+        )
         return step(*args, **kwargs)
 
     learner.optimizer.step = recording_step
     return seen
 
 
-def make_batch(lengths: list[int], prompt_len: int = 3, vocab: int = 60, seed: int = 0) -> TrainBatch:
+def make_batch(
+    lengths: list[int], prompt_len: int = 3, vocab: int = 60, seed: int = 0
+) -> TrainBatch:
     g = torch.Generator().manual_seed(seed)
     width = max(lengths)
     ids = torch.zeros(len(lengths), width, dtype=torch.long)
@@ -76,7 +80,9 @@ def test_train_step_same_for_any_micro_batch_split(tiny_model, agg):
         metrics = learner.train_step(batch, loss, entropy_coef=0.01)
         results.append((metrics, grads[0]))
     base, base_g = results[0]
-    assert base["learner/micro_batches"] == 1 and results[2][0]["learner/micro_batches"] == len(lengths)
+    assert base["learner/micro_batches"] == 1 and results[2][0]["learner/micro_batches"] == len(
+        lengths
+    )
     for metrics, grad in results[1:]:
         assert metrics["loss/pg"] == pytest.approx(base["loss/pg"], abs=1e-6)
         assert metrics["loss/entropy"] == pytest.approx(base["loss/entropy"], rel=1e-6)

@@ -22,8 +22,13 @@ def test_band_defaults_and_errors():
 
 def write_rows(path, n):
     rows = [
-        {"data_source": "t", "prompt": [{"role": "user", "content": f"What is {i} + {i}?"}], "ability": "math",
-         "reward_model": {"ground_truth": str(2 * i)}, "extra_info": {"index": i}}
+        {
+            "data_source": "t",
+            "prompt": [{"role": "user", "content": f"What is {i} + {i}?"}],
+            "ability": "math",
+            "reward_model": {"ground_truth": str(2 * i)},
+            "extra_info": {"index": i},
+        }
         for i in range(n)
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -35,9 +40,19 @@ def test_or1_filter_keeps_the_band_and_resumes(tmp_path, cache_dir):
     out = tmp_path / "kept.parquet"
     # a previous, interrupted run already counted rows 0 and 1: they are not sampled again
     progress = tmp_path / "kept.parquet.progress.jsonl"
-    progress.write_text('{"uid": "mine:0", "correct": 3}\n{"uid": "mine:1", "correct": 4}\n{"uid": "mi')
-    args = [f"data.path={data}", f"offline.output={out}", "offline.samples=4", "offline.min_correct=1",
-            "offline.max_correct=3", "offline.max_tokens=8", f"hydra.run.dir={tmp_path / 'run'}", *UNTRAINED_MODEL]
+    progress.write_text(
+        '{"uid": "mine:0", "correct": 3}\n{"uid": "mine:1", "correct": 4}\n{"uid": "mi'
+    )
+    args = [
+        f"data.path={data}",
+        f"offline.output={out}",
+        "offline.samples=4",
+        "offline.min_correct=1",
+        "offline.max_correct=3",
+        "offline.max_tokens=8",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        *UNTRAINED_MODEL,
+    ]
     proc = run_cli("or1-filter", args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = pq.read_table(out).to_pylist()

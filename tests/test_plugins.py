@@ -27,7 +27,9 @@ def test_every_hookspec_has_a_contract_docstring():
 def test_every_registration_hook_is_filled_by_a_builtin():
     registry = plugins.get_registry()
     assert set(plugins.REGISTRATION_HOOKS) == set(HOOK_GROUPS)
-    assert set(plugins.REGISTRATION_HOOKS.values()) == {n for n in hook_names() if n.startswith("or1_register_")}
+    assert set(plugins.REGISTRATION_HOOKS.values()) == {
+        n for n in hook_names() if n.startswith("or1_register_")
+    }
     for group in plugins.REGISTRATION_HOOKS:
         builtins = [c for c in registry.components[group].values() if c.plugin.package == "or1"]
         assert builtins, f"no built-in component for hook point '{group}'"
@@ -43,18 +45,27 @@ def test_builtin_components_implement_their_interfaces(tiny_model, tmp_path):
     from or1.interfaces import BuildContext
 
     expected = {
-        "rollout": interfaces.RolloutEngine, "learner": interfaces.Learner, "verifier": interfaces.RewardVerifier,
-        "filter": interfaces.OnlineFilter, "advantage": interfaces.AdvantageEstimator,
-        "loss": interfaces.PolicyLoss, "entropy": interfaces.EntropyController,
-        "stages": interfaces.StageScheduler, "logger": interfaces.Logger,
+        "rollout": interfaces.RolloutEngine,
+        "learner": interfaces.Learner,
+        "verifier": interfaces.RewardVerifier,
+        "filter": interfaces.OnlineFilter,
+        "advantage": interfaces.AdvantageEstimator,
+        "loss": interfaces.PolicyLoss,
+        "entropy": interfaces.EntropyController,
+        "stages": interfaces.StageScheduler,
+        "logger": interfaces.Logger,
         "data_stage": interfaces.DataStage,
     }
-    ctx = BuildContext(run_dir=tmp_path, model_path=tiny_model, cache_dir=tmp_path, seed=0, config=None)
+    ctx = BuildContext(
+        run_dir=tmp_path, model_path=tiny_model, cache_dir=tmp_path, seed=0, config=None
+    )
     registry = plugins.get_registry()
     for group, interface in expected.items():
         for comp in registry.components[group].values():
             obj = comp.factory(OmegaConf.structured(comp.schema), ctx)
-            assert isinstance(obj, interface), f"{group} '{comp.name}' is not a {interface.__name__}"
+            assert isinstance(obj, interface), (
+                f"{group} '{comp.name}' is not a {interface.__name__}"
+            )
             getattr(obj, "close", lambda: None)()
 
 

@@ -99,8 +99,12 @@ def kill_and_resume(tmp_path: Path, seed: int, uninterrupted: list[dict]) -> Non
     run_dir.mkdir()
     proc = start(run_dir, "trainer.save_every=1", "trainer.keep_checkpoints=2")
     wait_for(lambda: kill_after in checkpoint.list_steps(run_dir / "checkpoints"), proc)
-    step_s = next(m for m in read_jsonl(run_dir / "metrics.jsonl") if m["step"] == kill_after)["timing/step_s"]
-    time.sleep(rng.uniform(0.0, 1.2) * step_s)  # anywhere in the next step, its checkpoint write included
+    step_s = next(m for m in read_jsonl(run_dir / "metrics.jsonl") if m["step"] == kill_after)[
+        "timing/step_s"
+    ]
+    time.sleep(
+        rng.uniform(0.0, 1.2) * step_s
+    )  # anywhere in the next step, its checkpoint write included
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     latest = checkpoint.latest(run_dir / "checkpoints")

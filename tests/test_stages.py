@@ -16,7 +16,9 @@ def schedule(*specs: StageSpec) -> Schedule:
 
 
 def test_steps_map_to_stages():
-    s = schedule(StageSpec("a", 3, 8, truncation="mask_after"), StageSpec("b", 2, 16, reset_optimizer=True))
+    s = schedule(
+        StageSpec("a", 3, 8, truncation="mask_after"), StageSpec("b", 2, 16, reset_optimizer=True)
+    )
     assert s.total_steps == 5
     assert [s.stage_at(k).name for k in range(7)] == ["a", "a", "a", "b", "b", "b", "b"]
     b = s.stage_at(3)
@@ -28,7 +30,10 @@ def test_steps_map_to_stages():
     "specs, needle",
     [
         ([], "empty"),
-        ([StageSpec("a", 3, 16), StageSpec("b", 3, 16)], "stages.stages[1].max_response_length=16 must be larger"),
+        (
+            [StageSpec("a", 3, 16), StageSpec("b", 3, 16)],
+            "stages.stages[1].max_response_length=16 must be larger",
+        ),
         ([StageSpec("a", 3, 16), StageSpec("b", 3, 8)], "stages.stages[1].max_response_length=8"),
         ([StageSpec("a", 0, 16)], "stages.stages[0].steps=0"),
         ([StageSpec("a", 3, 16, truncation="drop")], "stages.stages[0].truncation=drop"),

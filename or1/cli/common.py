@@ -43,7 +43,9 @@ def run_hydra_app(task: Callable[[Any], Any], config_name: str | None = None) ->
     quiet_transformers()
     store_schemas(get_registry())
     check_overrides(CONFIG_MODULE, name, sys.argv[1:])
-    hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=name, version_base=None)(guarded(task))()
+    hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=name, version_base=None)(
+        guarded(task)
+    )()
 
 
 def quiet_transformers() -> None:
@@ -60,7 +62,9 @@ def describe_config_error(exc: BaseException) -> str:
     head = lines[0].rstrip(".") if lines else type(exc).__name__
     if "Available options in" in str(exc):
         i = next(i for i, ln in enumerate(lines) if ln.startswith("Available options"))
-        options = [ln for ln in lines[i + 1 :] if not ln.startswith(("Config search path", "provider="))]
+        options = [
+            ln for ln in lines[i + 1 :] if not ln.startswith(("Config search path", "provider="))
+        ]
         options = [o for o in options if not o.endswith("_schema")]
         return f"{head} (available: {', '.join(options)})"
     if exc.__cause__ is not None:

@@ -39,23 +39,40 @@ def run_filter(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
     output = Path(o.output) if o.output else default_output(inputs)
     progress_file = output.with_name(output.name + ".progress.jsonl")
     if output.exists():
-        raise ConfigError(f"offline.output={output} already exists; remove it or choose another path")
+        raise ConfigError(
+            f"offline.output={output} already exists; remove it or choose another path"
+        )
     rows = read_dataset(inputs)
     model_path = resolve_model(cfg, registry, cache_dir)
     prompts = tokenize_prompts(rows, load_tokenizer(model_path), cfg.data.max_prompt_length)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    ctx = BuildContext(run_dir=run_dir, model_path=model_path, cache_dir=cache_dir, seed=cfg.trainer.seed, config=cfg)
+    ctx = BuildContext(
+        run_dir=run_dir,
+        model_path=model_path,
+        cache_dir=cache_dir,
+        seed=cfg.trainer.seed,
+        config=cfg,
+    )
     engine = registry.get("rollout", cfg.rollout.name).factory(cfg.rollout, ctx)
     verifier = registry.get("verifier", cfg.verifier.name).factory(cfg.verifier, ctx)
     stages = registry.get("stages", cfg.stages.name).factory(cfg.stages, ctx)
     params = SamplingParams(
-        n=o.samples, temperature=o.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
-        max_tokens=o.max_tokens or stages.stage_at(0).max_response_length, seed=cfg.trainer.seed,
+        n=o.samples,
+        temperature=o.temperature,
+        top_p=cfg.rollout.top_p,
+        top_k=cfg.rollout.top_k,
+        max_tokens=o.max_tokens or stages.stage_at(0).max_response_length,
+        seed=cfg.trainer.seed,
     )
     with Progress() as bar:
         task = bar.add_task("or1-filter: prompts", total=len(prompts))
         correct = count_correct(
-            engine, verifier, prompts, params, progress_file, o.prompts_per_call,
+            engine,
+            verifier,
+            prompts,
+            params,
+            progress_file,
+            o.prompts_per_call,
             on_chunk=lambda n: bar.advance(task, n),
         )
     kept, counts = select(prompts, correct, o.samples, band, o.keep_all)
@@ -65,7 +82,14 @@ def run_filter(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
     engine.close()
     log.info(
         "or1-filter: %d prompts, kept %d (pass count in [%d, %d] of %d), too easy %d, too hard %d -> %s",
-        len(prompts), counts["kept"], band[0], band[1], o.samples, counts["too_easy"], counts["too_hard"], output,
+        len(prompts),
+        counts["kept"],
+        band[0],
+        band[1],
+        o.samples,
+        counts["too_easy"],
+        counts["too_hard"],
+        output,
     )
     return {"output": str(output), **counts}
 

@@ -1,8 +1,8 @@
 """``or1-train``: compose the Hydra config, build the plugins, run the RL loop.
 
-    or1-train                                   # the CPU demo (tiny model, arithmetic task)
-    or1-train model.path=/models/qwen data.path=train.parquet trainer.total_steps=100
-    or1-train -m entropy=adaptive,none          # a sweep with Hydra's multirun
+or1-train                                   # the CPU demo (tiny model, arithmetic task)
+or1-train model.path=/models/qwen data.path=train.parquet trainer.total_steps=100
+or1-train -m entropy=adaptive,none          # a sweep with Hydra's multirun
 """
 
 from __future__ import annotations

@@ -36,7 +36,9 @@ class NoEntropyConfig(EntropyConfig):
 
 def _check_estimator(cfg: Any) -> str:
     if cfg.estimator not in ESTIMATORS:
-        raise ConfigError(f"entropy.estimator={cfg.estimator} is not one of {', '.join(ESTIMATORS)}")
+        raise ConfigError(
+            f"entropy.estimator={cfg.estimator} is not one of {', '.join(ESTIMATORS)}"
+        )
     return str(cfg.estimator)
 
 

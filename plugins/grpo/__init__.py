@@ -32,7 +32,9 @@ class GRPOAdvantage(AdvantageEstimator):
         self.eps = float(cfg.eps)
         self.norm_by_std = bool(cfg.norm_by_std)
 
-    def compute(self, rewards: torch.Tensor, truncated: torch.Tensor, truncation: str) -> torch.Tensor:
+    def compute(
+        self, rewards: torch.Tensor, truncated: torch.Tensor, truncation: str
+    ) -> torch.Tensor:
         if truncation not in TRUNCATION_MODES:
             raise ValueError(f"unknown truncation mode '{truncation}' (one of {TRUNCATION_MODES})")
         r = rewards.to(torch.float64)

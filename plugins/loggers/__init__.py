@@ -20,8 +20,15 @@ class ConsoleConfig(LoggerConfig):
     show: tuple[str, ...] = ("reward/mean", "entropy/value", "response_length/mean")
     table_every: int = 10  # every N steps a compact table of the step's metrics (0: never)
     table: tuple[str, ...] = (
-        "reward/mean", "filter/groups_kept", "response_length/mean", "response/truncated_frac",
-        "entropy/value", "entropy/coef", "loss/pg", "grad_norm", "timing/step_s",
+        "reward/mean",
+        "filter/groups_kept",
+        "response_length/mean",
+        "response/truncated_frac",
+        "entropy/value",
+        "entropy/coef",
+        "loss/pg",
+        "grad_norm",
+        "timing/step_s",
     )
 
 
@@ -33,9 +40,15 @@ class JsonlConfig(LoggerConfig):
 
 
 SHORT = {
-    "reward/mean": "reward", "filter/groups_kept": "kept", "response_length/mean": "length",
-    "response/truncated_frac": "trunc", "entropy/value": "entropy", "entropy/coef": "ent.coef",
-    "loss/pg": "pg loss", "grad_norm": "grad", "timing/step_s": "step s",
+    "reward/mean": "reward",
+    "filter/groups_kept": "kept",
+    "response_length/mean": "length",
+    "response/truncated_frac": "trunc",
+    "entropy/value": "entropy",
+    "entropy/coef": "ent.coef",
+    "loss/pg": "pg loss",
+    "grad_norm": "grad",
+    "timing/step_s": "step s",
 }
 """Column headers of the console table (the metric name when not listed)."""
 
@@ -50,7 +63,9 @@ class ConsoleLogger(Logger):
         self.table_every = int(cfg.table_every)
         self.progress: Any = None
 
-    def start(self, run_dir: Path, config: dict[str, Any], total_steps: int, start_step: int) -> None:
+    def start(
+        self, run_dir: Path, config: dict[str, Any], total_steps: int, start_step: int
+    ) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -70,7 +85,9 @@ class ConsoleLogger(Logger):
             TimeRemainingColumn(),
             transient=False,
         )
-        self.task = self.progress.add_task("train", total=total_steps, completed=start_step, stats="")
+        self.task = self.progress.add_task(
+            "train", total=total_steps, completed=start_step, stats=""
+        )
         self.progress.start()
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
@@ -80,14 +97,19 @@ class ConsoleLogger(Logger):
             for key, value in val.items():
                 dataset, metric = key[4:].rsplit("/", 1)
                 pass1 = metrics.get(f"val/{dataset}/pass@1")
-                parts.append(f"{dataset} {metric} {value:.1%}" + (f" (pass@1 {pass1:.1%})" if pass1 is not None else ""))
+                parts.append(
+                    f"{dataset} {metric} {value:.1%}"
+                    + (f" (pass@1 {pass1:.1%})" if pass1 is not None else "")
+                )
             self.progress.console.print(f"step {step}: held-out {'  '.join(parts)}")
         if "timing/step_s" not in metrics:
             return
         if self.table_every and step % self.table_every == 0:
             self.progress.console.print(self._table(step, metrics))
         stats = "  ".join(
-            f"{k.split('/')[0]} {metrics[k]:.3g}" for k in self.show if k in metrics and math.isfinite(metrics[k])
+            f"{k.split('/')[0]} {metrics[k]:.3g}"
+            for k in self.show
+            if k in metrics and math.isfinite(metrics[k])
         )
         self.progress.update(self.task, completed=step, stats=stats)
 
@@ -95,7 +117,9 @@ class ConsoleLogger(Logger):
         from rich.table import Table
 
         keys = [k for k in self.table if k in metrics]
-        table = Table(title=f"step {step}", title_justify="left", box=None, pad_edge=False, padding=(0, 1))
+        table = Table(
+            title=f"step {step}", title_justify="left", box=None, pad_edge=False, padding=(0, 1)
+        )
         for key in keys:
             table.add_column(SHORT.get(key, key), justify="right", no_wrap=True)
         table.add_row(*(f"{metrics[k]:.4g}" for k in keys))
@@ -130,7 +154,9 @@ class JsonlLogger(Logger):
         self.cfg = cfg
         self.files: dict[str, Any] = {}
 
-    def start(self, run_dir: Path, config: dict[str, Any], total_steps: int, start_step: int) -> None:
+    def start(
+        self, run_dir: Path, config: dict[str, Any], total_steps: int, start_step: int
+    ) -> None:
         for key, name in (("metrics", self.cfg.metrics_file), ("samples", self.cfg.samples_file)):
             path = run_dir / name
             if start_step == 0:

@@ -225,7 +225,9 @@ def _configs():
     return [mv.LatexExtractionConfig(), mv.ExprExtractionConfig()]
 
 
-_TEXT_QUANTITY_RE = re.compile(r"\\(?:text|textrm|mathrm|mbox)\{\s*(-?[\d.,]+)\s*([A-Za-z][A-Za-z .]*)?\}\Z")
+_TEXT_QUANTITY_RE = re.compile(
+    r"\\(?:text|textrm|mathrm|mbox)\{\s*(-?[\d.,]+)\s*([A-Za-z][A-Za-z .]*)?\}\Z"
+)
 
 
 def _unwrap_text_quantity(s: str) -> str:

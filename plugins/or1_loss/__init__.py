@@ -98,7 +98,9 @@ class OR1Loss(PolicyLoss):
         self.cfg = cfg
         self.needs_reference = cfg.kl_coef > 0
 
-    def token_weights(self, response_mask: torch.Tensor, micro_batches: list[list[int]]) -> torch.Tensor:
+    def token_weights(
+        self, response_mask: torch.Tensor, micro_batches: list[list[int]]
+    ) -> torch.Tensor:
         return token_weights(response_mask, micro_batches, self.cfg.agg)
 
     def per_token_loss(
@@ -110,7 +112,12 @@ class OR1Loss(PolicyLoss):
         ref_logprobs: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, clipped = ppo_clip_loss(
-            logprobs, old_logprobs, advantages, self.cfg.clip_eps_low, self.cfg.clip_eps_high, self.cfg.dual_clip
+            logprobs,
+            old_logprobs,
+            advantages,
+            self.cfg.clip_eps_low,
+            self.cfg.clip_eps_high,
+            self.cfg.dual_clip,
         )
         stats = {"clipfrac": clipped, "approx_kl": k3_kl(logprobs.detach(), old_logprobs)}
         if self.needs_reference:

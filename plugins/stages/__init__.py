@@ -45,9 +45,13 @@ class Schedule(StageScheduler):
             if s.steps < 1:
                 raise ConfigError(f"{where}.steps={s.steps} must be >= 1")
             if s.max_response_length < 1:
-                raise ConfigError(f"{where}.max_response_length={s.max_response_length} must be >= 1")
+                raise ConfigError(
+                    f"{where}.max_response_length={s.max_response_length} must be >= 1"
+                )
             if s.truncation not in TRUNCATION_MODES:
-                raise ConfigError(f"{where}.truncation={s.truncation} is not one of {', '.join(TRUNCATION_MODES)}")
+                raise ConfigError(
+                    f"{where}.truncation={s.truncation} is not one of {', '.join(TRUNCATION_MODES)}"
+                )
             if self.stages and s.max_response_length <= self.stages[-1].max_response_length:
                 raise ConfigError(
                     f"{where}.max_response_length={s.max_response_length} must be larger than the "
@@ -55,10 +59,16 @@ class Schedule(StageScheduler):
                 )
             self.stages.append(
                 Stage(
-                    index=i, name=s.name, start_step=start, steps=s.steps,
-                    max_response_length=s.max_response_length, micro_batch_tokens=s.micro_batch_tokens,
-                    truncation=s.truncation, reset_optimizer=s.reset_optimizer,
-                    reset_entropy=s.reset_entropy, reset_data=s.reset_data,
+                    index=i,
+                    name=s.name,
+                    start_step=start,
+                    steps=s.steps,
+                    max_response_length=s.max_response_length,
+                    micro_batch_tokens=s.micro_batch_tokens,
+                    truncation=s.truncation,
+                    reset_optimizer=s.reset_optimizer,
+                    reset_entropy=s.reset_entropy,
+                    reset_data=s.reset_data,
                 )
             )
             start += s.steps

@@ -32,7 +32,9 @@ class TransformersEngine(RolloutEngine):
         self.device = torch.device(
             ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
         )
-        self.model = AutoModelForCausalLM.from_pretrained(ctx.model_path, dtype=DTYPES[cfg.dtype]).to(self.device)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            ctx.model_path, dtype=DTYPES[cfg.dtype]
+        ).to(self.device)
         self.model.eval()
         self.tokenizer = AutoTokenizer.from_pretrained(ctx.model_path)
         gen = self.model.generation_config
@@ -56,7 +58,9 @@ class TransformersEngine(RolloutEngine):
                 )
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[list[int]], params: SamplingParams) -> list[list[Completion]]:
+    def generate(
+        self, prompts: Sequence[list[int]], params: SamplingParams
+    ) -> list[list[Completion]]:
         self._check(prompts, params)
         per_call = max(1, self.cfg.max_batch_sequences // max(params.n, 1))
         out: list[list[Completion]] = []
@@ -67,7 +71,9 @@ class TransformersEngine(RolloutEngine):
                 out += self._generate(prompts[start : start + per_call], params)
         return out
 
-    def _generate(self, prompts: Sequence[list[int]], params: SamplingParams) -> list[list[Completion]]:
+    def _generate(
+        self, prompts: Sequence[list[int]], params: SamplingParams
+    ) -> list[list[Completion]]:
         from transformers import GenerationConfig
 
         width = max(len(p) for p in prompts)
@@ -89,11 +95,17 @@ class TransformersEngine(RolloutEngine):
             output_scores=True,
         )
         result = self.model.generate(
-            input_ids=ids.to(self.device), attention_mask=mask.to(self.device), generation_config=gen_cfg
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            generation_config=gen_cfg,
         )
         new_tokens = result.sequences[:, width:].cpu()
         scores = torch.stack(result.scores, dim=1).float().cpu()  # [B*n, steps, V], after warpers
-        logprobs = torch.log_softmax(scores, dim=-1).gather(-1, new_tokens[:, : scores.shape[1], None]).squeeze(-1)
+        logprobs = (
+            torch.log_softmax(scores, dim=-1)
+            .gather(-1, new_tokens[:, : scores.shape[1], None])
+            .squeeze(-1)
+        )
         out: list[list[Completion]] = []
         for i, prompt in enumerate(prompts):
             group = []
