@@ -117,7 +117,9 @@ class TrainerConfig:
     export_final: bool = True
     max_refill_rounds: int = 2  # with filter.refill: extra sampling rounds to fill the batch
     max_nonfinite_steps: int = 3  # stop after this many skipped non-finite updates in a row
-    min_free_disk_gb: float | None = None  # None: 3x the model folder's size must be free
+    min_free_disk_gb: float | None = (
+        None  # None: ((keep_checkpoints+1)*3+1) x the weights' fp32 size
+    )
     cache_dir: str = "${oc.env:OR1_CACHE_DIR,${oc.env:HOME}/.cache/or1}"
     num_threads: int = 0  # torch intra-op threads; 0: all cores
     dist_timeout_s: int = 1800  # torchrun launches: bound on any wait between ranks

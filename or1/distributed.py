@@ -57,7 +57,11 @@ def init(timeout_s: float) -> None:
 
 def broadcast_object(obj: Any = None, src: int = 0) -> Any:
     """Rank ``src``'s ``obj`` on every rank (pickled); ``obj`` itself in a single process."""
-    if not _initialised() or dist.get_world_size() == 1:
+    if not _initialised():
+        if world_size() > 1:
+            raise RuntimeError("the launch's process group is gone (WORLD_SIZE > 1 but no group)")
+        return obj
+    if dist.get_world_size() == 1:
         return obj
     box = [obj if dist.get_rank() == src else None]
     dist.broadcast_object_list(box, src=src)

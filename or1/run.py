@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,21 @@ def resolve_model(cfg: DictConfig, registry: Registry, cache_dir: Path) -> Path:
     return path
 
 
+def fp32_weight_bytes(model_path: Path) -> int:
+    """The policy's size in fp32 (what checkpoints hold), from the safetensors headers (no
+    tensor is read); ``*.bin`` files, assumed 16-bit, count twice their size."""
+    from safetensors import safe_open
+
+    total = 0
+    for f in model_path.iterdir():
+        if f.suffix == ".safetensors":
+            with safe_open(f, "pt") as st:
+                total += 4 * sum(int(np.prod(st.get_slice(k).get_shape())) for k in st.keys())
+        elif f.suffix == ".bin":
+            total += 2 * f.stat().st_size
+    return total
+
+
 def check_free_disk(cfg: DictConfig, run_dir: Path, model_path: Path) -> None:
     """Room for the checkpoints before anything is trained: ``trainer.min_free_disk_gb``, or
     by default (keep_checkpoints + 1) checkpoints of ~3x the weights (weights and AdamW's two
@@ -158,9 +174,7 @@ def check_free_disk(cfg: DictConfig, run_dir: Path, model_path: Path) -> None:
     gb = 1024**3
     need_gb = cfg.trainer.min_free_disk_gb
     if need_gb is None:
-        weights = sum(
-            f.stat().st_size for f in model_path.iterdir() if f.suffix in (".safetensors", ".bin")
-        )
+        weights = fp32_weight_bytes(model_path)
         need_gb = weights * (3 * (cfg.trainer.keep_checkpoints + 1) + 1) / gb
     free_gb = shutil.disk_usage(run_dir).free / gb
     if free_gb < need_gb:
@@ -286,7 +300,6 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
         name: tokenize_prompts(rows, tokenizer, max_len) for name, rows in eval_rows.items()
     }
 
-    save_config_snapshot(cfg, run_dir)
     seed_everything(cfg.trainer.seed)
     ctx = BuildContext(
         run_dir=run_dir,
@@ -296,6 +309,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
         config=cfg,
     )
     components = build(cfg, registry, ctx)
+    save_config_snapshot(cfg, run_dir)  # every check passed, every component built
     total = cfg.trainer.total_steps or components.stages.total_steps
     run = Run(
         cfg=cfg,
@@ -361,6 +375,10 @@ def serve_learner(cfg: DictConfig) -> None:
     check_launch(cfg, registry)
     if cfg.trainer.num_threads > 0:
         torch.set_num_threads(cfg.trainer.num_threads)
+    # Ctrl-C and SIGTERM reach every rank; rank 0 finishes its step and checkpoints (it needs
+    # these ranks for that) and then releases them, so they must not die on the signal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     distributed.init(cfg.trainer.dist_timeout_s)
     model_path, run_dir = distributed.broadcast_object(None)
     seed_everything(cfg.trainer.seed)

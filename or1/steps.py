@@ -54,6 +54,8 @@ def generate_groups(
         completions = engine.generate(ids, params)
     except Or1Error:
         raise
+    except ValueError as exc:  # the engine's own input checks: restarting would not help
+        raise TrainingError(f"the rollout engine refused the prompts: {exc}") from None
     except Exception as exc:
         if restart is None:
             raise

@@ -330,9 +330,12 @@ def test_free_disk_check_default_needs_room_for_checkpoints(tmp_path, tiny_model
     from omegaconf import OmegaConf
 
     from or1.errors import ConfigError
-    from or1.run import check_free_disk
+    from or1.run import check_free_disk, fp32_weight_bytes
 
-    weights = sum(f.stat().st_size for f in tiny_model.glob("*.safetensors"))
+    weights = fp32_weight_bytes(tiny_model)
+    assert weights == 4 * sum(
+        p.numel() for p in make_learner(tiny_model).model.state_dict().values()
+    )
     free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize
     fits = OmegaConf.create({"trainer": {"min_free_disk_gb": None, "keep_checkpoints": 2}})
     check_free_disk(fits, tmp_path, tiny_model)  # 10 x a 1.6 MB model fits anywhere

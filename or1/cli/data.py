@@ -22,8 +22,12 @@ def run_data(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
     from hydra.core.hydra_config import HydraConfig
 
     from or1.data_prep import run_pipeline
+    from or1.run import save_config_snapshot
 
-    return run_pipeline(cfg, Path(HydraConfig.get().runtime.output_dir))
+    out = Path(HydraConfig.get().runtime.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config_snapshot(cfg, out)
+    return run_pipeline(cfg, out)
 
 
 @guarded

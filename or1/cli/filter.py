@@ -26,7 +26,7 @@ def run_filter(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
     from or1.data import read_dataset, tokenize_prompts
     from or1.interfaces import BuildContext
     from or1.offline_filter import check_band, count_correct, default_output, select, write_parquet
-    from or1.run import load_tokenizer, resolve_data, resolve_model
+    from or1.run import load_tokenizer, resolve_data, resolve_model, save_config_snapshot
     from or1.types import SamplingParams
 
     o = cfg.offline
@@ -46,6 +46,8 @@ def run_filter(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
     model_path = resolve_model(cfg, registry, cache_dir)
     prompts = tokenize_prompts(rows, load_tokenizer(model_path), cfg.data.max_prompt_length)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config_snapshot(cfg, run_dir)  # input checks passed
     ctx = BuildContext(
         run_dir=run_dir,
         model_path=model_path,

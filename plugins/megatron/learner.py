@@ -68,7 +68,7 @@ class MegatronLearnerConfig(LearnerConfig):
         1  # must divide heads, KV heads, FFN width, vocab and the world size
     )
     dtype: str = (
-        "float32"  # float32 | bfloat16 | float16 (parameters and compute; loss math in fp32)
+        "float32"  # float32 only for now (16-bit needs fp32 master weights, not implemented)
     )
     transformer_engine: str = "auto"  # auto: TE layer spec when installed and on GPU; on | off
     pad_vocab: bool = True  # pad the vocabulary to a multiple of the TP size (else: must divide)
@@ -106,6 +106,11 @@ class MegatronLearner(Learner):
 
         if cfg.dtype not in DTYPES:
             raise ConfigError(f"learner.dtype={cfg.dtype} is not one of {', '.join(DTYPES)}")
+        if cfg.dtype != "float32":
+            raise ConfigError(
+                f"learner.dtype={cfg.dtype}: this learner keeps no fp32 master weights yet, and "
+                "AdamW steps on 16-bit weights are lost to rounding at RL learning rates; use float32"
+            )
         tp = int(cfg.tensor_parallel_size)
         world = distributed.world_size()
         if tp < 1:

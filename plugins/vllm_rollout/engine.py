@@ -165,8 +165,6 @@ def _set_environment(
 
 
 class VLLMEngine(RolloutEngine):
-    owns_process_group = False  # under torchrun the engine runs in a process of its own
-
     def __init__(self, cfg: Any, ctx: BuildContext) -> None:
         self.cfg = cfg
         self.llm: Any = None
@@ -449,8 +447,8 @@ class VLLMEngine(RolloutEngine):
                 core.scheduler.shutdown()
                 gc.unfreeze()
         del llm, client, core
-        if last:
-            _cleanup_vllm()
+        if last and self.in_process:  # an engine process of its own took its state with it;
+            _cleanup_vllm()  # here this would also destroy a torchrun launch's process group
         else:
             gc.collect()
 
