@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from or1.interfaces import PolicyLoss
 from or1.types import Group, TrainBatch
 
 
@@ -79,3 +80,29 @@ def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> float:
     """``sum(values * weights) / sum(weights)``, 0.0 when the weights are all zero."""
     total = float(weights.sum())
     return float((values * weights).sum()) / total if total > 0 else 0.0
+
+
+def backward_micro_batch(
+    loss: PolicyLoss,
+    sub: TrainBatch,
+    weights: torch.Tensor,
+    logprobs: torch.Tensor,
+    entropy: torch.Tensor,
+    entropy_coef: float,
+    sums: dict[str, float],
+) -> None:
+    """One micro-batch of a learner's ``train_step``: backpropagate
+    ``sum(w * l) - entropy_coef * sum(w * H)`` with the loss plugin's per-token terms ``l``
+    and the batch-global token weights ``w`` of these rows, and add this micro-batch's
+    ``loss/pg``, ``loss/entropy`` and weighted per-token statistics (``loss/<name>``) to
+    ``sums``. Every learner calls it, so the normalisation contract lives in one place."""
+    per_token, stats = loss.per_token_loss(
+        logprobs, sub.old_logprobs, sub.advantages, sub.response_mask, sub.ref_logprobs
+    )
+    pg = (weights * per_token).sum()
+    ent = (weights * entropy).sum()
+    (pg - entropy_coef * ent).backward()
+    sums["loss/pg"] = sums.get("loss/pg", 0.0) + pg.item()
+    sums["loss/entropy"] = sums.get("loss/entropy", 0.0) + ent.item()
+    for name, value in stats.items():
+        sums[f"loss/{name}"] = sums.get(f"loss/{name}", 0.0) + float((weights * value).sum())

@@ -38,6 +38,18 @@ from or1.types import Prompt
 
 log = logging.getLogger("or1.run")
 
+BUILT_GROUPS = (
+    "rollout",
+    "learner",
+    "verifier",
+    "filter",
+    "advantage",
+    "loss",
+    "entropy",
+    "stages",
+)
+"""The hook points whose components :func:`build` makes (besides the loggers)."""
+
 STATEFUL = ("rollout", "filter", "advantage", "entropy", "stages")
 """Components whose ``state_dict`` goes into ``state.pt`` (the learner has its own file)."""
 
@@ -240,19 +252,7 @@ def build(cfg: DictConfig, registry: Registry, ctx: BuildContext) -> Components:
 
     loggers = {name: make("logger", node) for name, node in cfg.logger.items()}
     return Components(
-        **{
-            g: make(g, cfg[g])
-            for g in (
-                "rollout",
-                "learner",
-                "verifier",
-                "filter",
-                "advantage",
-                "loss",
-                "entropy",
-                "stages",
-            )
-        },
+        **{g: make(g, cfg[g]) for g in BUILT_GROUPS},
         loggers=loggers,
     )
 
@@ -260,18 +260,7 @@ def build(cfg: DictConfig, registry: Registry, ctx: BuildContext) -> Components:
 def prepare(cfg: DictConfig, run_dir: Path) -> Run:
     """Everything a run needs, in the order that fails cheapest first."""
     registry = get_registry()
-    for group in (
-        "rollout",
-        "learner",
-        "verifier",
-        "filter",
-        "advantage",
-        "loss",
-        "entropy",
-        "stages",
-        "data",
-        "model",
-    ):
+    for group in (*BUILT_GROUPS, "data", "model"):
         registry.get(group, cfg[group].name)
     for node in cfg.logger.values():
         registry.get("logger", node.name)

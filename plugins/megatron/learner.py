@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 
 from or1 import distributed
-from or1.batch import split_by_token_budget
+from or1.batch import backward_micro_batch, split_by_token_budget
 from or1.config import LearnerConfig
 from or1.errors import ConfigError
 from or1.interfaces import BuildContext, Learner, PolicyLoss
@@ -396,16 +396,7 @@ class MegatronLearner(Learner):
             sub = batch.select(rows).to(self.device)
             w = weights[torch.as_tensor(rows), : sub.input_ids.shape[1]].to(self.device)
             logp, entropy = self._forward(self.model, sub)
-            per_token, stats = loss.per_token_loss(
-                logp, sub.old_logprobs, sub.advantages, sub.response_mask, sub.ref_logprobs
-            )
-            pg = (w * per_token).sum()
-            ent = (w * entropy).sum()
-            (pg - entropy_coef * ent).backward()
-            sums["loss/pg"] += pg.item()
-            sums["loss/entropy"] += ent.item()
-            for name, value in stats.items():
-                sums[f"loss/{name}"] = sums.get(f"loss/{name}", 0.0) + float((w * value).sum())
+            backward_micro_batch(loss, sub, w, logp, entropy, entropy_coef, sums)
         params = [p for p in self.model.parameters() if p.requires_grad]
         for p in params:
             if p.grad is None:  # a data-parallel rank without rows still joins the reduction

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from or1.batch import split_by_token_budget
+from or1.batch import backward_micro_batch, split_by_token_budget
 from or1.config import LearnerConfig
 from or1.interfaces import BuildContext, Learner, PolicyLoss
 from or1.types import TrainBatch
@@ -130,16 +130,7 @@ class TorchLearner(Learner):
             sub = batch.select(rows).to(self.device)
             w = weights[torch.as_tensor(rows), : sub.input_ids.shape[1]].to(self.device)
             logp, entropy = self._forward(sub)
-            per_token, stats = loss.per_token_loss(
-                logp, sub.old_logprobs, sub.advantages, sub.response_mask, sub.ref_logprobs
-            )
-            pg = (w * per_token).sum()
-            ent = (w * entropy).sum()
-            (pg - entropy_coef * ent).backward()
-            sums["loss/pg"] += pg.item()
-            sums["loss/entropy"] += ent.item()
-            for name, value in stats.items():
-                sums[f"loss/{name}"] = sums.get(f"loss/{name}", 0.0) + float((w * value).sum())
+            backward_micro_batch(loss, sub, w, logp, entropy, entropy_coef, sums)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         finite = math.isfinite(float(grad_norm)) and math.isfinite(
             sums["loss/pg"] + sums["loss/entropy"]
