@@ -38,6 +38,9 @@ from or1.types import Prompt
 
 log = logging.getLogger("or1.run")
 
+MIN_TEMPERATURE = 0.01
+"""The lowest sampling temperature accepted (logits / T overflows float32 far below it)."""
+
 BUILT_GROUPS = (
     "rollout",
     "learner",
@@ -112,8 +115,11 @@ def check_values(cfg: DictConfig) -> None:
     check_eval_values(cfg.eval)
     if t.total_steps is not None and t.total_steps < 1:
         raise ConfigError(f"trainer.total_steps={t.total_steps} must be >= 1")
-    if not 0.0 < cfg.rollout.temperature:
-        raise ConfigError(f"rollout.temperature={cfg.rollout.temperature} must be > 0")
+    if not cfg.rollout.temperature >= MIN_TEMPERATURE:
+        raise ConfigError(
+            f"rollout.temperature={cfg.rollout.temperature} must be >= {MIN_TEMPERATURE} (lower temperatures overflow the "
+            "sampling distribution; 0.01 is already near-greedy)"
+        )
     if not 0.0 < cfg.rollout.top_p <= 1.0:
         raise ConfigError(f"rollout.top_p={cfg.rollout.top_p} must be in (0, 1]")
 
@@ -124,8 +130,11 @@ def check_eval_values(e: DictConfig) -> None:
 
     if e.k < 1:
         raise ConfigError(f"eval.k={e.k} must be >= 1")
-    if not 0.0 < e.temperature:
-        raise ConfigError(f"eval.temperature={e.temperature} must be > 0")
+    if not e.temperature >= MIN_TEMPERATURE:
+        raise ConfigError(
+            f"eval.temperature={e.temperature} must be >= {MIN_TEMPERATURE} (lower temperatures overflow the "
+            "sampling distribution; 0.01 is already near-greedy)"
+        )
     if not 0.0 < e.top_p <= 1.0:
         raise ConfigError(f"eval.top_p={e.top_p} must be in (0, 1]")
     if e.max_tokens is not None and e.max_tokens < 1:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from or1.data import read_dataset, tokenize_prompts
@@ -164,6 +164,7 @@ def _check_in_process(args: list[str]) -> None:
 
 @SETTINGS
 @given(args=overrides)
+@example(args=["rollout.temperature=2.3e-149"])  # found by this test: sampling overflowed
 def test_config_overrides_give_a_valid_config_or_one_clear_line(args, capsys):
     try:
         _check_in_process(args)
@@ -177,6 +178,7 @@ def test_config_overrides_give_a_valid_config_or_one_clear_line(args, capsys):
 
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
 @given(args=overrides)
+@example(args=["eval.temperature=2.2987260571122835e-149"])  # found by this test
 def test_the_command_never_shows_a_traceback(tmp_path_factory, cache_dir, args):
     run_dir: Path = tmp_path_factory.mktemp("cli") / "run"
     proc = run_cli(
