@@ -139,6 +139,7 @@ COMPARED = [
 ]
 
 
+@pytest.mark.slow  # tests/test_reliability.py covers resume after kill -9 and SIGTERM by default
 def test_resume_repeats_the_uninterrupted_run(tmp_path, cache_dir):
     straight = run_steps(tmp_path / "straight", 4)
     first = run_steps(tmp_path / "resumed", 2)

@@ -14,7 +14,7 @@ from or1.data import read_dataset, tokenize_prompts
 from or1.errors import Or1Error
 from tests.conftest import FAST_RUN, run_cli
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 
 scalars = st.one_of(
     st.none(),
@@ -176,7 +176,7 @@ def test_config_overrides_give_a_valid_config_or_one_clear_line(args, capsys):
         assert "\n" not in str(exc)
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
 @given(args=overrides)
 @example(args=["eval.temperature=2.2987260571122835e-149"])  # found by this test
 def test_the_command_never_shows_a_traceback(tmp_path_factory, cache_dir, args):
