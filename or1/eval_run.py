@@ -145,13 +145,7 @@ def run_evaluation(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]
         name: tokenize_prompts(r, tokenizer, cfg.data.max_prompt_length) for name, r in rows.items()
     }
 
-    ctx = BuildContext(
-        run_dir=run_dir,
-        model_path=model_path,
-        cache_dir=cache_dir,
-        seed=cfg.trainer.seed,
-        config=cfg,
-    )
+    ctx = BuildContext.of_run(cfg, run_dir, model_path)
     stages = registry.get("stages", cfg.stages.name).factory(cfg.stages, ctx)
     max_tokens = e.max_tokens or stages.stage_at(max(stages.total_steps - 1, 0)).max_response_length
     params = SamplingParams(

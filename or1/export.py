@@ -59,13 +59,11 @@ def export_checkpoint(ckpt: Path, out: Path, registry: Registry) -> Path:
     try:
         cache_dir = Path(rc.trainer.cache_dir).expanduser()
         learner_cfg, learner_name = rc.learner, rc.learner.name
-        seed = int(rc.trainer.seed)
+        int(rc.trainer.seed)  # checked here; BuildContext.of_run reads it
     except Exception as exc:
         raise ConfigError(f"{cfg_file}: not an or1 run config ({exc})") from None
     base = resolve_model(rc, registry, cache_dir)
-    ctx = BuildContext(
-        run_dir=out.parent, model_path=base, cache_dir=cache_dir, seed=seed, config=rc
-    )
+    ctx = BuildContext.of_run(rc, out.parent, base)
     log.info("exporting checkpoint %s (base model %s) to %s", ckpt, base, out)
     learner = registry.get("learner", learner_name).factory(learner_cfg, ctx)
     learner.load_state_dict(checkpoint.load(ckpt, "learner"))

@@ -34,6 +34,17 @@ class BuildContext:
     seed: int
     config: Any
 
+    @classmethod
+    def of_run(cls, config: Any, run_dir: Path, model_path: Path) -> BuildContext:
+        """The context of a run config: cache folder and seed from its ``trainer`` section."""
+        return cls(
+            run_dir=Path(run_dir),
+            model_path=Path(model_path),
+            cache_dir=Path(config.trainer.cache_dir).expanduser(),
+            seed=int(config.trainer.seed),
+            config=config,
+        )
+
 
 class Stateful:
     """Components with state that a checkpoint must hold override these two methods.

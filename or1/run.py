@@ -299,13 +299,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
     }
 
     seed_everything(cfg.trainer.seed)
-    ctx = BuildContext(
-        run_dir=run_dir,
-        model_path=model_path,
-        cache_dir=cache_dir,
-        seed=cfg.trainer.seed,
-        config=cfg,
-    )
+    ctx = BuildContext.of_run(cfg, run_dir, model_path)
     components = build(cfg, registry, ctx)
     save_config_snapshot(cfg, run_dir)  # every check passed, every component built
     total = cfg.trainer.total_steps or components.stages.total_steps
@@ -380,14 +374,7 @@ def serve_learner(cfg: DictConfig) -> None:
     distributed.init(cfg.trainer.dist_timeout_s)
     model_path, run_dir = distributed.broadcast_object(None)
     seed_everything(cfg.trainer.seed)
-    cache_dir = Path(cfg.trainer.cache_dir).expanduser()
-    ctx = BuildContext(
-        run_dir=run_dir,
-        model_path=model_path,
-        cache_dir=cache_dir,
-        seed=cfg.trainer.seed,
-        config=cfg,
-    )
+    ctx = BuildContext.of_run(cfg, run_dir, model_path)
     learner = registry.get("learner", cfg.learner.name).factory(cfg.learner, ctx)
     learner.serve()
 
@@ -399,13 +386,7 @@ def restart_rollout(run: Run) -> RolloutEngine:
     except Exception as exc:  # the engine is already broken; closing it is best effort
         log.debug("closing the failed rollout engine: %s", exc)
     cfg = run.cfg
-    ctx = BuildContext(
-        run_dir=run.run_dir,
-        model_path=run.model_path,
-        cache_dir=Path(cfg.trainer.cache_dir).expanduser(),
-        seed=cfg.trainer.seed,
-        config=cfg,
-    )
+    ctx = BuildContext.of_run(cfg, run.run_dir, run.model_path)
     engine = get_registry().get("rollout", cfg.rollout.name).factory(cfg.rollout, ctx)
     engine.update_weights(run.components.learner.named_weights())
     run.components.rollout = engine

@@ -19,6 +19,15 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 REFERENCE_ENGINES = ["rollout=transformers", "learner=torch"]
 # The tiny model without warm-up: builds in seconds; CLI tests select it with these overrides.
 UNTRAINED_MODEL = ["model.warmup_max_steps=0", "model.num_threads=1", *REFERENCE_ENGINES]
+# Entropy bonus always on: weights change every step even though an untrained model earns no
+# reward, so a resume that lost any state would diverge (resume and restart tests use it).
+MOVING = [
+    "filter=none",
+    "entropy.target=100",
+    "entropy.delta=0.05",
+    "entropy.coef_max=1.0",
+    "learner.lr=0.01",
+]
 # A lightly warmed tiny model (~20% accuracy): groups with and without reward variance.
 LIGHTLY_WARMED = ["model.warmup_target_accuracy=0.2", "model.num_threads=1"]
 # A small, fast run: 4 prompts x 4 samples, short responses, 8 held-out problems.

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import FAST_RUN, read_jsonl, run_cli
+from tests.conftest import FAST_RUN, MOVING, read_jsonl, run_cli
 
 
 def assert_one_line_error(proc, *needles: str) -> str:
@@ -74,15 +74,6 @@ REQUIRED = [
     "timing/step_s",
     "timing/rollout_s",
     "timing/train_s",
-]
-# Entropy bonus on (target above the measured entropy): weights change every step even though
-# an untrained model earns no reward, so a resume that lost any state would diverge.
-MOVING = [
-    "filter=none",
-    "entropy.target=100",
-    "entropy.delta=0.05",
-    "entropy.coef_max=1.0",
-    "learner.lr=0.01",
 ]
 
 

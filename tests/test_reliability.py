@@ -16,17 +16,9 @@ import pytest
 import torch
 
 from or1 import checkpoint
-from tests.conftest import BIN, FAST_RUN, UNTRAINED_MODEL, read_jsonl, run_cli
+from tests.conftest import BIN, FAST_RUN, MOVING, UNTRAINED_MODEL, read_jsonl, run_cli
 from tests.test_learner import make_batch, make_learner
 
-# Weights move every step (entropy bonus always on), so a resume that lost any state diverges.
-MOVING = [
-    "filter=none",
-    "entropy.target=100",
-    "entropy.delta=0.05",
-    "entropy.coef_max=1.0",
-    "learner.lr=0.01",
-]
 COMPARED = [
     "reward/mean",
     "response_length/mean",

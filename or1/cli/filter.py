@@ -48,13 +48,7 @@ def run_filter(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config_snapshot(cfg, run_dir)  # input checks passed
-    ctx = BuildContext(
-        run_dir=run_dir,
-        model_path=model_path,
-        cache_dir=cache_dir,
-        seed=cfg.trainer.seed,
-        config=cfg,
-    )
+    ctx = BuildContext.of_run(cfg, run_dir, model_path)
     engine = registry.get("rollout", cfg.rollout.name).factory(cfg.rollout, ctx)
     verifier = registry.get("verifier", cfg.verifier.name).factory(cfg.verifier, ctx)
     stages = registry.get("stages", cfg.stages.name).factory(cfg.stages, ctx)
