@@ -43,8 +43,11 @@ def main() -> None:
         def on_step_begin(self, args, state, control, **kw):
             self.t0 = time.perf_counter()
 
-        def on_step_end(self, args, state, control, **kw):
+        def on_step_end(self, args, state, control, model=None, **kw):
             self.steps.append({"step": state.global_step, "step_s": time.perf_counter() - self.t0})
+            if s.get("snapshot_every_step") and model is not None:  # outside the step's time
+                model.save_pretrained(str(out / "snapshots" / f"step_{state.global_step}"))
+                tok.save_pretrained(str(out / "snapshots" / f"step_{state.global_step}"))
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "completions/mean_length" in logs and self.steps:

@@ -26,6 +26,7 @@ accuracy_trl=<b>``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -128,6 +129,8 @@ def run_or1(a: argparse.Namespace, rep: int, out: Path, env: dict[str, str]) -> 
         "eval.max_problems=1",
         "eval.k=1",
         "logger=[jsonl]",
+        "trainer.save_every=1",  # a checkpoint per step (outside timing/step_s): the model
+        f"trainer.keep_checkpoints={a.steps}",  # after any step, for equal-wall-time accuracy
     ]
     wall, peak, pss = run_measured(cmd, env, out / f"or1_rep{rep}.log")
     rows = [
@@ -147,6 +150,7 @@ def run_or1(a: argparse.Namespace, rep: int, out: Path, env: dict[str, str]) -> 
         "pss_mib": pss,
         "wall": wall,
         "model": run_dir / "final_model",
+        "model_at": lambda k: run_dir / "checkpoints" / f"step_{k}",
         "other_frac": statistics.median(other),
         "breakdown": {
             k: statistics.median(r.get(k, 0.0) for r in rows)
@@ -185,6 +189,7 @@ def run_trl(
         "seed": rep,
         "threads": a.threads,
         "verifier_dir": str(ROOT / "plugins" / "math_verifier"),
+        "snapshot_every_step": True,  # the model after any step, for equal-wall-time accuracy
     }
     (run_dir / "settings.json").write_text(json.dumps(settings))
     cmd = [str(py), str(ROOT / "benchmarks" / "trl_grpo_runner.py"), str(run_dir / "settings.json")]
@@ -199,6 +204,7 @@ def run_trl(
         "pss_mib": pss,
         "wall": wall,
         "model": run_dir / "final_model",
+        "model_at": lambda k: run_dir / "snapshots" / f"step_{k}",
     }
 
 
@@ -275,6 +281,27 @@ def main() -> None:
                 flush=True,
             )
 
+    # equal wall time: per repetition, the budget W is the shorter of the two runs' summed
+    # step time; each framework's model after the last step it finished within W (every
+    # step's model was kept), evaluated like the final ones
+    for rep in range(a.reps):
+        runs = {fw: res[fw][rep] for fw in res}
+        budget = min(sum(r["steps"]) for r in runs.values())
+        for fw, r in runs.items():
+            done = sum(1 for t in itertools.accumulate(r["steps"]) if t <= budget + 1e-9)
+            if done == len(r["steps"]):
+                r["acc_wall"] = r["acc"]
+            elif done == 0:
+                r["acc_wall"] = evaluate(a, model, out / f"eval_{fw}_rep{rep}_start", env)
+            else:
+                r["acc_wall"] = evaluate(a, r["model_at"](done), out / f"eval_{fw}_rep{rep}_w", env)
+            r["steps_in_budget"], r["budget"] = done, budget
+            print(
+                f"rep {rep} {fw}: {done} steps within {budget:.1f} s of step time, "
+                f"acc {r['acc_wall']:.3f}",
+                flush=True,
+            )
+
     summary = {}
     for fw, runs in res.items():
         steps = [s for r in runs for s in r["steps"]]
@@ -288,6 +315,8 @@ def main() -> None:
             "peak": max(r["peak_mib"] for r in runs),
             "pss": max(r["pss_mib"] for r in runs),
             "acc": statistics.mean(r["acc"] for r in runs),
+            "acc_wall": statistics.mean(r["acc_wall"] for r in runs),
+            "steps_wall": statistics.mean(r["steps_in_budget"] for r in runs),
             "total": statistics.median(sum(r["steps"]) for r in runs),
         }
     print(
@@ -296,14 +325,14 @@ def main() -> None:
     )
     print(
         "| framework | median step (s) | tokens/s | peak RSS (MiB) | peak PSS (MiB) | accuracy after "
-        f"{a.steps} steps | step time of a run (s) |"
+        f"{a.steps} steps | step time of a run (s) | accuracy after equal step time "
+        "(steps done) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for fw, s in summary.items():
         print(
             f"| {fw} | {s['step']:.3f} | {s['tok_s']:.0f} | {s['peak']:.0f} | {s['pss']:.0f} | "
-            f"{s['acc']:.3f} | "
-            f"{s['total']:.1f} |"
+            f"{s['acc']:.3f} | {s['total']:.1f} | {s['acc_wall']:.3f} ({s['steps_wall']:.1f}) |"
         )
     bd = {
         k: statistics.median(r["breakdown"][k] for r in res["or1"])
@@ -319,6 +348,10 @@ def main() -> None:
         f"ratios or1/TRL: step time {o['step'] / t['step']:.2f}, tokens/s "
         f"{o['tok_s'] / t['tok_s']:.2f}, peak memory {o['peak'] / t['peak']:.2f} (RSS), "
         f"{o['pss'] / t['pss']:.2f} (PSS)"
+    )
+    print(
+        f"accuracy after equal step time: or1 {o['acc_wall']:.3f}, TRL {t['acc_wall']:.3f} "
+        "(budget per repetition: the shorter run's summed step time)"
     )
     print(
         f"step_time_ratio={o['step'] / t['step']:.3f} peak_mem_ratio={o['peak'] / t['peak']:.3f} "

@@ -60,8 +60,9 @@ def or1_register_learners(register: Register) -> None:
     """Offer learners (config group ``learner``).
 
     ``factory(cfg, ctx)`` returns an :class:`or1.interfaces.Learner` holding the policy loaded
-    from ``ctx.model_path`` and its optimiser. Per step the trainer calls
-    ``compute_logprobs`` (old log-probs and entropy, no gradient), then ``train_step``, then
+    from ``ctx.model_path`` and its optimiser. Per step the trainer calls ``on_policy_step``
+    (old log-probs and entropy of the current policy, the entropy coefficient from them, one
+    optimiser step; by default ``compute_logprobs`` then ``train_step``), then
     ``named_weights`` for weight sync; ``save_pretrained`` to export. Its ``state_dict`` must
     hold the model and optimiser so a checkpoint can resume it exactly.
     Schema base: :class:`or1.config.LearnerConfig`.

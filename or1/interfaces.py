@@ -9,7 +9,7 @@ only the methods below. Each method's docstring is its contract.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +139,33 @@ class Learner(Stateful, ABC):
         = 1.0 (0.0 otherwise); the trainer counts such steps and stops the run after
         ``trainer.max_nonfinite_steps`` of them in a row.
         """
+
+    def on_policy_step(
+        self,
+        batch: TrainBatch,
+        loss: PolicyLoss,
+        entropy_coef: Callable[[torch.Tensor, torch.Tensor], float],
+    ) -> dict[str, float]:
+        """One strictly on-policy optimisation step (the recipe's: one update per rollout
+        batch), where the old log-probs are the current policy's own.
+
+        ``entropy_coef(old_logprobs, entropy)`` receives the whole batch's ``[B, T]``
+        log-probs and entropies under the current (pre-update) policy, exactly as
+        :meth:`compute_logprobs` returns them (no gradient), and returns the entropy
+        coefficient of this step; the learner calls it exactly once, before any gradient.
+        Sets ``batch.old_logprobs`` to those log-probs, then does what :meth:`train_step`
+        does and returns the same metrics.
+
+        The default runs :meth:`compute_logprobs` (one no-gradient pass) and then
+        :meth:`train_step`. A learner that can take the old log-probs from the training
+        forward itself (``old = logprobs.detach()``, the same values: the policy has not
+        changed yet) overrides this to save that extra pass; the result must agree with the
+        default to float tolerance. Returns ``learner/fused_old_logprobs`` = 1.0 when it did.
+        """
+        old_logprobs, entropy = self.compute_logprobs(batch)
+        batch.old_logprobs = old_logprobs
+        metrics = self.train_step(batch, loss, entropy_coef(old_logprobs, entropy))
+        return metrics | {"learner/fused_old_logprobs": 0.0}
 
     @abstractmethod
     def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:

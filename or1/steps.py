@@ -12,8 +12,15 @@ from typing import Any
 
 import torch
 
+from or1.batch import masked_mean
 from or1.errors import Or1Error, TrainingError
-from or1.interfaces import AdvantageEstimator, OnlineFilter, RewardVerifier, RolloutEngine
+from or1.interfaces import (
+    AdvantageEstimator,
+    EntropyController,
+    OnlineFilter,
+    RewardVerifier,
+    RolloutEngine,
+)
 from or1.types import Group, Prompt, SamplingParams, Stage
 
 log = logging.getLogger("or1.trainer")
@@ -32,6 +39,30 @@ class Timer:
             yield
         finally:
             self.seconds[name] += time.perf_counter() - t0
+
+
+class EntropyCoefficient:
+    """The entropy controller's decision for one step, as the learner's ``entropy_coef``
+    callable: measures ``e_k`` over the batch's response tokens from the pre-update
+    log-probs / entropies (the controller's estimator) and returns ``c_k`` (0 when the bonus
+    is inactive). Keeps ``e_k``, ``coef`` and ``active`` for the step's metrics."""
+
+    def __init__(self, controller: EntropyController, response_mask: torch.Tensor) -> None:
+        self.controller, self.mask = controller, response_mask
+        self.e_k, self.coef, self.active = float("nan"), 0.0, False
+
+    def __call__(self, old_logprobs: torch.Tensor, entropy: torch.Tensor) -> float:
+        full = self.controller.estimator == "full_vocab"
+        self.e_k = masked_mean(entropy if full else -old_logprobs, self.mask)
+        self.coef, self.active = self.controller.coefficient(self.e_k)
+        return self.coef if self.active else 0.0
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "entropy/value": self.e_k,
+            "entropy/coef": self.coef,
+            "entropy/active": float(self.active),
+        }
 
 
 def step_seed(seed: int, step: int, round_: int = 0) -> int:

@@ -1,7 +1,8 @@
 """The RL loop: DESIGN.md's "one RL step", calling hook points only.
 
 prompts -> rollout -> verifiers -> online filter -> advantages
-  -> learner (old log-probs + entropy, entropy coefficient, optimiser step)
+  -> learner (old log-probs + entropy, entropy coefficient, optimiser step: one
+     on-policy step)
   -> weight sync -> metrics, loggers, evaluation, checkpoint; stage changes on the way.
 """
 
@@ -12,11 +13,12 @@ import time
 from typing import Any
 
 from or1 import checkpoint
-from or1.batch import collate, masked_mean
+from or1.batch import collate
 from or1.evaluation import evaluate, headline_key
 from or1.profiling import StepProfiler
 from or1.run import Run, checkpoint_parts, config_dict, restart_rollout
 from or1.steps import (
+    EntropyCoefficient,
     NonFiniteGuard,
     Timer,
     apply_filter,
@@ -111,20 +113,16 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
             )
             with timer("train"):
                 c.rollout.sleep()
-                old_logprobs, entropy = c.learner.compute_logprobs(batch)
-                batch.old_logprobs = old_logprobs
                 if c.loss.needs_reference:
                     batch.ref_logprobs = c.learner.compute_ref_logprobs(batch)
-                measured = entropy if c.entropy.estimator == "full_vocab" else -old_logprobs
-                e_k = masked_mean(measured, batch.response_mask)
-                coef, active = c.entropy.coefficient(e_k)
-                metrics |= c.learner.train_step(batch, c.loss, coef if active else 0.0)
+                entropy_coef = EntropyCoefficient(c.entropy, batch.response_mask)
+                metrics |= c.learner.on_policy_step(batch, c.loss, entropy_coef)
                 nonfinite.check(step, metrics)
-                c.entropy.update(e_k)
+                c.entropy.update(entropy_coef.e_k)
             with timer("weight_sync"):
                 c.rollout.wake_up()
                 c.rollout.update_weights(c.learner.named_weights())
-            metrics |= {"entropy/value": e_k, "entropy/coef": coef, "entropy/active": float(active)}
+            metrics |= entropy_coef.metrics()
         metrics["train/skipped"] = float(not kept)
 
         step_s = time.perf_counter() - t_step

@@ -125,7 +125,33 @@ def equivalence(
         out["nan_step_moved"] = max(
             float((t - before[n]).abs().max()) for n, t in learner.named_weights()
         )
+    out |= on_policy_pair(learner, loss, grads)
     learner.close()
+    return out
+
+
+def on_policy_pair(learner: Any, loss: Any, grads: list[dict[str, torch.Tensor]]) -> dict:
+    """The same on-policy step twice from the same state: the learner's own
+    ``on_policy_step`` (fused when it can) and the interface's two-pass default; the entropy
+    coefficient is a function of the log-probs / entropies handed to it (each call kept)."""
+    from or1.batch import masked_mean
+    from or1.interfaces import Learner
+
+    state = learner.state_dict()
+    out: dict[str, Any] = {"onp_seen": []}
+
+    def coef(old: torch.Tensor, ent: torch.Tensor) -> float:
+        out["onp_seen"].append((old.clone(), ent.clone()))
+        return 0.5 * masked_mean(ent, batch.response_mask)
+
+    for key, step in (("fused", learner.on_policy_step), ("default", Learner.on_policy_step)):
+        learner.load_state_dict(state)
+        batch = make_batch([6, 9, 4, 12, 7], learner.arch.vocab_size, seed=3)
+        args = (batch, loss, coef) if key == "fused" else (learner, batch, loss, coef)
+        out[f"onp_{key}"] = step(*args)
+        out[f"onp_{key}_old"] = batch.old_logprobs.clone()
+        out[f"onp_{key}_grads"] = grads[-1] if grads else None
+        out["onp_batch"] = batch
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,48 @@ def test_state_dict_round_trip_and_export(tiny_model, tmp_path):
     AutoTokenizer.from_pretrained(tmp_path / "export")
     for name, tensor in learner.named_weights():
         assert torch.equal(reloaded.state_dict()[name], tensor)
+
+
+@pytest.mark.parametrize("budget", [0, 16])
+def test_on_policy_step_fused_equals_two_passes(tiny_model, budget):
+    """One micro-batch: the old log-probs come from the training forward (no extra pass);
+    several: the interface's two-pass default. Same coefficient inputs, metrics and gradients
+    as compute_logprobs + train_step; with ratio 1 the policy-gradient loss is minus the
+    token-mean advantage (computed here from the batch)."""
+    from or1.batch import masked_mean
+    from or1.interfaces import Learner
+
+    results = {}
+    for key in ("fused", "default"):
+        torch.manual_seed(0)
+        learner = make_learner(tiny_model)
+        batch = make_batch([5, 12, 7, 9, 4, 11], seed=2)
+        batch.micro_batch_tokens = budget
+        seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def coef(old, ent, batch=batch, seen=seen):
+            seen.append((old.clone(), ent.clone()))
+            return 0.5 * masked_mean(ent, batch.response_mask)
+
+        grads = record_gradients(learner)
+        loss = OR1Loss(OmegaConf.structured(OR1LossConfig()))
+        step = (
+            learner.on_policy_step if key == "fused" else partial(Learner.on_policy_step, learner)
+        )
+        results[key] = (step(batch, loss, coef), grads[0], seen, batch)
+    (fused, g_f, seen_f, batch), (default, g_d, seen_d, _) = results["fused"], results["default"]
+    assert fused["learner/fused_old_logprobs"] == (1.0 if budget == 0 else 0.0)
+    assert default["learner/fused_old_logprobs"] == 0.0
+    assert len(seen_f) == len(seen_d) == 1
+    assert torch.allclose(seen_f[0][0], seen_d[0][0], atol=1e-6)
+    assert torch.allclose(seen_f[0][1], seen_d[0][1], atol=1e-6)
+    assert torch.allclose(batch.old_logprobs, seen_d[0][0], atol=1e-6)
+    resp = batch.response_mask
+    expect_pg = -float((batch.advantages * resp).sum() / resp.sum())
+    for m in (fused, default):
+        assert m["loss/pg"] == pytest.approx(expect_pg, rel=1e-5, abs=1e-7)
+        assert m["loss/clipfrac"] == 0.0
+    for key in ("loss/pg", "loss/entropy", "loss/total", "grad_norm"):
+        assert fused[key] == pytest.approx(default[key], rel=1e-5, abs=1e-7), key
+    assert torch.allclose(g_f, g_d, rtol=1e-4, atol=1e-7)
+    assert not torch.equal(g_f, torch.zeros_like(g_f))

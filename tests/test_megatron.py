@@ -86,6 +86,31 @@ def test_non_finite_loss_skips_the_step_on_every_rank(runs):
     assert runs["tp2"]["nan_step_moved"] == 0.0
 
 
+@pytest.mark.parametrize("run", ["tp1", "tp2", "dp2"])
+def test_on_policy_step_fused_equals_two_passes(runs, run):
+    """One process and one micro-batch: the old log-probs come from the training forward
+    (no extra pass); several ranks: the two-pass default. Either way the same step as
+    compute_logprobs + train_step, and with ratio 1 the policy-gradient loss is minus the
+    token-mean advantage (computed here from the batch)."""
+    r = runs[run]
+    fused, default = r["onp_fused"], r["onp_default"]
+    assert fused["learner/fused_old_logprobs"] == (1.0 if run == "tp1" else 0.0)
+    assert default["learner/fused_old_logprobs"] == 0.0
+    assert len(r["onp_seen"]) == 2  # the coefficient was asked once per step
+    (old_f, ent_f), (old_d, ent_d) = r["onp_seen"]
+    assert max_diff(old_f, old_d) <= 1e-6 and max_diff(ent_f, ent_d) <= 1e-6
+    assert max_diff(r["onp_fused_old"], old_d) <= 1e-6
+    batch = r["onp_batch"]
+    expect_pg = -float((batch.advantages * batch.response_mask).sum() / batch.response_mask.sum())
+    for m in (fused, default):
+        assert m["loss/pg"] == pytest.approx(expect_pg, rel=1e-5, abs=1e-7)
+        assert m["loss/clipfrac"] == 0.0
+    for key in ("loss/pg", "loss/entropy", "loss/total", "grad_norm"):
+        assert fused[key] == pytest.approx(default[key], rel=1e-5, abs=1e-7), key
+    g_f, g_d = r["onp_fused_grads"], r["onp_default_grads"]
+    assert max_diff(g_f, g_d) <= 1e-5 * max(g.abs().max().item() for g in g_d.values())
+
+
 def test_tp1_matches_the_reference_learner(runs, tiny_model):
     from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
     from or1_plugins.torch_learner.learner import TorchLearner, TorchLearnerConfig

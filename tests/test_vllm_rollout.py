@@ -33,7 +33,7 @@ TOL = 1e-3  # fp32 log-prob agreement with the reference learner
 
 
 def build(model: Path, run_dir: Path, **overrides):
-    cfg = OmegaConf.structured(VLLMRolloutConfig(kv_cache_gib=0.25, num_threads=1, **overrides))
+    cfg = OmegaConf.structured(VLLMRolloutConfig(num_threads=1, **overrides))
     ctx = BuildContext(run_dir=run_dir, model_path=model, cache_dir=run_dir, seed=0, config=None)
     return get_registry().get("rollout", "vllm").factory(cfg, ctx)
 
@@ -43,6 +43,18 @@ def engine(tiny_model, tmp_path_factory):
     eng = build(tiny_model, tmp_path_factory.mktemp("vllm-run"))
     yield eng
     eng.close()
+
+
+def test_default_kv_cache_holds_256_full_length_sequences(engine, tiny_model):
+    """kv_cache_gib=None: K and V of every layer, fp32, for 256 sequences of the context."""
+    import json
+
+    c = json.loads((tiny_model / "config.json").read_text())
+    head_dim = c["hidden_size"] // c["num_attention_heads"]
+    per_token = 2 * c["num_hidden_layers"] * c["num_key_value_heads"] * head_dim * 4
+    expect = per_token * c["max_position_embeddings"] * 256  # 1 KiB x 256 x 256 = 64 MiB
+    cache = engine.llm.llm_engine.vllm_config.cache_config
+    assert cache.kv_cache_memory_bytes == expect == 64 * 2**20
 
 
 @pytest.fixture(scope="module")

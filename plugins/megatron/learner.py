@@ -23,7 +23,7 @@ import os
 import shutil
 import socket
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -383,19 +383,43 @@ class MegatronLearner(Learner):
             raise ValueError("train_step needs batch.old_logprobs")
         return self._call("train_step", batch, loss, entropy_coef)
 
-    def _train_step(
-        self, batch: TrainBatch, loss: PolicyLoss, entropy_coef: float
+    def on_policy_step(
+        self,
+        batch: TrainBatch,
+        loss: PolicyLoss,
+        entropy_coef: Callable[[torch.Tensor, torch.Tensor], float],
     ) -> dict[str, float]:
+        """Fused in a single process (TP = DP = 1) when the batch is one micro-batch: the
+        training forward's detached log-probs are the old log-probs. Otherwise (several
+        ranks, several micro-batches) the two-pass default."""
+        if self.world > 1 or len(self._plan(batch)[0]) > 1:
+            return super().on_policy_step(batch, loss, entropy_coef)
+        return self._call("train_step", batch, loss, entropy_coef)
+
+    def _train_step(
+        self,
+        batch: TrainBatch,
+        loss: PolicyLoss,
+        entropy_coef: float | Callable[[torch.Tensor, torch.Tensor], float],
+    ) -> dict[str, float]:
+        """A callable ``entropy_coef`` is the fused on-policy step (one process, one
+        micro-batch): it gets the forward's detached log-probs and entropies first."""
         plan = self._plan(batch)
         weights = loss.token_weights(
             batch.response_mask, [m for per_rank in plan for m in per_rank]
         )
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {"loss/pg": 0.0, "loss/entropy": 0.0}
+        fused = callable(entropy_coef)
         for rows in plan[self.dp_rank]:
             sub = batch.select(rows).to(self.device)
             w = weights[torch.as_tensor(rows), : sub.input_ids.shape[1]].to(self.device)
             logp, entropy = self._forward(self.model, sub)
+            if callable(entropy_coef):  # the pre-update values, as compute_logprobs
+                mask = sub.attention_mask.to(self.device)
+                old = (logp.detach() * mask).cpu()
+                entropy_coef = float(entropy_coef(old, (entropy.detach() * mask).cpu()))
+                batch.old_logprobs, sub.old_logprobs = old, old.to(self.device)
             backward_micro_batch(loss, sub, w, logp, entropy, entropy_coef, sums)
         params = [p for p in self.model.parameters() if p.requires_grad]
         for p in params:
@@ -430,6 +454,7 @@ class MegatronLearner(Learner):
         out["grad_norm"] = grad_norm
         out["train/nonfinite"] = float(not finite)
         out["learner/micro_batches"] = float(sum(len(m) for m in plan))
+        out["learner/fused_old_logprobs"] = float(fused)
         out["learner/lr"] = float(self.optimizer.param_groups[0]["lr"])
         return out
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,14 +122,42 @@ class TorchLearner(Learner):
     ) -> dict[str, float]:
         if batch.old_logprobs is None:
             raise ValueError("train_step needs batch.old_logprobs")
+        return self._step(batch, loss, entropy_coef)
+
+    def on_policy_step(
+        self,
+        batch: TrainBatch,
+        loss: PolicyLoss,
+        entropy_coef: Callable[[torch.Tensor, torch.Tensor], float],
+    ) -> dict[str, float]:
+        """Fused when the batch is one micro-batch: the training forward's detached log-probs
+        are the old log-probs (no separate pass); otherwise the two-pass default."""
+        if len(split_by_token_budget(batch.seq_lens, batch.micro_batch_tokens)) > 1:
+            return super().on_policy_step(batch, loss, entropy_coef)
+        return self._step(batch, loss, entropy_coef)
+
+    def _step(
+        self,
+        batch: TrainBatch,
+        loss: PolicyLoss,
+        entropy_coef: float | Callable[[torch.Tensor, torch.Tensor], float],
+    ) -> dict[str, float]:
+        """``train_step`` with a fixed coefficient, or the fused on-policy step with a
+        coefficient callable (then ``batch`` is a single micro-batch)."""
         micro = split_by_token_budget(batch.seq_lens, batch.micro_batch_tokens)
         weights = loss.token_weights(batch.response_mask, micro)
         sums: dict[str, float] = {"loss/pg": 0.0, "loss/entropy": 0.0}
+        fused = callable(entropy_coef)
         self.optimizer.zero_grad(set_to_none=True)
         for rows in micro:
             sub = batch.select(rows).to(self.device)
             w = weights[torch.as_tensor(rows), : sub.input_ids.shape[1]].to(self.device)
             logp, entropy = self._forward(sub)
+            if callable(entropy_coef):  # fused: the pre-update values, as compute_logprobs
+                mask = sub.attention_mask
+                old = (logp.detach() * mask).cpu()
+                entropy_coef = float(entropy_coef(old, (entropy.detach() * mask).cpu()))
+                batch.old_logprobs, sub.old_logprobs = old, old.to(self.device)
             backward_micro_batch(loss, sub, w, logp, entropy, entropy_coef, sums)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         finite = math.isfinite(float(grad_norm)) and math.isfinite(
@@ -148,6 +176,7 @@ class TorchLearner(Learner):
         out["train/nonfinite"] = float(not finite)
         out["learner/micro_batches"] = float(len(micro))
         out["learner/lr"] = float(self.optimizer.param_groups[0]["lr"])
+        out["learner/fused_old_logprobs"] = float(fused)
         return out
 
     def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:

@@ -50,7 +50,7 @@ class VLLMRolloutConfig(RolloutConfig):
     dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on GPU; or float32/bfloat16/float16
     tensor_parallel_size: int = 1  # GPUs per engine (CPU: 1)
     gpu_memory_utilization: float = 0.5  # GPU: share of GPU memory for weights + KV cache
-    kv_cache_gib: float = 1.0  # CPU: KV cache space in GiB
+    kv_cache_gib: float | None = None  # CPU: KV cache GiB; None: what max_num_seqs need, <= 1
     enforce_eager: bool = True  # no torch.compile / CUDA graphs (fast start)
     max_model_len: int | None = None  # None: the model's max_position_embeddings
     max_num_seqs: int | None = None  # sequences decoded together; None: vLLM's default
@@ -128,6 +128,27 @@ def _without_launcher_environment() -> Iterator[None]:
         yield
     finally:
         os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def _model_inspection_in_process(enabled: bool) -> Iterator[None]:
+    """vLLM inspects the model class in a fresh Python process (to keep CUDA out of the
+    engine's parent) unless its cache under the run folder already has the answer, i.e. at
+    every run's start: seconds and ~0.5 GB of extra memory. With no GPU there is no CUDA to
+    keep out, so on CPU (``enabled``) the inspection runs in this process."""
+    registry = None
+    if enabled:
+        with contextlib.suppress(ImportError):
+            from vllm.model_executor.models import registry
+    original = getattr(registry, "_run_in_subprocess", None)
+    if original is None:  # GPU, or a vLLM without this helper: its own way
+        yield
+        return
+    registry._run_in_subprocess = lambda fn: fn()
+    try:
+        yield
+    finally:
+        registry._run_in_subprocess = original
 
 
 RPC_PATH_BUDGET = 60
@@ -241,14 +262,35 @@ class VLLMEngine(RolloutEngine):
             kw["gpu_memory_utilization"] = float(cfg.gpu_memory_utilization)
             kw["enable_sleep_mode"] = self.sleep_enabled
         else:
-            kw["kv_cache_memory_bytes"] = int(float(cfg.kv_cache_gib) * GIB)
+            kw["kv_cache_memory_bytes"] = self._kv_cache_bytes()
             # vLLM 0.32 on CPU fails on seeded requests whose prompt is prefilled in chunks
             # ("CPU Generator does not use offset"): prefill every prompt in one step
             kw["enable_chunked_prefill"] = False
         return kw
 
+    def _kv_cache_bytes(self) -> int:
+        """CPU KV-cache size: ``kv_cache_gib`` if set; else room for ``max_num_seqs`` (vLLM's
+        default 256) sequences of the full context, at most 1 GiB (vLLM fills the whole
+        cache up front, so an oversized one is resident memory for nothing)."""
+        if self.cfg.kv_cache_gib is not None:
+            return int(float(self.cfg.kv_cache_gib) * GIB)
+        from transformers import AutoConfig
+
+        try:
+            c = AutoConfig.from_pretrained(self.model_path)
+            heads = int(c.num_attention_heads)
+            kv_heads = int(getattr(c, "num_key_value_heads", None) or heads)
+            head_dim = int(getattr(c, "head_dim", None) or c.hidden_size // heads)
+            context = int(self.cfg.max_model_len or c.max_position_embeddings)
+            per_token = 2 * int(c.num_hidden_layers) * kv_heads * head_dim
+        except (AttributeError, TypeError, ValueError, OSError):
+            return GIB
+        itemsize = 4 if self.dtype == "float32" else 2
+        seqs = int(self.cfg.max_num_seqs or 256)
+        return min(GIB, per_token * itemsize * context * seqs)
+
     def _build_llm(self, seed: int) -> Any:
-        if not self.on_gpu and float(self.cfg.kv_cache_gib) <= 0:
+        if not self.on_gpu and self.cfg.kv_cache_gib is not None and self.cfg.kv_cache_gib <= 0:
             raise ConfigError(f"rollout.kv_cache_gib={self.cfg.kv_cache_gib} must be > 0")
         num_threads = torch.get_num_threads()
         tmp = self.run_root / "tmp"
@@ -266,7 +308,8 @@ class VLLMEngine(RolloutEngine):
                         with _without_launcher_environment():
                             llm = LLM(**self._llm_kwargs(seed))
                     else:
-                        llm = LLM(**self._llm_kwargs(seed))
+                        with _model_inspection_in_process(not self.on_gpu):
+                            llm = LLM(**self._llm_kwargs(seed))
                 except Exception as exc:
                     if _live_engines == 0:
                         _cleanup_vllm()
@@ -330,9 +373,18 @@ class VLLMEngine(RolloutEngine):
         seeds = self._prompt_seeds(params.seed, len(prompts))
         requests = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts]
         sampling = [VLLMSamplingParams(seed=s, **base) for s in seeds]
-        with _preserve_global_rng(), self._threads():
+        with _preserve_global_rng(), self._threads(), self._eager_helpers():
             outputs = self.llm.generate(requests, sampling, use_tqdm=False)
         return self._completions(prompts, outputs, params)
+
+    def _eager_helpers(self) -> contextlib.AbstractContextManager[Any]:
+        """On CPU with ``enforce_eager``, run vLLM's ``torch.compile``-decorated sampler
+        helpers (log-prob ranks, random sampling) eagerly: inductor would build them with g++
+        on the first call of every run (~9 s and ~0.5 GB of compiler memory for two tiny
+        element-wise ops). On GPU, or without ``enforce_eager``, vLLM compiles as it likes."""
+        if self.on_gpu or not self.cfg.enforce_eager:
+            return contextlib.nullcontext()
+        return torch.compiler.set_stance("force_eager")
 
     def _completions(
         self, prompts: Sequence[list[int]], outputs: list[Any], params: SamplingParams
