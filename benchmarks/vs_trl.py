@@ -18,7 +18,10 @@ TRL: ``on_step_begin`` -> ``on_step_end``), median over steps of generated token
 of step time, the summed step time of a run (first step and its engine warm-up included), peak
 resident memory of the whole process tree (psutil, sampled every 0.1 s: summed RSS, the
 headline, and summed PSS, which splits shared pages), and held-out Avg@K of
-the final model, evaluated for both by ``or1-eval`` with the same settings (reference engine).
+the final model, evaluated for both by ``or1-eval`` with the same settings (reference engine),
+and the same after equal step time: every step's model is kept (outside the timed steps), the
+budget of a repetition is the shorter run's summed step time, and each framework is evaluated
+on its model after the last step it finished within the budget.
 The last line: ``step_time_ratio=<or1/TRL> peak_mem_ratio=<or1/TRL> accuracy_or1=<a>
 accuracy_trl=<b>``.
 """
