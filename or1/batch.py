@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -80,6 +80,25 @@ def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> float:
     """``sum(values * weights) / sum(weights)``, 0.0 when the weights are all zero."""
     total = float(weights.sum())
     return float((values * weights).sum()) / total if total > 0 else 0.0
+
+
+def take_old_logprobs(
+    batch: TrainBatch,
+    sub: TrainBatch,
+    logprobs: torch.Tensor,
+    entropy: torch.Tensor,
+    entropy_coef: Callable[[torch.Tensor, torch.Tensor], float],
+) -> float:
+    """The fused on-policy step (``Learner.on_policy_step`` with the whole batch in one
+    micro-batch ``sub``): the training forward's detached, padding-masked log-probs become the
+    old log-probs of ``batch`` (and of ``sub``, on its device), and ``entropy_coef`` gets them
+    with the entropies exactly as ``compute_logprobs`` would return them. Returns the
+    coefficient."""
+    mask = sub.attention_mask.to(logprobs.device)
+    old = (logprobs.detach() * mask).cpu()
+    coef = float(entropy_coef(old, (entropy.detach() * mask).cpu()))
+    batch.old_logprobs, sub.old_logprobs = old, old.to(logprobs.device)
+    return coef
 
 
 def backward_micro_batch(

@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 
 from or1 import distributed
-from or1.batch import backward_micro_batch, split_by_token_budget
+from or1.batch import backward_micro_batch, split_by_token_budget, take_old_logprobs
 from or1.config import LearnerConfig
 from or1.errors import ConfigError
 from or1.interfaces import BuildContext, Learner, PolicyLoss
@@ -415,11 +415,8 @@ class MegatronLearner(Learner):
             sub = batch.select(rows).to(self.device)
             w = weights[torch.as_tensor(rows), : sub.input_ids.shape[1]].to(self.device)
             logp, entropy = self._forward(self.model, sub)
-            if callable(entropy_coef):  # the pre-update values, as compute_logprobs
-                mask = sub.attention_mask.to(self.device)
-                old = (logp.detach() * mask).cpu()
-                entropy_coef = float(entropy_coef(old, (entropy.detach() * mask).cpu()))
-                batch.old_logprobs, sub.old_logprobs = old, old.to(self.device)
+            if callable(entropy_coef):  # fused: old log-probs from this very forward
+                entropy_coef = take_old_logprobs(batch, sub, logp, entropy, entropy_coef)
             backward_micro_batch(loss, sub, w, logp, entropy, entropy_coef, sums)
         params = [p for p in self.model.parameters() if p.requires_grad]
         for p in params:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from or1.batch import backward_micro_batch, split_by_token_budget
+from or1.batch import backward_micro_batch, split_by_token_budget, take_old_logprobs
 from or1.config import LearnerConfig
 from or1.interfaces import BuildContext, Learner, PolicyLoss
 from or1.types import TrainBatch
@@ -153,11 +153,8 @@ class TorchLearner(Learner):
             sub = batch.select(rows).to(self.device)
             w = weights[torch.as_tensor(rows), : sub.input_ids.shape[1]].to(self.device)
             logp, entropy = self._forward(sub)
-            if callable(entropy_coef):  # fused: the pre-update values, as compute_logprobs
-                mask = sub.attention_mask
-                old = (logp.detach() * mask).cpu()
-                entropy_coef = float(entropy_coef(old, (entropy.detach() * mask).cpu()))
-                batch.old_logprobs, sub.old_logprobs = old, old.to(self.device)
+            if callable(entropy_coef):  # fused: old log-probs from this very forward
+                entropy_coef = take_old_logprobs(batch, sub, logp, entropy, entropy_coef)
             backward_micro_batch(loss, sub, w, logp, entropy, entropy_coef, sums)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         finite = math.isfinite(float(grad_norm)) and math.isfinite(
