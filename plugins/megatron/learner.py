@@ -97,6 +97,16 @@ def _use_te(mode: str) -> bool:
     return have
 
 
+def _state_tensors(state: dict[str, Any]) -> Iterator[tuple[str, str | None, torch.Tensor]]:
+    """``(name, None, weight)`` and ``(name, moment key, tensor)`` of a learner state, in a
+    fixed order (the model's, then each parameter's optimiser moments)."""
+    for name, t in state["model"].items():
+        yield name, None, t
+    for name, moments in state["optimizer"]["state"].items():
+        for key, t in moments.items():
+            yield name, key, t
+
+
 class MegatronLearner(Learner):
     multiprocess = True
     """Runs under ``torchrun`` (every rank builds it; ranks > 0 then call :meth:`serve`)."""
@@ -273,14 +283,15 @@ class MegatronLearner(Learner):
 
     # ------------------------------------------------------------------ SPMD plumbing
 
-    def _call(self, name: str, *args: Any) -> Any:
-        """On rank 0: have every rank run ``_<name>(*args)`` (broadcast), and run it here."""
+    def _call(self, name: str, *args: Any, local_args: tuple = ()) -> Any:
+        """On rank 0: have every rank run ``_<name>(*args)`` (broadcast), and run it here
+        with ``local_args`` appended (rank 0's own data that is not broadcast)."""
         if self._closed:
             raise RuntimeError("the Megatron learner is closed")
         try:
             if self.world > 1:
                 distributed.broadcast_object((name, args))
-            return getattr(self, "_" + name)(*args)
+            return getattr(self, "_" + name)(*args, *local_args)
         except BaseException:
             self._broken = True  # peers may sit inside a collective: no further calls
             raise
@@ -561,9 +572,52 @@ class MegatronLearner(Learner):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Rank 0 holds the full state (from the checkpoint). With several ranks only its
+        layout travels pickled; the tensors follow one at a time as tensor broadcasts, and
+        each rank keeps its shard: no rank ever holds more than one full tensor beyond its
+        shards (a pickled 7B state would be ~90 GB in one message)."""
         if state.get("format") != STATE_FORMAT:
             raise ConfigError("learner checkpoint was not written by learner=megatron")
-        self._call("load_state_dict", state)
+        if self.world == 1:
+            self._call("load_state_dict", state)
+            return
+        layout = {
+            "param_groups": state["optimizer"]["param_groups"],
+            "tensors": [
+                (name, key, tuple(t.shape), t.dtype)
+                for name, key, t in _state_tensors(state)
+                if key != "step"
+            ],
+            "steps": {
+                name: moments["step"]
+                for name, moments in state["optimizer"]["state"].items()
+                if "step" in moments
+            },
+        }
+        self._call("load_state_stream", layout, local_args=(state,))
+
+    @torch.no_grad()
+    def _load_state_stream(self, layout: dict[str, Any], state: dict | None = None) -> None:
+        """Every rank: receive rank 0's tensors (``state`` there) one by one, keep shards."""
+        full = dict(((name, key), t) for name, key, t in _state_tensors(state)) if state else {}
+        model: dict[str, torch.Tensor] = {}
+        moments: dict[str, dict[str, Any]] = {
+            name: {"step": step} for name, step in layout["steps"].items()
+        }
+        for name, key, shape, dtype in layout["tensors"]:
+            if state is not None:
+                t = full[(name, key)].to(self.device, dtype).contiguous()
+            else:
+                t = torch.empty(shape, dtype=dtype, device=self.device)
+            dist.broadcast(t, src=0)
+            local = self._local(name, t).clone()  # a copy: the full tensor is freed now
+            if key is None:
+                model[name] = local
+            else:
+                moments.setdefault(name, {})[key] = local
+        sharded = {"model": model, "optimizer": {"param_groups": layout["param_groups"]}}
+        sharded["optimizer"]["state"] = moments
+        self._load_state_dict(sharded, sharded=True)
 
     def _local(self, name: str, full: torch.Tensor) -> torch.Tensor:
         """This rank's shard of a saved full tensor (vocabulary padding redone for this TP)."""
@@ -572,16 +626,19 @@ class MegatronLearner(Learner):
         return shard(full, tp_layout(name), self.tp_rank, self.tp).to(self.device)
 
     @torch.no_grad()
-    def _load_state_dict(self, state: dict[str, Any]) -> None:
+    def _load_state_dict(self, state: dict[str, Any], sharded: bool = False) -> None:
+        """Load full tensors (cut to this rank's shards here) or, with ``sharded``, this
+        rank's shards already."""
+        local = (lambda name, t: t) if sharded else self._local
         named = list(self.model.named_parameters())
         for name, p in named:
-            p.copy_(self._local(name, state["model"][name]))
+            p.copy_(local(name, state["model"][name]))
         self.optimizer = self._new_optimizer()
         opt_state = {}
         for i, (name, _) in enumerate(named):
             if name in state["optimizer"]["state"]:
                 opt_state[i] = {
-                    k: (self._local(name, v) if k != "step" else v)
+                    k: (local(name, v) if k != "step" else v)
                     for k, v in state["optimizer"]["state"][name].items()
                 }
         groups = [
