@@ -501,6 +501,8 @@ class MegatronLearner(Learner):
             return out
         for name, full in self._full_params():
             if distributed.is_main():
+                if self.tp > 1:  # a gathered copy: host memory, so that rank 0's accelerator
+                    full = full.cpu()  # holds one full tensor at a time, not the whole model
                 out.extend(megatron_to_hf(name, full.detach(), self.arch))
         return out
 
