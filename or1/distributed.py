@@ -17,6 +17,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+_control: Any = None
+"""A gloo group over every rank for rank 0's pickled calls (set by :func:`init`)."""
+
 
 def _initialised() -> bool:
     return dist.is_available() and dist.is_initialized()
@@ -44,7 +47,13 @@ def is_main() -> bool:
 def init(timeout_s: float) -> None:
     """Join the launch's default process group (``env://``) when ``WORLD_SIZE > 1``: NCCL on
     GPU machines (each rank on GPU ``LOCAL_RANK``), gloo otherwise. ``timeout_s`` bounds every
-    collective, including the other ranks' wait while rank 0 samples and evaluates."""
+    collective, including the other ranks' wait while rank 0 samples and evaluates.
+
+    Rank 0's control messages (:func:`broadcast_object`, :func:`barrier`) travel on a gloo
+    group of their own, on any backend: pickles stay in host memory instead of accelerator
+    memory, and the other ranks' long idle wait for rank 0's next call is not an NCCL
+    collective."""
+    global _control
     if world_size() <= 1 or _initialised():
         return
     if torch.cuda.is_available():
@@ -52,7 +61,9 @@ def init(timeout_s: float) -> None:
         backend = "nccl"
     else:
         backend = "gloo"
-    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    timeout = datetime.timedelta(seconds=timeout_s)
+    dist.init_process_group(backend, timeout=timeout)
+    _control = dist.new_group(backend="gloo", timeout=timeout)
 
 
 def broadcast_object(obj: Any = None, src: int = 0) -> Any:
@@ -64,11 +75,11 @@ def broadcast_object(obj: Any = None, src: int = 0) -> Any:
     if dist.get_world_size() == 1:
         return obj
     box = [obj if dist.get_rank() == src else None]
-    dist.broadcast_object_list(box, src=src)
+    dist.broadcast_object_list(box, src=src, group=_control)
     return box[0]
 
 
 def barrier() -> None:
     """Wait for every rank; no-op in a single process."""
     if _initialised() and dist.get_world_size() > 1:
-        dist.barrier()
+        dist.barrier(group=_control)
