@@ -151,6 +151,15 @@ def _model_inspection_in_process(enabled: bool) -> Iterator[None]:
         registry._run_in_subprocess = original
 
 
+class _DerivedBufferReloadFilter(logging.Filter):
+    """Drops vLLM's "RotaryEmbedding: Failed to load weights" warning of every weight sync:
+    the rotary cos/sin cache is computed from the config, never part of a checkpoint, and vLLM
+    puts its own tensors back (weight-sync tests compare against a freshly loaded engine)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "RotaryEmbedding: Failed to load weights" not in record.getMessage()
+
+
 RPC_PATH_BUDGET = 60
 """Longest RPC folder path: vLLM's ZMQ sockets add a ~45-character name, and a Unix socket
 path may not exceed 107 characters."""
@@ -318,6 +327,9 @@ class VLLMEngine(RolloutEngine):
                         f"{self.model_path}: {_first_line(exc)}"
                     ) from None
                 _register(+1)
+                reload_log = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+                if not any(isinstance(f, _DerivedBufferReloadFilter) for f in reload_log.filters):
+                    reload_log.addFilter(_DerivedBufferReloadFilter())
                 return llm
         finally:
             # the CPU worker swaps torch.set_num_threads for a no-op; the trainer needs it back
