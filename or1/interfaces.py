@@ -82,6 +82,22 @@ class RolloutEngine(Stateful, ABC):
         longer than the engine's context.
         """
 
+    def generate_stream(
+        self,
+        prompts: Sequence[list[int]],
+        params: SamplingParams,
+        on_group: Callable[[int, list[Completion]], None],
+    ) -> list[list[Completion]]:
+        """:meth:`generate`, and ``on_group(i, completions)`` for prompt ``i`` as soon as all
+        its ``params.n`` completions are finished, once per prompt, in finishing order; the
+        lists passed are the ones returned. The trainer uses it to score finished groups
+        while the rest still generate. ``on_group`` runs on the calling thread and must return
+        quickly. Default: :meth:`generate`, then ``on_group`` for every prompt in order."""
+        groups = self.generate(prompts, params)
+        for i, completions in enumerate(groups):
+            on_group(i, completions)
+        return groups
+
     @abstractmethod
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Load new policy weights, given under Hugging Face parameter names, into the running

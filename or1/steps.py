@@ -7,6 +7,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,7 +22,7 @@ from or1.interfaces import (
     RewardVerifier,
     RolloutEngine,
 )
-from or1.types import Group, Prompt, SamplingParams, Stage
+from or1.types import Completion, Group, Prompt, SamplingParams, Score, Stage
 
 log = logging.getLogger("or1.trainer")
 
@@ -76,13 +77,18 @@ def generate_groups(
     prompts: Sequence[Prompt],
     params: SamplingParams,
     restart: Callable[[], RolloutEngine] | None = None,
+    on_group: Callable[[int, list[Completion]], None] | None = None,
 ) -> list[Group]:
-    """Sample a group per prompt. If the engine crashes (raises anything but a user-input
-    error) and ``restart`` is given, the engine is rebuilt once with the learner's current
-    weights and the call repeated; a second failure ends the run with a clear message."""
+    """Sample a group per prompt (``on_group`` as in ``RolloutEngine.generate_stream``). If the
+    engine crashes (raises anything but a user-input error) and ``restart`` is given, the
+    engine is rebuilt once with the learner's current weights and the call repeated (without
+    ``on_group``); a second failure ends the run with a clear message."""
     ids = [p.prompt_ids for p in prompts]
     try:
-        completions = engine.generate(ids, params)
+        if on_group is None:
+            completions = engine.generate(ids, params)
+        else:
+            completions = engine.generate_stream(ids, params, on_group)
     except Or1Error:
         raise
     except ValueError as exc:  # the engine's own input checks: restarting would not help
@@ -133,6 +139,45 @@ class NonFiniteGuard:
         else:
             self.in_a_row = 0
         metrics["train/nonfinite_total"] = float(self.total)
+
+
+class OverlappedScoring:
+    """Scores each group on a helper thread as soon as the rollout engine hands it over
+    (:meth:`submit` is the ``on_group`` of ``generate_stream``), so rewards are computed while
+    the other groups still generate; the verifiers' own work runs in their worker processes
+    or sandboxes. :meth:`finish` waits for them and fills ``rewards`` / ``statuses``; a group
+    whose completions are not the ones submitted (after an engine restart) is scored then.
+    Use as a context manager: the helper thread ends with it."""
+
+    def __init__(self, verifier: RewardVerifier, prompts: Sequence[Prompt]) -> None:
+        self.verifier, self.prompts = verifier, prompts
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="or1-reward")
+        self.submitted: dict[int, tuple[list[Completion], Future[list[Score]]]] = {}
+
+    def __enter__(self) -> OverlappedScoring:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, i: int, completions: list[Completion]) -> None:
+        texts = [c.text for c in completions]
+        rows = [self.prompts[i].row] * len(completions)
+        future = self.pool.submit(self.verifier.score_many, texts, rows)
+        self.submitted[i] = (completions, future)
+
+    def finish(self, groups: Sequence[Group]) -> None:
+        late = []
+        for i, g in enumerate(groups):
+            done = self.submitted.get(i)
+            if done is None or done[0] is not g.completions:
+                late.append(g)
+                continue
+            verdicts = done[1].result()
+            g.rewards = [float(v.value) for v in verdicts]
+            g.statuses = [v.status for v in verdicts]
+        if late:
+            score_groups(self.verifier, late)
 
 
 def score_groups(verifier: RewardVerifier, groups: Sequence[Group]) -> None:

@@ -20,13 +20,13 @@ from or1.run import Run, checkpoint_parts, config_dict, restart_rollout
 from or1.steps import (
     EntropyCoefficient,
     NonFiniteGuard,
+    OverlappedScoring,
     Timer,
     apply_filter,
     assign_advantages,
     generate_groups,
     rollout_metrics,
     sample_records,
-    score_groups,
     step_seed,
 )
 from or1.stopping import GracefulStop
@@ -78,12 +78,14 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
         while True:  # sample, score, filter; refill while the filter wants a full batch
             need = t.prompts_per_step - sum(g.kept for g in groups)
             params.seed = step_seed(t.seed, step, round_)
-            with timer("rollout"):
-                new = generate_groups(
-                    c.rollout, run.sampler.next(need), params, lambda: restart_rollout(run)
-                )
-            with timer("reward"):
-                score_groups(c.verifier, new)
+            prompts = run.sampler.next(need)
+            with OverlappedScoring(c.verifier, prompts) as scoring:  # rewards while generating
+                with timer("rollout"):
+                    new = generate_groups(
+                        c.rollout, prompts, params, lambda: restart_rollout(run), scoring.submit
+                    )
+                with timer("reward"):  # what is left to score once generation is done
+                    scoring.finish(new)
             apply_filter(c.filter, new)
             groups += new
             extra += len(new) * t.group_size if round_ else 0

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from or1 import checkpoint
+from or1.types import Completion, Score
 from tests.conftest import BIN, FAST_RUN, MOVING, UNTRAINED_MODEL, read_jsonl, run_cli
 from tests.test_learner import make_batch, make_learner
 
@@ -234,6 +235,49 @@ def test_a_crashed_rollout_engine_is_restarted_once(caplog):
     with pytest.raises(TrainingError, match="failed again after a restart"):
         generate_groups(FakeCrashingEngine(1), prompts, SamplingParams(n=1), restart(1))
     assert len(restarts) == 2
+
+
+class FakeHalfStreamingEngine:
+    """Hands over prompt 0's group, then its process dies: outside the subject (which
+    rewards the trainer keeps after a restart)."""
+
+    def generate_stream(self, prompts, params, on_group):
+        on_group(0, [Completion([1], [5], [-0.1], "stop", "stale")])
+        raise RuntimeError("engine process died")
+
+
+class FakeEchoEngine:
+    """The restarted engine: one completion per prompt whose text is "fresh"."""
+
+    def generate(self, prompts, params):
+        return [[Completion(list(p), [6], [-0.2], "stop", "fresh")] for p in prompts]
+
+
+class FakeTextVerifier:
+    """Reward 1 for the text "fresh": outside the subject; counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def score_many(self, texts, rows):
+        self.calls.append(list(texts))
+        return [Score(float(t == "fresh"), "correct" if t == "fresh" else "wrong") for t in texts]
+
+
+def test_rewards_after_a_restart_mid_stream_come_from_the_new_samples():
+    from or1.steps import OverlappedScoring, generate_groups
+    from or1.types import Prompt, SamplingParams
+
+    prompts = [Prompt(uid=u, row={}, prompt_ids=[1, 2]) for u in "ab"]
+    verifier = FakeTextVerifier()
+    with OverlappedScoring(verifier, prompts) as scoring:
+        groups = generate_groups(
+            FakeHalfStreamingEngine(), prompts, SamplingParams(n=1), FakeEchoEngine, scoring.submit
+        )
+        scoring.finish(groups)
+    assert [g.rewards for g in groups] == [[1.0], [1.0]]
+    assert verifier.calls[0] == ["stale"]  # submitted before the crash, then not used
+    assert verifier.calls[1:] == [["fresh", "fresh"]]  # both scored from the new samples
 
 
 def _tree_digest(folder: Path) -> dict[str, str]:

@@ -259,3 +259,55 @@ def test_unloadable_model_folder_is_a_config_error(engine, prompts, tiny_model, 
     assert "\n" not in str(info.value)
     # the engine that was already running is unaffected
     assert engine.generate(prompts[:1], SamplingParams(n=1, max_tokens=4, seed=0))
+
+
+def test_groups_are_handed_over_as_they_finish(engine, prompts, tmp_path):
+    """generate_stream: each prompt's group once, while other prompts still generate, the
+    same samples as generate; and the trainer's OverlappedScoring scores the first group
+    while generation goes on, with the rewards a plain scoring pass gives."""
+    from or1.steps import OverlappedScoring, score_groups
+    from or1.types import Group, Prompt
+
+    params = SamplingParams(n=1, max_tokens=64, seed=7)  # untrained: lengths 1..64 vary
+    running = engine.llm.llm_engine.has_unfinished_requests
+    calls: list[tuple[int, bool]] = []
+
+    def on_group(i, group):
+        calls.append((i, running()))
+
+    streamed = engine.generate_stream(prompts, params, on_group)
+    assert sorted(i for i, _ in calls) == list(range(len(prompts)))
+    assert calls[0][1] and not calls[-1][1]  # the first one came while others still ran
+    assert token_ids(streamed) == token_ids(engine.generate(prompts, params))
+
+    cfg = get_registry().get("verifier", "math")
+    ctx = BuildContext(
+        run_dir=tmp_path, model_path=tmp_path, cache_dir=tmp_path, seed=0, config=None
+    )
+    verifier = cfg.factory(OmegaConf.structured(cfg.schema()), ctx)
+    rows = [{"reward_model": {"ground_truth": str(k)}} for k in range(len(prompts))]
+    rows[0]["reward_model"]["ground_truth"] = streamed[0][0].text  # one reward of 1 at least
+    items = [Prompt(str(k), row, p) for k, (row, p) in enumerate(zip(rows, prompts, strict=True))]
+    first_scored_while_running: list[bool] = []
+    score_many = verifier.score_many
+
+    def recording_score_many(texts, rows_):
+        first_scored_while_running.append(running())
+        return score_many(texts, rows_)
+
+    verifier.score_many = recording_score_many
+    try:
+        with OverlappedScoring(verifier, items) as scoring:
+            groups = engine.generate_stream(prompts, params, scoring.submit)
+            overlapped = [
+                Group(prompt=p, completions=g) for p, g in zip(items, groups, strict=True)
+            ]
+            scoring.finish(overlapped)
+        assert first_scored_while_running[0]
+        plain = [Group(prompt=p, completions=g) for p, g in zip(items, groups, strict=True)]
+        verifier.score_many = score_many
+        score_groups(verifier, plain)
+        assert [g.rewards for g in overlapped] == [g.rewards for g in plain]
+        assert overlapped[0].rewards == [1.0]
+    finally:
+        verifier.close()

@@ -19,7 +19,7 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,6 +205,7 @@ class VLLMEngine(RolloutEngine):
         self.sleep_enabled = bool(cfg.enable_sleep_mode) and self.on_gpu
         self.asleep = False
         self._rng = random.Random(f"or1-vllm:{ctx.seed}")  # seeds of unseeded calls
+        self._calls = 0  # makes request ids unique across calls
         if not (self.model_path / "config.json").is_file():
             raise ConfigError(f"rollout=vllm: {self.model_path} is not a Hugging Face model folder")
         if int(cfg.tensor_parallel_size) < 1 or (not self.on_gpu and cfg.tensor_parallel_size != 1):
@@ -365,11 +366,22 @@ class VLLMEngine(RolloutEngine):
     def generate(
         self, prompts: Sequence[list[int]], params: SamplingParams
     ) -> list[list[Completion]]:
+        return self.generate_stream(prompts, params, lambda i, group: None)
+
+    def generate_stream(
+        self,
+        prompts: Sequence[list[int]],
+        params: SamplingParams,
+        on_group: Callable[[int, list[Completion]], None],
+    ) -> list[list[Completion]]:
+        """Drives vLLM's engine step by step (what ``LLM.generate`` does inside) so that a
+        prompt's group is handed on as soon as its ``n`` samples are done."""
         self._check(prompts, params)
         if self.asleep:
             self.wake_up()
         from vllm import SamplingParams as VLLMSamplingParams
         from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
 
         base = dict(
             n=params.n,
@@ -380,14 +392,37 @@ class VLLMEngine(RolloutEngine):
             stop_token_ids=self.eos_ids,
             logprobs=0,  # only the sampled token's log-prob
             flat_logprobs=True,  # flat float lists instead of a dict per token
-            detokenize=False,  # decoded once below, exactly like the reference engine
+            detokenize=False,  # decoded per group below, exactly like the reference engine
+            output_kind=RequestOutputKind.FINAL_ONLY,  # one output per request, when done
         )
         seeds = self._prompt_seeds(params.seed, len(prompts))
-        requests = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts]
-        sampling = [VLLMSamplingParams(seed=s, **base) for s in seeds]
+        engine = self.llm.llm_engine
+        self._calls += 1
+        index = {f"or1-{self._calls}-{i}": i for i in range(len(prompts))}
+        groups: list[list[Completion] | None] = [None] * len(prompts)
         with _preserve_global_rng(), self._threads(), self._eager_helpers():
-            outputs = self.llm.generate(requests, sampling, use_tqdm=False)
-        return self._completions(prompts, outputs, params)
+            try:
+                requests = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts]
+                render = getattr(self.llm, "_preprocess_cmpl", None)  # what LLM.generate does
+                if render is not None:  # (vLLM 0.32); raw prompts still work, with a warning
+                    requests = list(render(requests))
+                for rid, i in index.items():
+                    sampling = VLLMSamplingParams(seed=seeds[i], **base)
+                    engine.add_request(rid, requests[i], sampling)
+                while engine.has_unfinished_requests():
+                    for out in engine.step():
+                        if out.finished and out.request_id in index:
+                            i = index[out.request_id]
+                            groups[i] = self._group(prompts[i], out, params)
+                            on_group(i, groups[i])
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    engine.abort_request([r for r, i in index.items() if groups[i] is None])
+                raise
+        missing = [i for i, g in enumerate(groups) if g is None]
+        if missing:
+            raise RuntimeError(f"vLLM finished without an output for prompts {missing[:5]}")
+        return groups  # type: ignore[return-value]
 
     def _eager_helpers(self) -> contextlib.AbstractContextManager[Any]:
         """On CPU with ``enforce_eager``, run vLLM's ``torch.compile``-decorated sampler
@@ -398,36 +433,23 @@ class VLLMEngine(RolloutEngine):
             return contextlib.nullcontext()
         return torch.compiler.set_stance("force_eager")
 
-    def _completions(
-        self, prompts: Sequence[list[int]], outputs: list[Any], params: SamplingParams
-    ) -> list[list[Completion]]:
-        responses: list[list[int]] = []
-        logprobs: list[list[float]] = []
-        finish: list[str] = []
-        for out in outputs:
-            samples = sorted(out.outputs, key=lambda c: c.index)
-            if len(samples) != params.n:
-                raise RuntimeError(f"vLLM returned {len(samples)} samples for n={params.n}")
-            for c in samples:
-                ids = list(c.token_ids)
-                lp = c.logprobs
-                values = lp.logprobs if hasattr(lp, "start_indices") else None
-                if values is None or len(values) != len(ids):  # not flat, or extra ranks
-                    values = [pos[t].logprob for t, pos in zip(ids, lp, strict=True)]
-                responses.append(ids)
-                logprobs.append(list(values))
-                finish.append(FINISH_LENGTH if c.finish_reason == "length" else FINISH_STOP)
+    def _group(self, prompt: Sequence[int], out: Any, params: SamplingParams) -> list[Completion]:
+        """One prompt's finished vLLM output as its ``n`` completions (index order)."""
+        samples = sorted(out.outputs, key=lambda c: c.index)
+        if len(samples) != params.n:
+            raise RuntimeError(f"vLLM returned {len(samples)} samples for n={params.n}")
+        responses = [list(c.token_ids) for c in samples]
         texts = self.tokenizer.batch_decode(responses, skip_special_tokens=True)
-        result: list[list[Completion]] = []
-        k = 0
-        for prompt in prompts:
-            group = []
-            prompt_ids = list(prompt)
-            for _ in range(params.n):
-                group.append(Completion(prompt_ids, responses[k], logprobs[k], finish[k], texts[k]))
-                k += 1
-            result.append(group)
-        return result
+        prompt_ids = list(prompt)
+        group = []
+        for c, ids, text in zip(samples, responses, texts, strict=True):
+            lp = c.logprobs
+            values = lp.logprobs if hasattr(lp, "start_indices") else None
+            if values is None or len(values) != len(ids):  # not flat, or extra ranks
+                values = [pos[t].logprob for t, pos in zip(ids, lp, strict=True)]
+            finish = FINISH_LENGTH if c.finish_reason == "length" else FINISH_STOP
+            group.append(Completion(prompt_ids, ids, list(values), finish, text))
+        return group
 
     @contextlib.contextmanager
     def _threads(self) -> Iterator[None]:
