@@ -47,7 +47,8 @@ def or1_register_rollout_engines(register: Register) -> None:
     """Offer rollout engines (config group ``rollout``).
 
     ``factory(cfg, ctx)`` returns an :class:`or1.interfaces.RolloutEngine` serving the policy
-    at ``ctx.model_path``. The trainer calls ``generate`` once or more per step, then
+    at ``ctx.model_path``. The trainer calls ``generate_stream`` once or more per step (the
+    default is ``generate``, then each group handed over; evaluation calls ``generate``), then
     ``update_weights`` with the learner's new weights after each optimisation step, and
     ``sleep``/``wake_up`` around training. Schema base: :class:`or1.config.RolloutConfig`
     (``temperature``, ``top_p``, ``top_k``; group size and max tokens come from the trainer
