@@ -107,24 +107,28 @@ def main() -> None:
 
     raw_requests = [TokensPrompt(prompt_token_ids=p) for p in prompts]
 
-    inside_vllm: list[float] = []  # per plugin call: seconds spent in LLM.generate
-    llm_generate = plugin.llm.generate
+    inside_vllm: list[float] = []  # per plugin call: seconds inside vLLM's engine calls
+    engine = plugin.llm.llm_engine
 
-    def timed_llm_generate(*a, **kw):
-        t = time.perf_counter()
-        try:
-            return llm_generate(*a, **kw)
-        finally:
-            inside_vllm.append(time.perf_counter() - t)
+    def timed(method):
+        def call(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return method(*a, **kw)
+            finally:
+                inside_vllm[-1] += time.perf_counter() - t
+
+        return call
 
     def engines_for(max_tokens: int) -> dict[str, Callable[[int], int]]:
         def run_plugin(seed: int) -> int:
             params = SamplingParams(n=args.n, max_tokens=max_tokens, seed=seed)
-            plugin.llm.generate = timed_llm_generate
+            inside_vllm.append(0.0)
+            engine.step, engine.add_request = timed(engine.step), timed(engine.add_request)
             try:
                 groups = plugin.generate(prompts, params)
             finally:
-                del plugin.llm.generate  # back to the class's method
+                del engine.step, engine.add_request  # back to the class's methods
             return sum(len(c.response_ids) for g in groups for c in g)
 
         def run_reference(seed: int) -> int:
@@ -198,7 +202,7 @@ def main() -> None:
         own = [t - v for t, v in zip(plugin_s, inside_vllm, strict=True)]
         share = statistics.median(o / t for o, t in zip(own, plugin_s, strict=True))
         print(
-            f"plugin's own time per call (outside LLM.generate): "
+            f"plugin's own time per call (outside vLLM's add_request / step): "
             f"{statistics.median(own) * 1e3:.1f} ms ({share:.1%} of the call)"
         )
         print(
