@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -125,3 +126,37 @@ def backward_micro_batch(
     sums["loss/entropy"] = sums.get("loss/entropy", 0.0) + ent.item()
     for name, value in stats.items():
         sums[f"loss/{name}"] = sums.get(f"loss/{name}", 0.0) + float((weights * value).sum())
+
+
+def finish_step(
+    optimizer: torch.optim.Optimizer,
+    sums: dict[str, float],
+    weights: torch.Tensor,
+    entropy_coef: float,
+    grad_norm: float,
+    micro_batches: int,
+    fused: bool,
+) -> dict[str, float]:
+    """The end of every learner's optimisation step, after the gradients of all micro-batches
+    (and ranks) are summed and clipped: step the optimiser only if the loss and the gradient
+    norm are finite (else weights and optimiser state stay untouched), clear the gradients,
+    and return the step's metrics: ``loss/pg`` and ``loss/entropy`` as summed (already
+    weighted by the global token weights), every other ``loss/<name>`` statistic divided by
+    the total weight, ``loss/total``, ``grad_norm``, ``train/nonfinite``,
+    ``learner/micro_batches``, ``learner/lr`` and ``learner/fused_old_logprobs``."""
+    finite = math.isfinite(grad_norm) and math.isfinite(sums["loss/pg"] + sums["loss/entropy"])
+    if finite:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    weight_total = float(weights.sum())
+    out = {
+        k: (v / weight_total if k not in ("loss/pg", "loss/entropy") and weight_total else v)
+        for k, v in sums.items()
+    }
+    out["loss/total"] = out["loss/pg"] - entropy_coef * out["loss/entropy"]
+    out["grad_norm"] = grad_norm
+    out["train/nonfinite"] = float(not finite)
+    out["learner/micro_batches"] = float(micro_batches)
+    out["learner/lr"] = float(optimizer.param_groups[0]["lr"])
+    out["learner/fused_old_logprobs"] = float(fused)
+    return out

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import shutil
 import socket
@@ -32,7 +31,12 @@ import torch
 import torch.distributed as dist
 
 from or1 import distributed
-from or1.batch import backward_micro_batch, split_by_token_budget, take_old_logprobs
+from or1.batch import (
+    backward_micro_batch,
+    finish_step,
+    split_by_token_budget,
+    take_old_logprobs,
+)
 from or1.config import LearnerConfig
 from or1.errors import ConfigError
 from or1.interfaces import BuildContext, Learner, PolicyLoss
@@ -447,24 +451,11 @@ class MegatronLearner(Learner):
                 for k, v in part.items():
                     sums[k] = sums.get(k, 0.0) + v
         grad_norm = self._clip_grad_norm(params)
-        # the same on every rank (norm reduced over TP, sums over DP); a non-finite loss or
-        # gradient leaves weights and optimiser state untouched
-        finite = math.isfinite(grad_norm) and math.isfinite(sums["loss/pg"] + sums["loss/entropy"])
-        if finite:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        weight_total = float(weights.sum())
-        out = {
-            k: (v / weight_total if k not in ("loss/pg", "loss/entropy") and weight_total else v)
-            for k, v in sums.items()
-        }
-        out["loss/total"] = out["loss/pg"] - entropy_coef * out["loss/entropy"]
-        out["grad_norm"] = grad_norm
-        out["train/nonfinite"] = float(not finite)
-        out["learner/micro_batches"] = float(sum(len(m) for m in plan))
-        out["learner/fused_old_logprobs"] = float(fused)
-        out["learner/lr"] = float(self.optimizer.param_groups[0]["lr"])
-        return out
+        # the same on every rank (norm reduced over TP, sums over DP)
+        micro_batches = sum(len(m) for m in plan)
+        return finish_step(
+            self.optimizer, sums, weights, entropy_coef, grad_norm, micro_batches, fused
+        )
 
     def _clip_grad_norm(self, params: list[torch.nn.Parameter]) -> float:
         """Clip to ``cfg.grad_clip`` by the global 2-norm (tensor-parallel shards summed over

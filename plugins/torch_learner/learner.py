@@ -7,7 +7,6 @@ global weights, AdamW and gradient-norm clipping.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -18,7 +17,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from or1.batch import backward_micro_batch, split_by_token_budget, take_old_logprobs
+from or1.batch import (
+    backward_micro_batch,
+    finish_step,
+    split_by_token_budget,
+    take_old_logprobs,
+)
 from or1.config import LearnerConfig
 from or1.interfaces import BuildContext, Learner, PolicyLoss
 from or1.types import TrainBatch
@@ -157,24 +161,9 @@ class TorchLearner(Learner):
                 entropy_coef = take_old_logprobs(batch, sub, logp, entropy, entropy_coef)
             backward_micro_batch(loss, sub, w, logp, entropy, entropy_coef, sums)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        finite = math.isfinite(float(grad_norm)) and math.isfinite(
-            sums["loss/pg"] + sums["loss/entropy"]
+        return finish_step(
+            self.optimizer, sums, weights, entropy_coef, float(grad_norm), len(micro), fused
         )
-        if finite:  # a non-finite loss or gradient leaves weights and optimiser state untouched
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        weight_total = float(weights.sum())
-        out = {
-            k: (v / weight_total if k not in ("loss/pg", "loss/entropy") and weight_total else v)
-            for k, v in sums.items()
-        }
-        out["loss/total"] = out["loss/pg"] - entropy_coef * out["loss/entropy"]
-        out["grad_norm"] = float(grad_norm)
-        out["train/nonfinite"] = float(not finite)
-        out["learner/micro_batches"] = float(len(micro))
-        out["learner/lr"] = float(self.optimizer.param_groups[0]["lr"])
-        out["learner/fused_old_logprobs"] = float(fused)
-        return out
 
     def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         for name, tensor in self.model.state_dict().items():
