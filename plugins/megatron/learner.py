@@ -31,15 +31,16 @@ import torch
 import torch.distributed as dist
 
 from or1 import distributed
-from or1.batch import (
-    backward_micro_batch,
-    finish_step,
-    split_by_token_budget,
-    take_old_logprobs,
-)
+from or1.batch import split_by_token_budget
 from or1.config import LearnerConfig
 from or1.errors import ConfigError
 from or1.interfaces import BuildContext, Learner, PolicyLoss
+from or1.learner_step import (
+    backward_micro_batch,
+    finish_step,
+    new_adamw,
+    take_old_logprobs,
+)
 from or1.types import TrainBatch
 
 from .cpu_shims import apply_cpu_shims
@@ -278,12 +279,7 @@ class MegatronLearner(Learner):
                     p.copy_(shard(full, layout, self.tp_rank, self.tp))
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            self.model.parameters(),
-            lr=self.cfg.lr,
-            betas=tuple(self.cfg.betas),
-            weight_decay=self.cfg.weight_decay,
-        )
+        return new_adamw(self.model.parameters(), self.cfg)
 
     # ------------------------------------------------------------------ SPMD plumbing
 

@@ -17,14 +17,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from or1.batch import (
-    backward_micro_batch,
-    finish_step,
-    split_by_token_budget,
-    take_old_logprobs,
-)
+from or1.batch import split_by_token_budget
 from or1.config import LearnerConfig
 from or1.interfaces import BuildContext, Learner, PolicyLoss
+from or1.learner_step import (
+    backward_micro_batch,
+    finish_step,
+    new_adamw,
+    take_old_logprobs,
+)
 from or1.types import TrainBatch
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -79,12 +80,7 @@ class TorchLearner(Learner):
         self.reference: torch.nn.Module | None = None
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            self.model.parameters(),
-            lr=self.cfg.lr,
-            betas=tuple(self.cfg.betas),
-            weight_decay=self.cfg.weight_decay,
-        )
+        return new_adamw(self.model.parameters(), self.cfg)
 
     def _forward(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
         return token_logprobs_and_entropy(
