@@ -62,6 +62,19 @@ def tiny_model(cache_dir: Path) -> Path:
     return Path(prepare_tiny_model(cfg, cache_dir))
 
 
+COMPARED = [
+    "reward/mean",
+    "response_length/mean",
+    "loss/pg",
+    "loss/entropy",
+    "entropy/value",
+    "entropy/coef",
+    "grad_norm",
+    "filter/groups_kept",
+]
+"""The per-step metrics a resumed run must repeat exactly (resume and reliability tests)."""
+
+
 def run_cli(
     command: str, args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600
 ):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import FAST_RUN, MOVING, read_jsonl, run_cli
+from tests.conftest import COMPARED, FAST_RUN, MOVING, read_jsonl, run_cli
 
 
 def assert_one_line_error(proc, *needles: str) -> str:
@@ -117,17 +117,6 @@ def test_short_run_writes_metrics_samples_checkpoints_and_export(tmp_path, cache
     assert (run_dir / "final_model" / "tokenizer.json").is_file()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == 3
-
-
-COMPARED = [
-    "reward/mean",
-    "response_length/mean",
-    "loss/pg",
-    "loss/entropy",
-    "entropy/value",
-    "entropy/coef",
-    "grad_norm",
-]
 
 
 @pytest.mark.slow  # tests/test_reliability.py covers resume after kill -9 and SIGTERM by default

@@ -17,19 +17,17 @@ import torch
 
 from or1 import checkpoint
 from or1.types import Completion, Score
-from tests.conftest import BIN, FAST_RUN, MOVING, UNTRAINED_MODEL, read_jsonl, run_cli
+from tests.conftest import (
+    BIN,
+    COMPARED,
+    FAST_RUN,
+    MOVING,
+    UNTRAINED_MODEL,
+    read_jsonl,
+    run_cli,
+)
 from tests.test_learner import make_batch, make_learner
 
-COMPARED = [
-    "reward/mean",
-    "response_length/mean",
-    "loss/pg",
-    "loss/entropy",
-    "entropy/value",
-    "entropy/coef",
-    "grad_norm",
-    "filter/groups_kept",
-]
 STEPS = 5
 
 
