@@ -4,7 +4,8 @@ A checkpoint folder holds ``learner.pt`` (the learner's state: model and optimis
 ``state.pt`` (trainer cursor, RNG states, every other component's state) and, written last,
 ``manifest.json`` with the SHA-256 of each file. It is built under a temporary name and
 renamed into place, so a folder named ``step_<N>`` is complete; a folder whose manifest is
-missing or whose checksums do not match is skipped (with a warning) when resuming.
+missing or whose checksums do not match is skipped (with a warning) when resuming. The
+temporary folders of a writer killed mid-save are removed by the next save.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ log = logging.getLogger("or1.checkpoint")
 
 MANIFEST = "manifest.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+_PARTIAL_DIR = re.compile(r"^\.step_\d+\.(?:tmp|old)-(\d+)$")
 
 
 def sha256_file(path: Path) -> str:
@@ -47,6 +49,7 @@ def save(root: Path, step: int, parts: dict[str, Any], keep: int = 0) -> Path:
     """Write ``parts`` (name -> picklable object, one ``<name>.pt`` each) as checkpoint
     ``step`` under ``root`` atomically; then keep only the newest ``keep`` (0: all)."""
     root.mkdir(parents=True, exist_ok=True)
+    remove_orphans(root)
     final = root / f"step_{step}"
     tmp = root / f".step_{step}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -76,6 +79,31 @@ def save(root: Path, step: int, parts: dict[str, Any], keep: int = 0) -> Path:
         for old_step in list_steps(root)[:-keep]:
             shutil.rmtree(root / f"step_{old_step}", ignore_errors=True)
     return final
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_orphans(root: Path) -> list[Path]:
+    """Remove the half-written ``.step_<N>.tmp-<pid>`` (and swapped-out ``.old-<pid>``)
+    folders of writers that no longer run (killed mid-save); a live writer's are kept.
+    Returns what was removed. Complete ``step_<N>`` folders are never touched here."""
+    removed = []
+    for p in root.iterdir() if root.is_dir() else ():
+        m = _PARTIAL_DIR.match(p.name)
+        if m and p.is_dir() and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    if removed:
+        log.info("removed %d unfinished checkpoint folder(s) of killed runs", len(removed))
+    return removed
 
 
 def list_steps(root: Path) -> list[int]:

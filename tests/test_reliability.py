@@ -140,6 +140,23 @@ def test_corrupt_latest_checkpoint_is_skipped_with_a_warning(tmp_path, uninterru
     assert_same_steps(uninterrupted, read_jsonl(run_dir / "metrics.jsonl"), range(1, STEPS + 1))
 
 
+def test_unfinished_checkpoint_folders_of_killed_writers_are_removed_at_the_next_save(tmp_path):
+    root = tmp_path / "checkpoints"
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a writer that no longer runs
+    live = os.getppid()  # a running process other than this one
+    for name in (f".step_3.tmp-{gone.pid}", f".step_2.old-{gone.pid}", f".step_4.tmp-{live}"):
+        (root / name).mkdir(parents=True)
+        (root / name / "learner.pt").write_bytes(b"half written")
+    (root / ".step_x.tmp-notapid").mkdir()  # not a checkpoint writer's name: left alone
+    (root / "notes.txt").write_text("mine")
+    path = checkpoint.save(root, 5, {"state": {"a": 1}})
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        [f".step_4.tmp-{live}", ".step_x.tmp-notapid", "notes.txt", "step_5"]
+    )
+    assert checkpoint.verify(path) is None and (root / "notes.txt").read_text() == "mine"
+
+
 def test_sigterm_finishes_the_step_checkpoints_and_exits_0(tmp_path, uninterrupted):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
