@@ -8,6 +8,7 @@ only when complete.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -63,15 +64,22 @@ def count_correct(
     chunk: int,
     on_chunk: Callable[[int], None] = lambda n: None,
 ) -> dict[str, int]:
-    """Correct responses out of ``params.n`` per prompt uid, resuming from ``progress_file``."""
+    """Correct responses out of ``params.n`` per prompt uid, resuming from ``progress_file``.
+
+    ``prompts`` are sampled in fixed chunks of ``chunk``, the k-th (from 0) with seed
+    ``params.seed + k + 1``, so a resumed run counts exactly what an uninterrupted one would:
+    chunks already in the progress file are skipped, a chunk recorded only in part (a crash
+    while it was being written) is sampled again whole. ``params.seed`` is left as given."""
     done = load_progress(progress_file)
-    todo = [p for p in prompts if p.uid not in done]
-    on_chunk(len(prompts) - len(todo))
+    base = params.seed or 0
+    chunks = [prompts[i : i + chunk] for i in range(0, len(prompts), chunk)]
+    todo = [k for k, part in enumerate(chunks) if any(p.uid not in done for p in part)]
+    on_chunk(len(prompts) - sum(len(chunks[k]) for k in todo))
     with progress_file.open("a") as fh:
-        for start in range(0, len(todo), chunk):
-            part = todo[start : start + chunk]
-            params.seed = (params.seed or 0) + 1
-            completions = engine.generate([p.prompt_ids for p in part], params)
+        for k in todo:
+            part = chunks[k]
+            chunk_params = dataclasses.replace(params, seed=base + k + 1)
+            completions = engine.generate([p.prompt_ids for p in part], chunk_params)
             texts = [c.text for cs in completions for c in cs]
             rows = [p.row for p, cs in zip(part, completions, strict=True) for _ in cs]
             scores = verifier.score_many(texts, rows)
