@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from or1.checkpoint import sha256_file
 from or1.data import as_path_list, read_rows, validate_row
-from or1.errors import ConfigError, DataError
+from or1.errors import ConfigError, DataError, first_line
 from or1.interfaces import (
     BuildContext,
     DataStage,
@@ -69,9 +69,7 @@ def read_input_rows(path: Path) -> list[dict[str, Any]]:
     try:
         pf = pq.ParquetFile(path)
     except Exception as exc:
-        raise DataError(
-            f"{path}: row 0: not a readable parquet file ({_first_line(exc)})"
-        ) from None
+        raise DataError(f"{path}: row 0: not a readable parquet file ({first_line(exc)})") from None
     rows: list[dict[str, Any]] = []
     for g in range(pf.num_row_groups):
         start = len(rows)
@@ -80,14 +78,9 @@ def read_input_rows(path: Path) -> list[dict[str, Any]]:
             rows += pf.read_row_group(g).to_pylist()
         except Exception as exc:
             raise DataError(
-                f"{path}: rows {start}-{start + n - 1} (row group {g}): unreadable ({_first_line(exc)})"
+                f"{path}: rows {start}-{start + n - 1} (row group {g}): unreadable ({first_line(exc)})"
             ) from None
     return rows
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _tmp(path: Path) -> Path:
@@ -143,7 +136,7 @@ def arrow_table(rows: Sequence[dict[str, Any]], where: str) -> Any:
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
                 error = exc
         raise DataError(
-            f"{where}: column '{col}' has values of incompatible types ({_first_line(error)})"
+            f"{where}: column '{col}' has values of incompatible types ({first_line(error)})"
         )
     return pa.Table.from_pylist(fixed)
 
@@ -166,7 +159,7 @@ def write_rows(
         try:
             pq.write_table(table, tmp)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            raise DataError(f"{where}: cannot write {path.name} ({_first_line(exc)})") from None
+            raise DataError(f"{where}: cannot write {path.name} ({first_line(exc)})") from None
 
 
 def read_meta(path: Path) -> dict[str, Any] | None:
@@ -228,7 +221,7 @@ class PrepContext(DataStageContext):
                     OmegaConf.update(node, k, v, merge=True)
             except Exception as exc:
                 raise ConfigError(
-                    f"verifier '{name}' overrides {overrides}: {_first_line(exc)}"
+                    f"verifier '{name}' overrides {overrides}: {first_line(exc)}"
                 ) from None
             self._verifiers[key] = comp.factory(node, self._build_context(self.out_dir))
         return self._verifiers[key]

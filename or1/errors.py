@@ -25,3 +25,10 @@ class PluginError(Or1Error):
 class TrainingError(Or1Error):
     """A run that cannot go on (repeated non-finite updates, a rollout engine that keeps
     failing); the message says what happened and where the last checkpoint is."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (its type name when it has none), for
+    the one-line errors above."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -9,12 +9,13 @@ the same checkpoint (path and manifest) is reused.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from pathlib import Path
 
 from or1 import checkpoint
-from or1.errors import ConfigError
+from or1.errors import ConfigError, first_line
 from or1.interfaces import BuildContext
 from or1.plugins import Registry
 
@@ -57,13 +58,12 @@ def export_checkpoint(ckpt: Path, out: Path, registry: Registry) -> Path:
         )
     rc = OmegaConf.load(cfg_file)
     try:
-        cache_dir = Path(rc.trainer.cache_dir).expanduser()
         learner_cfg, learner_name = rc.learner, rc.learner.name
-        int(rc.trainer.seed)  # checked here; BuildContext.of_run reads it
+        ctx = BuildContext.of_run(rc, out.parent, Path())  # model path filled in below
     except Exception as exc:
-        raise ConfigError(f"{cfg_file}: not an or1 run config ({exc})") from None
-    base = resolve_model(rc, registry, cache_dir)
-    ctx = BuildContext.of_run(rc, out.parent, base)
+        raise ConfigError(f"{cfg_file}: not an or1 run config ({first_line(exc)})") from None
+    base = resolve_model(rc, registry, ctx.cache_dir)
+    ctx = dataclasses.replace(ctx, model_path=base)
     log.info("exporting checkpoint %s (base model %s) to %s", ckpt, base, out)
     learner = registry.get("learner", learner_name).factory(learner_cfg, ctx)
     learner.load_state_dict(checkpoint.load(ckpt, "learner"))

@@ -151,6 +151,27 @@ def test_or1_eval_on_a_checkpoint_repeats_the_last_validation(run_dir, tmp_path)
     assert (out / "model" / "config.json").is_file()  # the exported checkpoint
 
 
+def test_or1_eval_on_a_checkpoint_with_a_broken_run_config_fails_in_one_line(run_dir, tmp_path):
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir / ".hydra", run / ".hydra")
+    shutil.copytree(run_dir / "checkpoints" / "step_2", run / "checkpoints" / "step_2")
+    config = run / ".hydra" / "config.yaml"
+    cfg = OmegaConf.load(config)
+    del cfg.trainer["seed"]
+    OmegaConf.save(cfg, config)
+    args = [a for a in FAST_RUN if not a.startswith("logger=")]
+    model = f"model.path={run / 'checkpoints' / 'step_2'}"
+    proc = run_cli("or1-eval", [f"hydra.run.dir={tmp_path / 'eval'}", model, *args], tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"or1: error: {config}: not an or1 run config (Missing key seed)"
+    )
+
+
 def test_or1_plot_on_the_run(run_dir, tmp_path):
     proc = run_cli("or1-plot", [str(run_dir)], tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from or1.cli.common import guarded
-from or1.errors import ConfigError, DataError, Or1Error
+from or1.errors import ConfigError, DataError, Or1Error, first_line
 
 CHUNK = 64
 
@@ -111,8 +111,7 @@ def build_verifier(name: str, workers: int, overrides: list[str]) -> Any:
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(comp.schema), OmegaConf.from_dotlist(dotlist))
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"verifier '{name}' config: {first}") from None
+        raise ConfigError(f"verifier '{name}' config: {first_line(e)}") from None
     run_dir = Path(tempfile.mkdtemp(prefix="or1-verify-"))
     ctx = BuildContext(run_dir=run_dir, model_path=run_dir, cache_dir=run_dir, seed=0, config=None)
     return comp.factory(cfg, ctx)

@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from or1.config import VerifierConfig
-from or1.errors import ConfigError
+from or1.errors import ConfigError, first_line
 from or1.hookspecs import hookimpl
 from or1.interfaces import RewardVerifier
 from or1.types import Score
@@ -53,8 +53,7 @@ def build_component(group: str, node: Any, ctx: Any) -> Any:
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(comp.schema), dict(node))
     except Exception as e:  # an unknown key / a wrong type, from OmegaConf
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"{group} '{node['name']}': {first}") from None
+        raise ConfigError(f"{group} '{node['name']}': {first_line(e)}") from None
     return comp.factory(cfg, ctx)
 
 

