@@ -19,8 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SETS = {
-    "or1 (vLLM + Megatron-core)": (
+SETS = {  # key: (label, venv, modules imported in order)
+    "or1": (
+        "or1 (vLLM + Megatron-core)",
         ROOT / ".venv",
         [
             "torch",
@@ -31,11 +32,13 @@ SETS = {
             "or1.trainer",
         ],
     ),
-    "TRL (HF generate)": (
+    "trl": (
+        "TRL (HF generate)",
         ROOT / "benchmarks" / ".venv",
         ["torch", "transformers", "datasets", "accelerate", "trl:GRPOTrainer"],
     ),
-    "TRL (use_vllm)": (
+    "trl-vllm": (
+        "TRL (use_vllm)",
         ROOT / "benchmarks" / ".venv-trl-vllm",
         ["torch", "transformers", "datasets", "accelerate", "trl:GRPOTrainer", "vllm:LLM"],
     ),
@@ -77,7 +80,7 @@ def measure(venv: Path, modules: list[str]) -> list[tuple[str, float, float]] | 
 
 def main() -> None:
     last: dict[str, float] = {}
-    for label, (venv, modules) in SETS.items():
+    for key, (label, venv, modules) in SETS.items():
         rows = measure(venv, modules)
         if rows is None:
             print(f"\n{label}: no venv at {venv} (benchmarks/vs_trl.py makes it); skipped")
@@ -87,10 +90,9 @@ def main() -> None:
         print("|---|---|---|")
         for name, rss, uss in rows:
             print(f"| {name} | {rss:.0f} | {uss:.0f} |")
-        last[label] = rows[-1][1]
-    or1 = last.get("or1 (vLLM + Megatron-core)", float("nan"))
-    trl = last.get("TRL (HF generate)", float("nan"))
-    print(f"\nor1_import_mib={or1:.0f} trl_import_mib={trl:.0f}")
+        last[key] = rows[-1][1]
+    nan = float("nan")
+    print(f"\nor1_import_mib={last.get('or1', nan):.0f} trl_import_mib={last.get('trl', nan):.0f}")
 
 
 if __name__ == "__main__":

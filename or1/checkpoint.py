@@ -91,19 +91,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_orphans(root: Path) -> list[Path]:
+def remove_orphans(root: Path) -> None:
     """Remove the half-written ``.step_<N>.tmp-<pid>`` (and swapped-out ``.old-<pid>``)
-    folders of writers that no longer run (killed mid-save); a live writer's are kept.
-    Returns what was removed. Complete ``step_<N>`` folders are never touched here."""
-    removed = []
-    for p in root.iterdir() if root.is_dir() else ():
+    folders under the existing folder ``root`` of writers that no longer run (killed
+    mid-save); a live writer's are kept, complete ``step_<N>`` folders never touched."""
+    for p in root.iterdir():
         m = _PARTIAL_DIR.match(p.name)
         if m and p.is_dir() and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            log.info("removing %s: the unfinished checkpoint of a run that was killed", p)
             shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
-    if removed:
-        log.info("removed %d unfinished checkpoint folder(s) of killed runs", len(removed))
-    return removed
 
 
 def list_steps(root: Path) -> list[int]:
