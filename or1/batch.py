@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -15,6 +16,55 @@ def loss_mask_flags(groups: Sequence[Group], truncation: str) -> list[list[bool]
     return [[not (masked and c.truncated) for c in g.completions] for g in groups]
 
 
+@dataclass(frozen=True)
+class SequenceRow:
+    """One completion as the learner needs it: ``prompt_ids + response_ids``, where the
+    response starts, its scalar advantage and whether it enters the loss. What travels
+    between data-parallel ranks (:mod:`or1.dp_balance`)."""
+
+    ids: list[int]
+    start: int
+    advantage: float
+    in_loss: bool
+
+
+def sequence_rows(groups: Sequence[Group], truncation: str) -> list[SequenceRow]:
+    """Every completion of ``groups`` (which must have advantages), group by group."""
+    rows = []
+    for g, flags in zip(groups, loss_mask_flags(groups, truncation), strict=True):
+        for c, a, flag in zip(g.completions, g.advantages, flags, strict=True):
+            rows.append(
+                SequenceRow(
+                    list(c.prompt_ids) + list(c.response_ids), len(c.prompt_ids), float(a), flag
+                )
+            )
+    return rows
+
+
+def rows_to_batch(
+    rows: Sequence[SequenceRow], pad_id: int, temperature: float, micro_batch_tokens: int = 0
+) -> TrainBatch:
+    """Right-pad ``rows`` with ``pad_id`` into a TrainBatch: the response mask covers the
+    response tokens (EOS included) of rows that enter the loss, and each row's advantage is
+    broadcast over those tokens. No rows: a batch of zero sequences (a data-parallel rank
+    without a share still joins the step's reductions)."""
+    lens = [len(r.ids) for r in rows]
+    width = max(lens, default=1)
+    b = len(rows)
+    input_ids = torch.full((b, width), pad_id, dtype=torch.long)
+    attention = torch.zeros((b, width), dtype=torch.long)
+    response = torch.zeros((b, width), dtype=torch.float32)
+    for i, r in enumerate(rows):
+        input_ids[i, : lens[i]] = torch.tensor(r.ids, dtype=torch.long)
+        attention[i, : lens[i]] = 1
+        if r.in_loss:
+            response[i, r.start : lens[i]] = 1.0
+    advs = torch.tensor([r.advantage for r in rows], dtype=torch.float32).reshape(b, 1)
+    return TrainBatch(
+        input_ids, attention, response, response * advs, lens, temperature, micro_batch_tokens
+    )
+
+
 def collate(
     groups: Sequence[Group],
     pad_id: int,
@@ -22,37 +72,9 @@ def collate(
     temperature: float,
     micro_batch_tokens: int = 0,
 ) -> TrainBatch:
-    """Stack every completion of ``groups`` (which must have advantages) into a TrainBatch.
-
-    Sequences are ``prompt_ids + response_ids``, right-padded with ``pad_id``; the response
-    mask covers the response tokens (EOS included) of completions that enter the loss, and
-    each completion's scalar advantage is broadcast over those tokens.
-    """
-    seqs: list[list[int]] = []
-    starts: list[int] = []
-    advs: list[float] = []
-    in_loss: list[bool] = []
-    for g, flags in zip(groups, loss_mask_flags(groups, truncation), strict=True):
-        for c, a, flag in zip(g.completions, g.advantages, flags, strict=True):
-            seqs.append(list(c.prompt_ids) + list(c.response_ids))
-            starts.append(len(c.prompt_ids))
-            advs.append(float(a))
-            in_loss.append(flag)
-    lens = [len(s) for s in seqs]
-    width = max(lens)
-    b = len(seqs)
-    input_ids = torch.full((b, width), pad_id, dtype=torch.long)
-    attention = torch.zeros((b, width), dtype=torch.long)
-    response = torch.zeros((b, width), dtype=torch.float32)
-    for i, s in enumerate(seqs):
-        input_ids[i, : lens[i]] = torch.tensor(s, dtype=torch.long)
-        attention[i, : lens[i]] = 1
-        if in_loss[i]:
-            response[i, starts[i] : lens[i]] = 1.0
-    advantages = response * torch.tensor(advs, dtype=torch.float32)[:, None]
-    return TrainBatch(
-        input_ids, attention, response, advantages, lens, temperature, micro_batch_tokens
-    )
+    """Stack every completion of ``groups`` (which must have advantages) into a TrainBatch
+    (:func:`sequence_rows`, then :func:`rows_to_batch`)."""
+    return rows_to_batch(sequence_rows(groups, truncation), pad_id, temperature, micro_batch_tokens)
 
 
 def split_by_token_budget(seq_lens: Sequence[int], budget: int) -> list[list[int]]:

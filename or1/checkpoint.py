@@ -139,9 +139,11 @@ def latest(root: Path) -> Path | None:
     return None
 
 
-def load(path: Path, name: str) -> Any:
-    """Load part ``name`` of the checkpoint at ``path``."""
-    return torch.load(path / f"{name}.pt", map_location="cpu", weights_only=False)
+def load(path: Path, name: str, mmap: bool = False) -> Any:
+    """Load part ``name`` of the checkpoint at ``path``; with ``mmap`` its tensors stay in
+    the file (pages are read as they are used), so several ranks reading one checkpoint each
+    keep only what they copy out."""
+    return torch.load(path / f"{name}.pt", map_location="cpu", weights_only=False, mmap=mmap)
 
 
 def step_of(path: Path) -> int:

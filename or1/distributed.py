@@ -1,24 +1,33 @@
 """Multi-process (SPMD) launches: ``torchrun --nproc-per-node N or1-train ...``.
 
-Every rank runs ``or1-train``. Rank 0 is the *main* rank: it owns the rollout engine, the
-verifier, evaluation, loggers and the trainer's checkpoint files, and drives the learner;
-the other ranks only build the learner and answer rank 0's calls (``Learner.serve``).
+Every rank runs the same trainer loop on its own share of the step: its rollout engine
+generates the prompts dealt to it, its verifiers score them, and its learner shard trains on
+the sequences the token-balanced split gives it (:mod:`or1.dp_balance`). What must be global
+travels as reductions of scalars or small objects through the helpers here; rank 0 alone
+writes logs and the run folder's files.
 
-Every function here is a no-op (or the single-process answer) when ``WORLD_SIZE`` is unset or
-1 and torch.distributed is not initialised, so the single-process path never touches it.
+Every function is the single-process answer when ``WORLD_SIZE`` is unset or 1, so the
+one-process path never touches torch.distributed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import hashlib
+import json
 import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from or1.errors import ConfigError
+
 _control: Any = None
-"""A gloo group over every rank for rank 0's pickled calls (set by :func:`init`)."""
+"""A gloo group over every rank for pickled objects and scalars (set by :func:`init`)."""
 
 
 def _initialised() -> bool:
@@ -40,19 +49,24 @@ def rank() -> int:
 
 
 def is_main() -> bool:
-    """True on the rank that runs the trainer loop (rank 0; always true in one process)."""
+    """True on the rank that writes logs and the run folder's files (rank 0)."""
     return rank() == 0
+
+
+def multi() -> bool:
+    """True in a launch of more than one process (after :func:`init`)."""
+    return _initialised() and dist.get_world_size() > 1
 
 
 def init(timeout_s: float) -> None:
     """Join the launch's default process group (``env://``) when ``WORLD_SIZE > 1``: NCCL on
-    GPU machines (each rank on GPU ``LOCAL_RANK``), gloo otherwise. ``timeout_s`` bounds every
-    collective, including the other ranks' wait while rank 0 samples and evaluates.
+    GPU machines (each rank on GPU ``LOCAL_RANK``), gloo otherwise. ``timeout_s``
+    (``trainer.dist_timeout_s``) bounds every collective wait, so a dead or stuck rank ends
+    the launch instead of hanging it. The group exists before any engine is built: vLLM's
+    ``external_launcher`` takes it as its world.
 
-    Rank 0's control messages (:func:`broadcast_object`, :func:`barrier`) travel on a gloo
-    group of their own, on any backend: pickles stay in host memory instead of accelerator
-    memory, and the other ranks' long idle wait for rank 0's next call is not an NCCL
-    collective."""
+    Pickled objects and scalar reductions travel on a gloo group of their own on any backend
+    (host memory, not accelerator memory)."""
     global _control
     if world_size() <= 1 or _initialised():
         return
@@ -66,20 +80,122 @@ def init(timeout_s: float) -> None:
     _control = dist.new_group(backend="gloo", timeout=timeout)
 
 
+def control_group() -> Any:
+    """The gloo group over every rank (host-memory traffic on any backend)."""
+    return _control if _control is not None else dist.group.WORLD
+
+
+_group = control_group
+
+
 def broadcast_object(obj: Any = None, src: int = 0) -> Any:
     """Rank ``src``'s ``obj`` on every rank (pickled); ``obj`` itself in a single process."""
-    if not _initialised():
-        if world_size() > 1:
-            raise RuntimeError("the launch's process group is gone (WORLD_SIZE > 1 but no group)")
-        return obj
-    if dist.get_world_size() == 1:
+    if not multi():
         return obj
     box = [obj if dist.get_rank() == src else None]
-    dist.broadcast_object_list(box, src=src, group=_control)
+    dist.broadcast_object_list(box, src=src, group=_group())
     return box[0]
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` in a single process). For small
+    objects only: metrics, lengths, per-problem results."""
+    if not multi():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj, group=_group())
+    return out
+
+
+def all_reduce(values: Sequence[float], op: str = "sum") -> list[float]:
+    """Element-wise ``sum``, ``max`` or ``min`` of ``values`` over every rank (float64)."""
+    if not multi():
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64)
+    ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
+    dist.all_reduce(t, op=ops[op], group=_group())
+    return t.tolist()
 
 
 def barrier() -> None:
     """Wait for every rank; no-op in a single process."""
-    if _initialised() and dist.get_world_size() > 1:
-        dist.barrier(group=_control)
+    if multi():
+        dist.barrier(group=_group())
+
+
+@contextlib.contextmanager
+def main_first() -> Iterator[None]:
+    """Rank 0 runs the block first (it may fill a shared cache: the model, the data), the
+    other ranks after it has finished (and then find the cache filled)."""
+    if multi() and not is_main():
+        barrier()
+    yield
+    if multi() and is_main():
+        barrier()
+
+
+@dataclass(frozen=True)
+class EngineLayout:
+    """Where this rank's rollout engine sits: ``engines = world / tensor_parallel_size``
+    engines, engine ``index`` spanning ranks ``index * tp .. index * tp + tp - 1``; the
+    ``leader`` (first rank of the engine) hands the engine's samples on, the others generate
+    the same samples with it and contribute none."""
+
+    index: int = 0
+    engines: int = 1
+    tensor_parallel_size: int = 1
+
+    @property
+    def leader(self) -> bool:
+        return rank() % self.tensor_parallel_size == 0
+
+
+def engine_layout(tensor_parallel_size: int) -> EngineLayout:
+    """The rollout layout of this launch; a size that does not divide the world is a
+    ConfigError naming ``rollout.tensor_parallel_size``."""
+    world, tp = world_size(), int(tensor_parallel_size)
+    if tp < 1 or world % tp:
+        raise ConfigError(
+            f"rollout.tensor_parallel_size={tp} does not divide the {world} process(es) of this "
+            "launch (world = engines x rollout.tensor_parallel_size)"
+        )
+    return EngineLayout(rank() // tp, world // tp, tp)
+
+
+def deal(items: Sequence[Any], layout: EngineLayout) -> list[Any]:
+    """Engine ``layout.index``'s share of ``items`` (whole prompts): items ``index``,
+    ``index + engines``, ... A pure function of the list and the layout, so a resumed run
+    deals the same."""
+    return list(items[layout.index :: layout.engines])
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """A short SHA-256 of a resolved config (keys sorted), for comparing ranks."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_same_config(config: dict[str, Any], ignore: Sequence[str] = ()) -> None:
+    """Every rank must run the same config: compare digests (top-level keys in ``ignore``
+    left out) and raise a ConfigError on every rank, naming the first differing key, if not."""
+    if not multi():
+        return
+    mine = {k: v for k, v in config.items() if k not in ignore}
+    digests = all_gather_object(config_digest(mine))
+    if len(set(digests)) == 1:
+        return
+    configs = all_gather_object(mine)
+    other = next(r for r, d in enumerate(digests) if d != digests[0])
+    diff = _first_difference(configs[0], configs[other])
+    raise ConfigError(
+        f"the ranks of this launch disagree on the config: {diff} differs between rank 0 and "
+        f"rank {other} (start every rank with the same overrides)"
+    )
+
+
+def _first_difference(a: Any, b: Any, prefix: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+    return prefix.rstrip(".") or "<root>"

@@ -19,7 +19,7 @@ Metric names (``K`` = samples per problem):
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from math import comb
 from typing import Any
@@ -176,16 +176,20 @@ def evaluate(
     chunk: int = 64,
     pass_ks: Sequence[int] | None = None,
     prefix: str = "val",
+    gather: Callable[[list[ProblemResult]], list[ProblemResult]] | None = None,
 ) -> dict[str, float]:
     """Sample ``params.n`` completions per problem of each dataset, score them, and return
     ``<prefix>/<name>/<metric>`` for every dataset and metric of :func:`summarize`
     (``avg@K``, ``pass@1`` ... ``pass@K``, ``maj@K`` for math sets, ``response_length``,
-    ``truncated_frac``, ``problems``)."""
+    ``truncated_frac``, ``problems``). Under torchrun each engine gets its share of every
+    dataset and ``gather`` joins the shares' results (every rank then summarizes them all)."""
     out: dict[str, float] = {}
     for name, prompts in datasets.items():
         results = [
             r for part in score_chunks(engine, verifier, prompts, params, chunk) for r in part
         ]
+        if gather is not None:
+            results = gather(results)
         metrics = summarize(results, params.n, pass_ks, majority=is_math(prompts))
         out |= {f"{prefix}/{name}/{key}": value for key, value in metrics.items()}
     return out

@@ -16,7 +16,16 @@ from typing import Any
 
 import torch
 
-from or1.types import Completion, Group, SamplingParams, Score, Stage, StageResult, TrainBatch
+from or1.types import (
+    Completion,
+    Group,
+    LossTotals,
+    SamplingParams,
+    Score,
+    Stage,
+    StageResult,
+    TrainBatch,
+)
 
 
 @dataclass
@@ -143,7 +152,8 @@ class Learner(Stateful, ABC):
         The learner cuts the batch into micro-batches (its token budget), and for each one
         accumulates gradients of ``sum(w * l) - entropy_coef * sum(w * H)`` where ``l`` are
         ``loss.per_token_loss(...)`` terms, ``H`` the differentiable per-token entropy and
-        ``w = loss.token_weights(...)`` computed once over the *whole* batch (the global
+        ``w = loss.token_weights(...)`` computed once per step with the step's
+        :class:`~or1.types.LossTotals` summed over all data-parallel ranks (the global
         normaliser: the result does not depend on the micro-batch or data-parallel split).
         Then it clips the gradient norm and steps the optimiser. ``batch.old_logprobs`` must be
         set. Returns at least ``loss/pg`` (the weighted policy-gradient loss), ``loss/entropy``
@@ -196,17 +206,24 @@ class Learner(Stateful, ABC):
         """Forget optimiser state (moments, step count), e.g. at a stage boundary."""
 
     multiprocess: bool = False
-    """True for learners that run in several processes (``torchrun``): there every rank builds
-    the learner; rank 0 runs the trainer and the other ranks call :meth:`serve`."""
+    """True for learners that run in several processes (``torchrun``, SPMD). There every
+    rank builds the learner and calls every method at the same point of the loop with *its
+    own share*: the batch given to :meth:`compute_logprobs`, :meth:`train_step` and
+    :meth:`on_policy_step` is this rank's share of the step (the trainer's token-balanced
+    split for data-parallel index :meth:`data_shard`, the same rows on every tensor-parallel
+    rank of that index, possibly no rows at all), and the returned metrics are the step's,
+    reduced over the ranks (equal on every rank). :meth:`named_weights`, :meth:`state_dict`,
+    :meth:`load_state_dict`, :meth:`save_pretrained` and :meth:`reset_optimizer` are
+    collective: every rank calls them together."""
 
-    def serve(self) -> None:
-        """On ranks other than 0: carry out rank 0's calls until rank 0 calls :meth:`close`.
-        Only learners with ``multiprocess = True`` implement it."""
-        raise NotImplementedError(f"{type(self).__name__} runs in a single process")
+    def data_shard(self) -> tuple[int, int]:
+        """``(index, count)``: this rank's data-parallel index and the number of data-parallel
+        shares the trainer splits each step's sequences into. One process: ``(0, 1)``."""
+        return 0, 1
 
     def close(self) -> None:
-        """Release resources (and, in a multi-process launch, the other ranks). Called once
-        at the end of training, also after an error. Default no-op."""
+        """Release resources. Called once at the end of training, also after an error.
+        Default no-op."""
 
 
 class RewardVerifier(ABC):
@@ -271,12 +288,17 @@ class PolicyLoss(ABC):
 
     @abstractmethod
     def token_weights(
-        self, response_mask: torch.Tensor, micro_batches: list[list[int]]
+        self,
+        response_mask: torch.Tensor,
+        micro_batches: list[list[int]],
+        totals: LossTotals | None = None,
     ) -> torch.Tensor:
-        """Aggregation weights ``w`` ``[B, T]`` for the whole batch, such that the batch loss
-        is ``sum(w * l)`` summed over all micro-batches and ranks. ``micro_batches`` lists the
-        row indices of each micro-batch (only modes that weight by micro-batch use it).
-        E.g. the global token mean is ``w = mask / mask.sum()``."""
+        """Aggregation weights ``w`` ``[B, T]`` for this rank's rows, such that the step's
+        loss is ``sum(w * l)`` summed over all micro-batches and all data-parallel ranks.
+        ``micro_batches`` lists the row indices of each of this rank's micro-batches (only
+        modes that weight by micro-batch use it). ``totals`` are the step's counts summed over
+        every data-parallel rank (the global normaliser); None means this batch is the whole
+        step (one rank). E.g. the global token mean is ``w = mask / totals.tokens``."""
 
     @abstractmethod
     def per_token_loss(

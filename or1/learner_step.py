@@ -70,7 +70,7 @@ def backward_micro_batch(
 def finish_step(
     optimizer: torch.optim.Optimizer,
     sums: dict[str, float],
-    weights: torch.Tensor,
+    weight_total: float,
     entropy_coef: float,
     grad_norm: float,
     micro_batches: int,
@@ -81,13 +81,12 @@ def finish_step(
     norm are finite (else weights and optimiser state stay untouched), clear the gradients,
     and return the step's metrics: ``loss/pg`` and ``loss/entropy`` as summed (already
     weighted by the global token weights), every other ``loss/<name>`` statistic divided by
-    the total weight, ``loss/total``, ``grad_norm``, ``train/nonfinite``,
+    ``weight_total`` (the sum of the token weights over every rank), ``loss/total``, ``grad_norm``, ``train/nonfinite``,
     ``learner/micro_batches``, ``learner/lr`` and ``learner/fused_old_logprobs``."""
     finite = math.isfinite(grad_norm) and math.isfinite(sums["loss/pg"] + sums["loss/entropy"])
     if finite:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    weight_total = float(weights.sum())
     out = {
         k: (v / weight_total if k not in ("loss/pg", "loss/entropy") and weight_total else v)
         for k, v in sums.items()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,8 @@ BUILT_GROUPS = (
 """The hook points whose components :func:`build` makes (besides the loggers)."""
 
 STATEFUL = ("rollout", "filter", "advantage", "entropy", "stages")
-"""Components whose ``state_dict`` goes into ``state.pt`` (the learner has its own file)."""
+"""Components whose ``state_dict`` goes into ``state.pt`` (the learner has its own file; the
+rollout engine's is kept per rank)."""
 
 
 @dataclass
@@ -72,6 +72,10 @@ class Components:
 
 @dataclass
 class Run:
+    """Everything one rank's trainer loop needs. Under torchrun every rank holds one: the same
+    config, sampler and stage schedule, its own rollout engine (``layout``) and learner shard;
+    loggers only on rank 0."""
+
     cfg: DictConfig
     run_dir: Path
     model_path: Path
@@ -83,6 +87,7 @@ class Run:
     start_step: int = 0
     start_metrics: dict[str, float] | None = None
     hook: Any = None
+    layout: distributed.EngineLayout = distributed.EngineLayout()
 
     @property
     def pad_id(self) -> int:
@@ -259,7 +264,11 @@ def build(cfg: DictConfig, registry: Registry, ctx: BuildContext) -> Components:
     def make(group: str, node: DictConfig) -> Any:
         return registry.get(group, node.name).factory(node, ctx)
 
-    loggers = {name: make("logger", node) for name, node in cfg.logger.items()}
+    loggers = (
+        {name: make("logger", node) for name, node in cfg.logger.items()}
+        if distributed.is_main()  # rank 0 alone writes logs
+        else {}
+    )
     return Components(
         **{g: make(g, cfg[g]) for g in BUILT_GROUPS},
         loggers=loggers,
@@ -274,23 +283,25 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
     for node in cfg.logger.values():
         registry.get("logger", node.name)
     check_values(cfg)
-    check_launch(cfg, registry)
+    layout = check_launch(cfg, registry)
     if cfg.trainer.num_threads > 0:
         torch.set_num_threads(cfg.trainer.num_threads)
     cache_dir = Path(cfg.trainer.cache_dir).expanduser()
-    run_dir.mkdir(parents=True, exist_ok=True)
     distributed.init(cfg.trainer.dist_timeout_s)
+    distributed.check_same_config(config_dict(cfg))
+    run_dir = Path(distributed.broadcast_object(str(run_dir)))  # rank 0's output folder
+    run_dir.mkdir(parents=True, exist_ok=True)
 
     resume_from = find_resume_checkpoint(cfg, run_dir)
-    train_files, val_files = resolve_data(cfg, registry, cache_dir)
-    train_rows = read_dataset(train_files)
-    eval_rows = {
-        name: read_dataset(files, cfg.eval.max_problems)
-        for name, files in eval_files(cfg, val_files).items()
-    }
-    model_path = resolve_model(cfg, registry, cache_dir)
+    with distributed.main_first():  # rank 0 builds what the cache lacks, once
+        train_files, val_files = resolve_data(cfg, registry, cache_dir)
+        train_rows = read_dataset(train_files)
+        eval_rows = {
+            name: read_dataset(files, cfg.eval.max_problems)
+            for name, files in eval_files(cfg, val_files).items()
+        }
+        model_path = resolve_model(cfg, registry, cache_dir)
     check_free_disk(cfg, run_dir, model_path)
-    distributed.broadcast_object((model_path, run_dir))  # the other ranks' serve_learner
     tokenizer = load_tokenizer(model_path)
     max_len = cfg.data.max_prompt_length
     prompts = tokenize_prompts(train_rows, tokenizer, max_len)
@@ -301,7 +312,8 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
     seed_everything(cfg.trainer.seed)
     ctx = BuildContext.of_run(cfg, run_dir, model_path)
     components = build(cfg, registry, ctx)
-    save_config_snapshot(cfg, run_dir)  # every check passed, every component built
+    if distributed.is_main():
+        save_config_snapshot(cfg, run_dir)  # every check passed, every component built
     total = cfg.trainer.total_steps or components.stages.total_steps
     run = Run(
         cfg=cfg,
@@ -313,6 +325,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
         val_sets=val_sets,
         total_steps=total,
         hook=get_plugin_manager().hook,
+        layout=layout,
     )
     if resume_from is not None:
         restore(run, resume_from)
@@ -340,11 +353,14 @@ def save_config_snapshot(cfg: DictConfig, run_dir: Path) -> None:
         os.replace(tmp, folder / name)
 
 
-def check_launch(cfg: DictConfig, registry: Registry) -> None:
-    """A multi-process launch (torchrun) needs a learner that runs in several processes."""
+def check_launch(cfg: DictConfig, registry: Registry) -> distributed.EngineLayout:
+    """The rollout layout of this launch, before anything is built: a multi-process launch
+    (torchrun) needs a learner that runs in several processes, and the rollout engine's
+    ``tensor_parallel_size`` must divide the world."""
     n = distributed.world_size()
+    layout = distributed.engine_layout(int(getattr(cfg.rollout, "tensor_parallel_size", 1)))
     if n <= 1:
-        return
+        return layout
     if not getattr(registry.get("learner", cfg.learner.name).factory, "multiprocess", False):
         raise ConfigError(
             f"learner={cfg.learner.name} runs in a single process but this launch has {n} "
@@ -353,30 +369,9 @@ def check_launch(cfg: DictConfig, registry: Registry) -> None:
     if getattr(registry.get("rollout", cfg.rollout.name).factory, "owns_process_group", False):
         raise ConfigError(
             f"rollout={cfg.rollout.name} sets up torch.distributed in the trainer's process and "
-            f"cannot run in a {n}-process torchrun launch; use rollout=transformers there, or "
-            "one process (TP=1)"
+            f"cannot run in a {n}-process torchrun launch"
         )
-
-
-def serve_learner(cfg: DictConfig) -> None:
-    """Ranks other than 0 of a torchrun launch: build only the learner (from the model folder
-    rank 0 resolved, in rank 0's run folder) and carry out rank 0's calls until it is done."""
-    registry = get_registry()
-    registry.get("learner", cfg.learner.name)
-    check_values(cfg)
-    check_launch(cfg, registry)
-    if cfg.trainer.num_threads > 0:
-        torch.set_num_threads(cfg.trainer.num_threads)
-    # Ctrl-C and SIGTERM reach every rank; rank 0 finishes its step and checkpoints (it needs
-    # these ranks for that) and then releases them, so they must not die on the signal.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    distributed.init(cfg.trainer.dist_timeout_s)
-    model_path, run_dir = distributed.broadcast_object(None)
-    seed_everything(cfg.trainer.seed)
-    ctx = BuildContext.of_run(cfg, run_dir, model_path)
-    learner = registry.get("learner", cfg.learner.name).factory(cfg.learner, ctx)
-    learner.serve()
+    return layout
 
 
 def restart_rollout(run: Run) -> RolloutEngine:
@@ -412,26 +407,41 @@ def find_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
 
 
 def checkpoint_parts(run: Run, step: int) -> dict[str, Any]:
+    """What a checkpoint holds; collective (every rank calls it). The learner's state as its
+    ``state_dict`` gives it on rank 0; the trainer's state once (the sampler, stage schedule
+    and controllers are the same on every rank); each rank's own RNG and rollout-engine state
+    under ``ranks`` (gathered: a few kilobytes each). Only rank 0's answer is written."""
     c = run.components
+    learner = c.learner.state_dict()
+    ranks = distributed.all_gather_object({"rng": rng_state(), "rollout": c.rollout.state_dict()})
     return {
-        "learner": c.learner.state_dict(),
+        "learner": learner,
         "state": {
             "step": step,
             "sampler": run.sampler.state_dict(),
-            "components": {name: getattr(c, name).state_dict() for name in STATEFUL},
-            "rng": rng_state(),
+            "components": {
+                name: getattr(c, name).state_dict() for name in STATEFUL if name != "rollout"
+            },
+            "ranks": ranks,
             "start_metrics": run.start_metrics,
         },
     }
 
 
 def restore(run: Run, path: Path) -> None:
+    """Every rank reads the checkpoint (the learner's file memory-mapped: each rank keeps only
+    its shards) and takes its own RNG and engine state; a checkpoint of another world size
+    gives every rank rank 0's."""
     state = checkpoint.load(path, "state")
-    run.components.learner.load_state_dict(checkpoint.load(path, "learner"))
+    run.components.learner.load_state_dict(checkpoint.load(path, "learner", mmap=True))
     for name in STATEFUL:
-        getattr(run.components, name).load_state_dict(state["components"][name])
+        if name != "rollout":
+            getattr(run.components, name).load_state_dict(state["components"][name])
+    ranks = state["ranks"]
+    mine = ranks[distributed.rank()] if len(ranks) == distributed.world_size() else ranks[0]
+    run.components.rollout.load_state_dict(mine["rollout"])
     run.sampler.load_state_dict(state["sampler"])
-    set_rng_state(state["rng"])
+    set_rng_state(mine["rng"])
     run.start_step = int(state["step"])
     run.start_metrics = state.get("start_metrics")
     # the engine must serve the restored policy
@@ -441,7 +451,3 @@ def restore(run: Run, path: Path) -> None:
 
 def config_dict(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0))

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from or1.batch import masked_mean
+from or1 import distributed
 from or1.errors import Or1Error, TrainingError
 from or1.interfaces import (
     AdvantageEstimator,
@@ -53,8 +53,14 @@ class EntropyCoefficient:
         self.e_k, self.coef, self.active = float("nan"), 0.0, False
 
     def __call__(self, old_logprobs: torch.Tensor, entropy: torch.Tensor) -> float:
+        """Under torchrun every rank calls it with its own share at the same point: ``e_k``
+        is the mean over the step's tokens on every rank (two summed scalars)."""
         full = self.controller.estimator == "full_vocab"
-        self.e_k = masked_mean(entropy if full else -old_logprobs, self.mask)
+        values = entropy if full else -old_logprobs
+        total, weight = distributed.all_reduce(
+            [float((values * self.mask).sum()), float(self.mask.sum())]
+        )
+        self.e_k = total / weight if weight > 0 else 0.0
         self.coef, self.active = self.controller.coefficient(self.e_k)
         return self.coef if self.active else 0.0
 
@@ -66,10 +72,15 @@ class EntropyCoefficient:
         }
 
 
-def step_seed(seed: int, step: int, round_: int = 0) -> int:
-    """The sampling seed of a step (and refill round): a function of the run seed only, so a
-    resumed run samples exactly what the uninterrupted one did."""
-    return (seed * 1_000_003 + step * 101 + round_) % (2**31 - 1)
+ENGINE_SEED_STRIDE = 7_919_113
+"""Seeds of rollout engine ``i`` are engine 0's plus ``i`` times this (a prime)."""
+
+
+def step_seed(seed: int, step: int, round_: int = 0, engine: int = 0) -> int:
+    """The sampling seed of a step (and refill round) on rollout engine ``engine``: a function
+    of the run seed, step, round and engine index only, so a resumed run samples exactly what
+    the uninterrupted one did (engine 0's seed is the one-process run's)."""
+    return (seed * 1_000_003 + step * 101 + round_ + engine * ENGINE_SEED_STRIDE) % (2**31 - 1)
 
 
 def generate_groups(
@@ -83,6 +94,8 @@ def generate_groups(
     engine crashes (raises anything but a user-input error) and ``restart`` is given, the
     engine is rebuilt once with the learner's current weights and the call repeated (without
     ``on_group``); a second failure ends the run with a clear message."""
+    if not prompts:  # an engine dealt no prompt this round (fewer prompts than engines)
+        return []
     ids = [p.prompt_ids for p in prompts]
     try:
         if on_group is None:
@@ -191,6 +204,12 @@ def score_groups(verifier: RewardVerifier, groups: Sequence[Group]) -> None:
         g.statuses = [s.status for s in verdicts]
 
 
+def kept_groups(groups: Sequence[Group]) -> int:
+    """Groups kept so far in this step, over every rank of the launch."""
+    (n,) = distributed.all_reduce([sum(g.kept for g in groups)])
+    return int(n)
+
+
 def apply_filter(online_filter: OnlineFilter, groups: Sequence[Group]) -> None:
     flags = online_filter.keep(groups)
     if len(flags) != len(groups):
@@ -214,24 +233,75 @@ def assign_advantages(estimator: AdvantageEstimator, groups: Sequence[Group], st
 
 
 def rollout_metrics(groups: Sequence[Group], extra_rollouts: int) -> dict[str, float]:
-    """Reward, length and filter statistics over every completion sampled in the step."""
+    """Reward, length and filter statistics over every completion sampled in the step, by
+    every engine of the launch (sums, maxima and counts reduced over the ranks; each rank
+    passes the groups its engine handed on, none on the other ranks of an engine)."""
     comps = [c for g in groups for c in g.completions]
-    rewards = [r for g in groups for r in g.rewards]
-    lengths = [len(c.response_ids) for c in comps]
-    kept = sum(g.kept for g in groups)
+    kept = [g for g in groups if g.kept]
+    sums = distributed.all_reduce(
+        [
+            sum(r for g in groups for r in g.rewards),
+            len(comps),
+            sum(r for g in kept for r in g.rewards),
+            sum(len(g.rewards) for g in kept),
+            sum(len(c.response_ids) for c in comps),
+            sum(c.truncated for c in comps),
+            len(kept),
+            len(groups) - len(kept),
+            extra_rollouts,
+        ]
+    )
+    reward, n, kept_reward, kept_n, length, truncated, n_kept, n_dropped, extra = sums
+    (longest,) = distributed.all_reduce(
+        [max((len(c.response_ids) for c in comps), default=0)], "max"
+    )
+    n = max(n, 1.0)
     return {
-        "reward/mean": sum(rewards) / len(rewards),
-        "reward/kept_mean": (
-            sum(r for g in groups if g.kept for r in g.rewards)
-            / max(1, sum(len(g.rewards) for g in groups if g.kept))
-        ),
-        "response_length/mean": sum(lengths) / len(lengths),
-        "response_length/max": float(max(lengths)),
-        "response/truncated_frac": sum(c.truncated for c in comps) / len(comps),
-        "filter/groups_kept": float(kept),
-        "filter/groups_dropped": float(len(groups) - kept),
-        "filter/extra_rollouts": float(extra_rollouts),
+        "reward/mean": reward / n,
+        "reward/kept_mean": kept_reward / max(1.0, kept_n),
+        "response_length/mean": length / n,
+        "response_length/max": float(longest),
+        "response/truncated_frac": truncated / n,
+        "filter/groups_kept": n_kept,
+        "filter/groups_dropped": n_dropped,
+        "filter/extra_rollouts": extra,
     }
+
+
+def engine_metrics(
+    layout: distributed.EngineLayout, samples: int, seconds: float
+) -> dict[str, float]:
+    """``rollout/engines``, the sample count of each engine (``rollout/engine<i>_samples``,
+    up to 8 engines; min and max always) and the slowest and fastest engine's rollout time of
+    the step (a straggler shows as max >> min)."""
+    per_rank = distributed.all_gather_object((layout.index, layout.leader, samples, seconds))
+    counts = {i: n for i, leader, n, _ in per_rank if leader}
+    times = [t for *_, t in per_rank]
+    out = {
+        "rollout/engines": float(layout.engines),
+        "rollout/engine_samples_min": float(min(counts.values())),
+        "rollout/engine_samples_max": float(max(counts.values())),
+        "rollout/engine_time_max_s": max(times),
+        "rollout/engine_time_min_s": min(times),
+    }
+    if layout.engines <= 8:
+        out |= {f"rollout/engine{i}_samples": float(n) for i, n in sorted(counts.items())}
+    return out
+
+
+class WeightSyncMeter:
+    """Wraps the learner's ``named_weights`` for the engine's ``update_weights`` and counts
+    the bytes that pass (``weight_sync/bytes``; ``weight_sync/s`` is the timer's)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def __call__(
+        self, named: Iterator[tuple[str, torch.Tensor]]
+    ) -> Iterator[tuple[str, torch.Tensor]]:
+        for name, t in named:
+            self.bytes += t.numel() * t.element_size()
+            yield name, t
 
 
 def prompt_text(row: dict[str, Any]) -> str:

@@ -37,6 +37,16 @@ class GracefulStop:
             name,
         )
 
+    def requested_anywhere(self) -> bool:
+        """Whether any rank of the launch was asked to stop (a reduction: every rank calls it
+        after the same step, so all of them stop there; one process: :attr:`requested`)."""
+        from or1 import distributed
+
+        (anywhere,) = distributed.all_reduce([float(self.requested)], "max")
+        if anywhere and not self.requested:
+            self.requested, self.signal_name = True, self.signal_name or "another rank's signal"
+        return bool(anywhere)
+
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:

@@ -12,19 +12,24 @@ import logging
 import time
 from typing import Any
 
-from or1 import checkpoint
-from or1.batch import collate
-from or1.evaluation import evaluate, headline_key
+from or1 import checkpoint, distributed
+from or1.batch import rows_to_batch, sequence_rows
+from or1.dp_balance import balance
+from or1.evaluation import ProblemResult, evaluate, headline_key
 from or1.profiling import StepProfiler
 from or1.run import Run, checkpoint_parts, config_dict, restart_rollout
 from or1.steps import (
+    ENGINE_SEED_STRIDE,
     EntropyCoefficient,
     NonFiniteGuard,
     OverlappedScoring,
     Timer,
+    WeightSyncMeter,
     apply_filter,
     assign_advantages,
+    engine_metrics,
     generate_groups,
+    kept_groups,
     rollout_metrics,
     sample_records,
     step_seed,
@@ -59,6 +64,8 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
     stage = c.stages.stage_at(run.start_step) if run.start_step else None
     metrics: dict[str, float] = {}
     profiler = StepProfiler.of(run)  # trainer.profile: traces of a few steps
+    # an engine restart is collective under torchrun: there a crashed engine ends the run
+    restart = None if distributed.multi() else (lambda: restart_rollout(run))
     for step in range(run.start_step + 1, run.total_steps + 1):
         profiler.begin(step)
         timer, t_step = Timer(), time.perf_counter()
@@ -74,16 +81,18 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
             max_tokens=stage.max_response_length,
         )
 
-        groups, extra, round_ = [], 0, 0
+        groups, extra, round_, rollout_s = [], 0, 0, 0.0
         while True:  # sample, score, filter; refill while the filter wants a full batch
-            need = t.prompts_per_step - sum(g.kept for g in groups)
-            params.seed = step_seed(t.seed, step, round_)
-            prompts = run.sampler.next(need)
+            need = t.prompts_per_step - kept_groups(groups)
+            params.seed = step_seed(t.seed, step, round_, run.layout.index)
+            prompts = distributed.deal(run.sampler.next(need), run.layout)  # this engine's
+            t_rollout = time.perf_counter()
             with OverlappedScoring(c.verifier, prompts) as scoring:  # rewards while generating
                 with timer("rollout"):
-                    new = generate_groups(
-                        c.rollout, prompts, params, lambda: restart_rollout(run), scoring.submit
-                    )
+                    new = generate_groups(c.rollout, prompts, params, restart, scoring.submit)
+                rollout_s += time.perf_counter() - t_rollout
+                if not run.layout.leader:  # the engine's other ranks: same samples, not again
+                    new = []
                 with timer("reward"):  # what is left to score once generation is done
                     scoring.finish(new)
             apply_filter(c.filter, new)
@@ -92,7 +101,7 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
             round_ += 1
             if not (
                 c.filter.refill
-                and sum(g.kept for g in groups) < t.prompts_per_step
+                and kept_groups(groups) < t.prompts_per_step
                 and round_ <= t.max_refill_rounds
             ):
                 break
@@ -103,15 +112,15 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
             "stage/max_response_length": stage.max_response_length,
         }
         metrics |= rollout_metrics(groups, extra)
+        samples = sum(len(g.completions) for g in groups)
+        metrics |= engine_metrics(run.layout, samples, rollout_s)
 
-        kept = [g for g in groups if g.kept]
-        if kept:
-            batch = collate(
-                kept,
-                run.pad_id,
-                stage.truncation,
-                cfg.rollout.temperature,
-                stage.micro_batch_tokens,
+        trained = metrics["filter/groups_kept"] > 0  # over every rank
+        if trained:
+            rows = sequence_rows([g for g in groups if g.kept], stage.truncation)
+            rows, metrics["learner/dp_token_imbalance"] = balance(rows, *c.learner.data_shard())
+            batch = rows_to_batch(
+                rows, run.pad_id, cfg.rollout.temperature, stage.micro_batch_tokens
             )
             with timer("train"):
                 c.rollout.sleep()
@@ -121,11 +130,14 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
                 metrics |= c.learner.on_policy_step(batch, c.loss, entropy_coef)
                 nonfinite.check(step, metrics)
                 c.entropy.update(entropy_coef.e_k)
+            meter = WeightSyncMeter()
             with timer("weight_sync"):
                 c.rollout.wake_up()
-                c.rollout.update_weights(c.learner.named_weights())
+                c.rollout.update_weights(meter(c.learner.named_weights()))
+            metrics["weight_sync/bytes"] = float(meter.bytes)
+            metrics["weight_sync/s"] = timer.seconds["weight_sync"]
             metrics |= entropy_coef.metrics()
-        metrics["train/skipped"] = float(not kept)
+        metrics["train/skipped"] = float(not trained)
 
         step_s = time.perf_counter() - t_step
         metrics |= {f"timing/{k}_s": v for k, v in timer.seconds.items()}
@@ -138,12 +150,14 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
             metrics["timing/eval_s"] = timer.seconds["eval"]
         loggers.metrics(step, metrics)
         if t.dump_samples or (t.samples_every and step % t.samples_every == 0):
-            loggers.samples(step, sample_records(step, groups))
+            records = distributed.all_gather_object(sample_records(step, groups))
+            loggers.samples(step, [r for part in records for r in part])
+        stopping = stop.requested_anywhere()  # every rank stops after the same step
         saved = t.save_every and step % t.save_every == 0 or step == run.total_steps
-        if saved or stop.requested:
+        if saved or stopping:
             save_checkpoint(run, step, loggers)
         run.hook.or1_step_end(step=step, metrics=metrics, groups=groups)
-        if stop.requested and step < run.total_steps:
+        if stopping and step < run.total_steps:
             loggers.message(
                 f"stopped by {stop.signal_name} after step {step}; resume with trainer.resume=auto"
             )
@@ -157,8 +171,9 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
 def validate(run: Run, step: int) -> dict[str, float]:
     """Every held-out set with the eval sampling settings (``eval.k``, ``eval.temperature``,
     ``eval.top_p``, fixed seed): ``val/<set>/avg@K``, ``val/<set>/pass@1`` and the other
-    metrics of :func:`or1.evaluation.evaluate`."""
-    e = run.cfg.eval
+    metrics of :func:`or1.evaluation.evaluate`. Under torchrun each engine samples its share
+    of every set (whole problems) and the results are gathered."""
+    e, layout = run.cfg.eval, run.layout
     max_tokens = (
         e.max_tokens or run.components.stages.stage_at(max(step - 1, 0)).max_response_length
     )
@@ -167,15 +182,21 @@ def validate(run: Run, step: int) -> dict[str, float]:
         temperature=e.temperature,
         top_p=e.top_p,
         max_tokens=max_tokens,
-        seed=run.cfg.trainer.seed + 17,
+        seed=run.cfg.trainer.seed + 17 + ENGINE_SEED_STRIDE * layout.index,
     )
+
+    def gather(results: list[ProblemResult]) -> list[ProblemResult]:
+        parts = distributed.all_gather_object(results if layout.leader else [])
+        return [r for part in parts for r in part]
+
     return evaluate(
         run.components.rollout,
         run.components.verifier,
-        run.val_sets,
+        {name: distributed.deal(ps, layout) for name, ps in run.val_sets.items()},
         params,
         chunk=e.chunk,
         pass_ks=list(e.pass_k),
+        gather=gather if distributed.multi() else None,
     )
 
 
@@ -197,14 +218,15 @@ def enter_stage(run: Run, previous: Any, stage: Any, loggers: LoggerSet) -> None
 
 
 def save_checkpoint(run: Run, step: int, loggers: LoggerSet) -> None:
-    path = checkpoint.save(
-        run.run_dir / "checkpoints",
-        step,
-        checkpoint_parts(run, step),
-        keep=run.cfg.trainer.keep_checkpoints,
-    )
-    loggers.message(f"checkpoint saved: {path}")
-    run.hook.or1_checkpoint_saved(step=step, path=path)
+    """Collective: every rank hands over its part; rank 0 writes the folder."""
+    parts = checkpoint_parts(run, step)
+    if distributed.is_main():
+        path = checkpoint.save(
+            run.run_dir / "checkpoints", step, parts, keep=run.cfg.trainer.keep_checkpoints
+        )
+        loggers.message(f"checkpoint saved: {path}")
+        run.hook.or1_checkpoint_saved(step=step, path=path)
+    distributed.barrier()  # the checkpoint exists once any rank goes on
 
 
 def finish(run: Run, last: dict[str, float], loggers: LoggerSet) -> dict[str, Any]:
@@ -230,7 +252,8 @@ def finish(run: Run, last: dict[str, float], loggers: LoggerSet) -> dict[str, An
             loggers.message(
                 f"held-out accuracy on {name}: {start:.1%} -> {end:.1%} ({100 * (end - start):+.1f} points)"
             )
-    (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    if distributed.is_main():
+        (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
@@ -261,7 +284,8 @@ class LoggerSet:
         self._each("log_samples", step, samples)
 
     def message(self, text: str) -> None:
-        log.info(text)
+        if distributed.is_main():  # one voice per launch
+            log.info(text)
         self._each("log_message", text)
 
     def artifact(self, name: str, path: Any, kind: str) -> None:

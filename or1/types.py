@@ -181,6 +181,21 @@ class TrainBatch:
         )
 
 
+@dataclass(frozen=True)
+class LossTotals:
+    """A step's counts that normalise its loss, summed over every data-parallel rank (and
+    over every micro-batch): ``tokens`` is the number of response tokens in the loss (the
+    sum of every ``response_mask``), ``sequences`` the number of sequences."""
+
+    tokens: float
+    sequences: int
+
+    @classmethod
+    def of(cls, response_mask: torch.Tensor) -> LossTotals:
+        """The totals of one batch that is the whole step (one rank)."""
+        return cls(float(response_mask.sum()), int(response_mask.shape[0]))
+
+
 @dataclass
 class DroppedRow:
     """A row an ``or1-data`` stage removed: its ``uid``, a short machine-readable ``reason``

@@ -16,12 +16,10 @@ def run_training(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
     """Hydra's task function: prepare the run in Hydra's output folder and train."""
     from hydra.core.hydra_config import HydraConfig
 
-    from or1 import distributed
-    from or1.run import prepare, serve_learner
+    from or1.run import prepare
     from or1.trainer import train
 
-    if not distributed.is_main():  # torchrun: ranks > 0 only hold learner shards
-        return serve_learner(cfg)
+    # torchrun: every rank runs this same loop on its own share (SPMD)
     return train(prepare(cfg, Path(HydraConfig.get().runtime.output_dir)))
 
 

@@ -1,13 +1,14 @@
 """The Megatron-core learner: ``GPTModel`` with tensor parallelism, data parallel on top.
 
-One process per rank (``torchrun``; a plain ``or1-train`` is one process, TP=1). Rank 0 runs
-the trainer and calls this learner's methods; each call is broadcast to the other ranks, which
-sit in :meth:`MegatronLearner.serve` and run the same method on their shards (SPMD). Ranks are
-laid out by Megatron: ``world = tensor_parallel_size * data_parallel_size``.
+One process per rank (``torchrun``; a plain ``or1-train`` is one process, TP=1). Every rank
+runs the trainer loop and calls this learner's methods at the same points (SPMD). Ranks are
+laid out by Megatron: ``world = tensor_parallel_size * data_parallel_size``, tensor-parallel
+ranks consecutive.
 
-Per step: the whole batch reaches every rank; data-parallel rank ``d`` takes rows
-``d, d + DP, ...`` and cuts them into micro-batches by the token budget; the loss weights come
-from ``loss.token_weights`` over the whole batch and all micro-batches of all ranks (the global
+Per step: each rank receives its data-parallel index's share of the step's sequences (the
+trainer's token-balanced split; the same rows on every tensor-parallel rank of the index) and
+cuts it into micro-batches by the token budget; the loss weights come from
+``loss.token_weights`` with the step's totals summed over the data-parallel group (the global
 normaliser), so gradients are *summed* over micro-batches and data-parallel ranks. Log-probs
 and full-vocabulary entropy are computed from vocabulary-sharded logits
 (:mod:`or1_plugins.megatron.vocab_parallel`), the gradient norm counts each shard once, and the
@@ -41,7 +42,7 @@ from or1.learner_step import (
     new_adamw,
     take_old_logprobs,
 )
-from or1.types import TrainBatch
+from or1.types import LossTotals, TrainBatch
 
 from .cpu_shims import apply_cpu_shims
 from .hf_mapping import (
@@ -55,6 +56,7 @@ from .hf_mapping import (
     pad_vocab_rows,
     shard,
     tp_layout,
+    unshard,
 )
 from .vocab_parallel import logprobs_and_entropy
 
@@ -78,6 +80,7 @@ class MegatronLearnerConfig(LearnerConfig):
     transformer_engine: str = "auto"  # auto: TE layer spec when installed and on GPU; on | off
     pad_vocab: bool = True  # pad the vocabulary to a multiple of the TP size (else: must divide)
     seed: int = 1234  # Megatron's model-parallel RNG (dropout is off; kept for completeness)
+    sync_bucket_mib: int = 512  # weight sync / checkpoints at TP > 1: shards gathered per bucket
 
 
 def _free_port() -> int:
@@ -102,19 +105,9 @@ def _use_te(mode: str) -> bool:
     return have
 
 
-def _state_tensors(state: dict[str, Any]) -> Iterator[tuple[str, str | None, torch.Tensor]]:
-    """``(name, None, weight)`` and ``(name, moment key, tensor)`` of a learner state, in a
-    fixed order (the model's, then each parameter's optimiser moments)."""
-    for name, t in state["model"].items():
-        yield name, None, t
-    for name, moments in state["optimizer"]["state"].items():
-        for key, t in moments.items():
-            yield name, key, t
-
-
 class MegatronLearner(Learner):
     multiprocess = True
-    """Runs under ``torchrun`` (every rank builds it; ranks > 0 then call :meth:`serve`)."""
+    """Runs under ``torchrun``: every rank builds it and calls it on its own share (SPMD)."""
 
     def __init__(self, cfg: Any, ctx: BuildContext) -> None:
         from transformers import AutoConfig
@@ -148,8 +141,6 @@ class MegatronLearner(Learner):
             if torch.cuda.is_available()
             else torch.device("cpu")
         )
-        self._broken = False
-        self._closed = False
         # megatron's advice for GPU set-ups (Apex/TE missing, CUDA_DEVICE_MAX_CONNECTIONS, ...)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"megatron\.")
         if self.device.type == "cpu":
@@ -281,37 +272,8 @@ class MegatronLearner(Learner):
     def _new_optimizer(self) -> torch.optim.Optimizer:
         return new_adamw(self.model.parameters(), self.cfg)
 
-    # ------------------------------------------------------------------ SPMD plumbing
-
-    def _call(self, name: str, *args: Any, local_args: tuple = ()) -> Any:
-        """On rank 0: have every rank run ``_<name>(*args)`` (broadcast), and run it here
-        with ``local_args`` appended (rank 0's own data that is not broadcast)."""
-        if self._closed:
-            raise RuntimeError("the Megatron learner is closed")
-        try:
-            if self.world > 1:
-                distributed.broadcast_object((name, args))
-            return getattr(self, "_" + name)(*args, *local_args)
-        except BaseException:
-            self._broken = True  # peers may sit inside a collective: no further calls
-            raise
-
-    def serve(self) -> None:
-        """Ranks > 0: run rank 0's calls until it closes the learner."""
-        while True:
-            name, args = distributed.broadcast_object(None)
-            if name == "stop":
-                return
-            getattr(self, "_" + name)(*args)
-
-    def close(self) -> None:
-        """Rank 0: release the other ranks (skipped after a failed call; the launcher then
-        ends them when this process exits)."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.world > 1 and distributed.is_main() and not self._broken:
-            distributed.broadcast_object(("stop", ()))
+    def data_shard(self) -> tuple[int, int]:
+        return self.dp_rank, self.dp
 
     # ------------------------------------------------------------------ numerics
 
@@ -337,23 +299,26 @@ class MegatronLearner(Learner):
         zero = logp.new_zeros(b, 1)
         return torch.cat([zero, logp], dim=1), torch.cat([zero, entropy], dim=1)
 
-    def _plan(self, batch: TrainBatch) -> list[list[list[int]]]:
-        """Per data-parallel rank, its micro-batches (row indices of the whole batch)."""
-        plan = []
-        for d in range(self.dp):
-            rows = list(range(batch.num_sequences))[d :: self.dp]
-            micro = (
-                split_by_token_budget([batch.seq_lens[i] for i in rows], batch.micro_batch_tokens)
-                if rows
-                else []
-            )
-            plan.append([[rows[j] for j in m] for m in micro])
-        return plan
+    def _plan(self, batch: TrainBatch) -> list[list[int]]:
+        """This rank's micro-batches (row indices of its share) by the token budget."""
+        if batch.num_sequences == 0:
+            return []
+        return split_by_token_budget(batch.seq_lens, batch.micro_batch_tokens)
 
     def _sum_over_dp(self, t: torch.Tensor) -> torch.Tensor:
         if self.dp > 1:
             dist.all_reduce(t, group=self.dp_group)
         return t
+
+    def _totals(self, batch: TrainBatch, plan: list[list[int]]) -> tuple[LossTotals, int]:
+        """The step's loss totals and micro-batch count, summed over the data-parallel group."""
+        t = torch.tensor(
+            [float(batch.response_mask.sum()), batch.num_sequences, len(plan)],
+            dtype=torch.float64,
+            device=self.device,
+        )
+        tokens, seqs, micro = self._sum_over_dp(t).tolist()
+        return LossTotals(tokens, int(seqs)), int(micro)
 
     @torch.no_grad()
     def _no_grad_pass(
@@ -361,26 +326,19 @@ class MegatronLearner(Learner):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         logp = torch.zeros(batch.input_ids.shape, dtype=torch.float32, device=self.device)
         ent = torch.zeros_like(logp)
-        for rows in self._plan(batch)[self.dp_rank]:
+        for rows in self._plan(batch):
             sub = batch.select(rows)
             lp, h = self._forward(model, sub)
             mask = sub.attention_mask.to(self.device)
             idx = torch.as_tensor(rows, device=self.device)
             logp[idx, : lp.shape[1]] = lp * mask
             ent[idx, : h.shape[1]] = h * mask
-        both = self._sum_over_dp(torch.stack([logp, ent]))
-        return both[0].cpu(), both[1].cpu()
+        return logp.cpu(), ent.cpu()
 
     def compute_logprobs(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._call("compute_logprobs", batch)
-
-    def _compute_logprobs(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
         return self._no_grad_pass(self.model, batch)
 
     def compute_ref_logprobs(self, batch: TrainBatch) -> torch.Tensor:
-        return self._call("ref_logprobs", batch)
-
-    def _ref_logprobs(self, batch: TrainBatch) -> torch.Tensor:
         if self.reference is None:  # built on first use only: no KL, no reference model
             with torch.random.fork_rng(devices=[]):
                 self.reference = self._build_model()
@@ -392,7 +350,7 @@ class MegatronLearner(Learner):
     ) -> dict[str, float]:
         if batch.old_logprobs is None:
             raise ValueError("train_step needs batch.old_logprobs")
-        return self._call("train_step", batch, loss, entropy_coef)
+        return self._train_step(batch, loss, entropy_coef)
 
     def on_policy_step(
         self,
@@ -403,9 +361,9 @@ class MegatronLearner(Learner):
         """Fused in a single process (TP = DP = 1) when the batch is one micro-batch: the
         training forward's detached log-probs are the old log-probs. Otherwise (several
         ranks, several micro-batches) the two-pass default."""
-        if self.world > 1 or len(self._plan(batch)[0]) > 1:
+        if self.world > 1 or len(self._plan(batch)) != 1:
             return super().on_policy_step(batch, loss, entropy_coef)
-        return self._call("train_step", batch, loss, entropy_coef)
+        return self._train_step(batch, loss, entropy_coef)
 
     def _train_step(
         self,
@@ -416,13 +374,13 @@ class MegatronLearner(Learner):
         """A callable ``entropy_coef`` is the fused on-policy step (one process, one
         micro-batch): it gets the forward's detached log-probs and entropies first."""
         plan = self._plan(batch)
-        weights = loss.token_weights(
-            batch.response_mask, [m for per_rank in plan for m in per_rank]
-        )
+        totals, micro_batches = self._totals(batch, plan)
+        weights = loss.token_weights(batch.response_mask, plan, totals)
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {"loss/pg": 0.0, "loss/entropy": 0.0}
+        weight_total = float(weights.sum())
         fused = callable(entropy_coef)
-        for rows in plan[self.dp_rank]:
+        for rows in plan:
             sub = batch.select(rows).to(self.device)
             w = weights[torch.as_tensor(rows), : sub.input_ids.shape[1]].to(self.device)
             logp, entropy = self._forward(self.model, sub)
@@ -440,17 +398,18 @@ class MegatronLearner(Learner):
             for p in params:
                 p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
                 offset += p.numel()
-            parts: list[dict[str, float]] = [{} for _ in range(self.dp)]
-            dist.all_gather_object(parts, sums, group=self.dp_group)
-            sums = {}
-            for part in parts:
-                for k, v in part.items():
-                    sums[k] = sums.get(k, 0.0) + v
+            # a rank without rows has no loss statistics: sum dicts, one per data-parallel index
+            parts = distributed.all_gather_object((self.tp_rank, sums, weight_total))
+            sums, weight_total = {}, 0.0
+            for tp_rank, part, total in parts:
+                if tp_rank == 0:
+                    weight_total += total
+                    for k, v in part.items():
+                        sums[k] = sums.get(k, 0.0) + v
         grad_norm = self._clip_grad_norm(params)
         # the same on every rank (norm reduced over TP, sums over DP)
-        micro_batches = sum(len(m) for m in plan)
         return finish_step(
-            self.optimizer, sums, weights, entropy_coef, grad_norm, micro_batches, fused
+            self.optimizer, sums, weight_total, entropy_coef, grad_norm, micro_batches, fused
         )
 
     def _clip_grad_norm(self, params: list[torch.nn.Parameter]) -> float:
@@ -475,38 +434,70 @@ class MegatronLearner(Learner):
     # ------------------------------------------------------------------ weights and state
 
     def _full_params(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """``(megatron name, full tensor)``; collective within each TP group."""
-        for name, p in self.model.named_parameters():
-            yield name, gather(p, tp_layout(name), self.tp_group, self.tp)
+        """``(megatron name, full tensor)`` in the model's order on every rank; a collective
+        within each TP group. Tensor-parallel shards travel a bucket at a time (one
+        ``all_gather`` per at most ``sync_bucket_mib`` of local shards, in the parameters'
+        dtype), so a rank holds at most one bucket of gathered tensors beyond its shards
+        while the caller consumes them one by one. TP = 1: the parameters themselves."""
+        named = list(self.model.named_parameters())
+        if self.tp == 1:
+            yield from ((n, p.detach()) for n, p in named)
+            return
+        limit = max(1, int(self.cfg.sync_bucket_mib)) << 20
+        bucket: list[tuple[str, torch.Tensor]] = []
+        for name, p in named:
+            if tp_layout(name) is None:  # replicated: every rank has it whole
+                yield from self._gather_bucket(bucket)
+                bucket = []
+                yield name, p.detach()
+                continue
+            if (
+                bucket
+                and sum(q.numel() * q.element_size() for _, q in bucket)
+                + p.numel() * p.element_size()
+                > limit
+            ):
+                yield from self._gather_bucket(bucket)
+                bucket = []
+            bucket.append((name, p))
+        yield from self._gather_bucket(bucket)
+
+    def _gather_bucket(
+        self, bucket: list[tuple[str, torch.Tensor]]
+    ) -> Iterator[tuple[str, torch.Tensor]]:
+        if not bucket:
+            return
+        flat = torch.cat([p.detach().reshape(-1) for _, p in bucket])
+        pieces = [torch.empty_like(flat) for _ in range(self.tp)]
+        dist.all_gather(pieces, flat, group=self.tp_group)
+        del flat
+        sizes = [p.numel() for _, p in bucket]
+        per_rank = [piece.split(sizes) for piece in pieces]
+        for j, (name, p) in enumerate(bucket):
+            parts = [per_rank[r][j].view_as(p) for r in range(self.tp)]
+            yield name, unshard(parts, tp_layout(name))
 
     def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
-        return iter(self._call("hf_weights"))
-
-    def _hf_weights(self) -> list[tuple[str, torch.Tensor]]:
-        out: list[tuple[str, torch.Tensor]] = []
-        if self.dp_rank != 0:  # only the TP group holding global rank 0 gathers
-            return out
+        """Full weights under HF names on *every* rank (each feeds its own rollout engine),
+        produced lazily: a collective within each TP group as the caller consumes them."""
         for name, full in self._full_params():
-            if distributed.is_main():
-                if self.tp > 1:  # a gathered copy: host memory, so that rank 0's accelerator
-                    full = full.cpu()  # holds one full tensor at a time, not the whole model
-                out.extend(megatron_to_hf(name, full.detach(), self.arch))
-        return out
+            yield from megatron_to_hf(name, full, self.arch)
 
     def save_pretrained(self, path: Path) -> None:
-        self._call("save_pretrained", Path(path))
-
-    def _save_pretrained(self, path: Path) -> None:
+        """Collective; rank 0 writes the HF folder."""
         from safetensors.torch import save_file
         from transformers import AutoConfig, AutoTokenizer
 
-        weights = self._hf_weights()
+        path = Path(path)
+        tensors = {}
+        for n, t in self.named_weights():
+            if distributed.is_main():
+                tensors[n] = t.detach().to("cpu").contiguous().clone()
         if not distributed.is_main():
             return
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        tensors = {n: t.detach().to("cpu").contiguous().clone() for n, t in weights}
         if self.arch.tie_embeddings:
             tensors.pop("lm_head.weight", None)
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
@@ -522,17 +513,12 @@ class MegatronLearner(Learner):
         os.replace(tmp, path)
 
     def reset_optimizer(self) -> None:
-        self._call("reset_optimizer")
-
-    def _reset_optimizer(self) -> None:
         self.optimizer = self._new_optimizer()
 
     def state_dict(self) -> dict[str, Any]:
-        """Model and AdamW state as *full* tensors under Megatron names (gathered to rank 0),
-        so a checkpoint resumes at any world size and tensor-parallel size."""
-        return self._call("state_dict")
-
-    def _state_dict(self) -> dict[str, Any]:
+        """Model and AdamW state as *full* tensors under Megatron names on rank 0 (gathered
+        by the TP group of data-parallel index 0; ``{}`` elsewhere), so a checkpoint resumes
+        at any world size and tensor-parallel size. Collective."""
         if self.dp_rank != 0:
             return {}
         opt = self.optimizer.state_dict()
@@ -553,6 +539,8 @@ class MegatronLearner(Learner):
                     )
                     for k, v in state.items()
                 }
+        if not distributed.is_main():
+            return {}
         groups = [{k: v for k, v in g.items() if k != "params"} for g in opt["param_groups"]]
         return {
             "format": STATE_FORMAT,
@@ -561,52 +549,11 @@ class MegatronLearner(Learner):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Rank 0 holds the full state (from the checkpoint). With several ranks only its
-        layout travels pickled; the tensors follow one at a time as tensor broadcasts, and
-        each rank keeps its shard: no rank ever holds more than one full tensor beyond its
-        shards (a pickled 7B state would be ~90 GB in one message)."""
+        """Every rank passes the full state (read from the checkpoint memory-mapped) and keeps
+        its own shards of each tensor."""
         if state.get("format") != STATE_FORMAT:
             raise ConfigError("learner checkpoint was not written by learner=megatron")
-        if self.world == 1:
-            self._call("load_state_dict", state)
-            return
-        layout = {
-            "param_groups": state["optimizer"]["param_groups"],
-            "tensors": [
-                (name, key, tuple(t.shape), t.dtype)
-                for name, key, t in _state_tensors(state)
-                if key != "step"
-            ],
-            "steps": {
-                name: moments["step"]
-                for name, moments in state["optimizer"]["state"].items()
-                if "step" in moments
-            },
-        }
-        self._call("load_state_stream", layout, local_args=(state,))
-
-    @torch.no_grad()
-    def _load_state_stream(self, layout: dict[str, Any], state: dict | None = None) -> None:
-        """Every rank: receive rank 0's tensors (``state`` there) one by one, keep shards."""
-        full = dict(((name, key), t) for name, key, t in _state_tensors(state)) if state else {}
-        model: dict[str, torch.Tensor] = {}
-        moments: dict[str, dict[str, Any]] = {
-            name: {"step": step} for name, step in layout["steps"].items()
-        }
-        for name, key, shape, dtype in layout["tensors"]:
-            if state is not None:
-                t = full[(name, key)].to(self.device, dtype).contiguous()
-            else:
-                t = torch.empty(shape, dtype=dtype, device=self.device)
-            dist.broadcast(t, src=0)
-            local = self._local(name, t).clone()  # a copy: the full tensor is freed now
-            if key is None:
-                model[name] = local
-            else:
-                moments.setdefault(name, {})[key] = local
-        sharded = {"model": model, "optimizer": {"param_groups": layout["param_groups"]}}
-        sharded["optimizer"]["state"] = moments
-        self._load_state_dict(sharded, sharded=True)
+        self._load_state_dict(state)
 
     def _local(self, name: str, full: torch.Tensor) -> torch.Tensor:
         """This rank's shard of a saved full tensor (vocabulary padding redone for this TP)."""
@@ -615,10 +562,9 @@ class MegatronLearner(Learner):
         return shard(full, tp_layout(name), self.tp_rank, self.tp).to(self.device)
 
     @torch.no_grad()
-    def _load_state_dict(self, state: dict[str, Any], sharded: bool = False) -> None:
-        """Load full tensors (cut to this rank's shards here) or, with ``sharded``, this
-        rank's shards already."""
-        local = (lambda name, t: t) if sharded else self._local
+    def _load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load full tensors, cut to this rank's shards here."""
+        local = self._local
         named = list(self.model.named_parameters())
         for name, p in named:
             p.copy_(local(name, state["model"][name]))

@@ -1,12 +1,14 @@
 """The OR1 policy loss: PPO clipped surrogate, no KL, token-level mean over the whole batch.
 
-Loss-normalisation contract: the batch loss is ``sum_{b,t} w[b,t] * l[b,t]`` where the
-weights ``w`` are computed once over the whole batch *before* it is cut into micro-batches
-(and, with data parallelism, before it is sharded over ranks); each micro-batch contributes
-``sum(w * l)`` over its own rows and gradients are summed, never averaged. Hence every mode
-except ``microbatch_token_mean`` gives the same loss and gradient for any split:
+Loss-normalisation contract: the step's loss is ``sum_{b,t} w[b,t] * l[b,t]`` over every row
+of every data-parallel rank, where each rank computes the weights ``w`` of its own rows once
+per step with the step's totals ``T`` (response tokens) and ``S`` (sequences) summed over all
+data-parallel ranks (:class:`or1.types.LossTotals`); each micro-batch contributes
+``sum(w * l)`` over its own rows and gradients are summed over micro-batches and ranks, never
+averaged. Hence every mode except ``microbatch_token_mean`` gives the same loss and gradient
+for any micro-batch or data-parallel split:
 
-* ``token_mean`` (default, the paper): ``w = m / sum(m)`` over all response tokens of the batch;
+* ``token_mean`` (default, the paper): ``w = m / T`` over all response tokens of the step;
 * ``seq_mean_token_sum``: ``w = m / S`` (S sequences): per-sequence token sums, averaged;
 * ``seq_mean_token_mean``: ``w = m / (S * len_s)``: per-sequence token means, averaged;
 * ``microbatch_token_mean`` (the released scripts): within micro-batch ``j`` a token mean,
@@ -23,6 +25,7 @@ import torch
 from or1.config import LossConfig
 from or1.hookspecs import hookimpl
 from or1.interfaces import PolicyLoss
+from or1.types import LossTotals
 
 AGG_MODES = ("token_mean", "seq_mean_token_sum", "seq_mean_token_mean", "microbatch_token_mean")
 
@@ -37,12 +40,19 @@ class OR1LossConfig(LossConfig):
     kl_coef: float = 0.0  # > 0: add kl_coef * k3(policy || reference); 0: no reference model
 
 
-def token_weights(mask: torch.Tensor, micro_batches: list[list[int]], agg: str) -> torch.Tensor:
-    """Aggregation weights for ``agg`` (see the module docstring)."""
+def token_weights(
+    mask: torch.Tensor,
+    micro_batches: list[list[int]],
+    agg: str,
+    totals: LossTotals | None = None,
+) -> torch.Tensor:
+    """Aggregation weights for ``agg`` (see the module docstring) of this rank's rows, with
+    the step's ``totals`` over every data-parallel rank (None: these rows are the step)."""
     m = mask.to(torch.float32)
-    seqs = m.shape[0]
+    totals = totals or LossTotals.of(m)
+    seqs = totals.sequences
     if agg == "token_mean":
-        return m / m.sum().clamp(min=1.0)
+        return m / max(totals.tokens, 1.0)
     if agg == "seq_mean_token_sum":
         return m / max(seqs, 1)
     if agg == "seq_mean_token_mean":
@@ -99,9 +109,12 @@ class OR1Loss(PolicyLoss):
         self.needs_reference = cfg.kl_coef > 0
 
     def token_weights(
-        self, response_mask: torch.Tensor, micro_batches: list[list[int]]
+        self,
+        response_mask: torch.Tensor,
+        micro_batches: list[list[int]],
+        totals: LossTotals | None = None,
     ) -> torch.Tensor:
-        return token_weights(response_mask, micro_batches, self.cfg.agg)
+        return token_weights(response_mask, micro_batches, self.cfg.agg, totals)
 
     def per_token_loss(
         self,

@@ -158,7 +158,13 @@ class TorchLearner(Learner):
             backward_micro_batch(loss, sub, w, logp, entropy, entropy_coef, sums)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         return finish_step(
-            self.optimizer, sums, weights, entropy_coef, float(grad_norm), len(micro), fused
+            self.optimizer,
+            sums,
+            float(weights.sum()),
+            entropy_coef,
+            float(grad_norm),
+            len(micro),
+            fused,
         )
 
     def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:

@@ -2,8 +2,11 @@
 
 The engine runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so that weight sync hands
 the learner's tensors to vLLM's own loader (``reload_weights``) without serialising them.
-vLLM is imported inside :class:`VLLMEngine`, after the environment it reads at import time
-points into the run folder.
+Under ``torchrun`` every rank holds its share of an engine inside its own process: vLLM's
+``external_launcher`` executor takes the launch's process group as its world, and
+``rollout.tensor_parallel_size`` consecutive ranks form one engine (each rank of it adds the
+same requests and gets the same outputs). vLLM is imported inside :class:`VLLMEngine`, after
+the environment it reads at import time points into the run folder.
 
 In-process side effects of vLLM that this module undoes: ``LLM(seed=...)`` reseeds Python's,
 NumPy's and torch's global RNGs (saved and restored around construction and sampling), and the
@@ -88,41 +91,11 @@ def _temp_dir(path: Path) -> Iterator[None]:
             os.environ["TMPDIR"] = old_env
 
 
-LAUNCHER_VARIABLES = (
-    "RANK",
-    "WORLD_SIZE",
-    "LOCAL_RANK",
-    "LOCAL_WORLD_SIZE",
-    "GROUP_RANK",
-    "GROUP_WORLD_SIZE",
-    "ROLE_RANK",
-    "ROLE_WORLD_SIZE",
-    "ROLE_NAME",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-)
-
-
 def _under_launcher() -> bool:
     """True inside a multi-process torchrun launch (the trainer's process group is set up)."""
     import torch.distributed as dist
 
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-@contextlib.contextmanager
-def _without_launcher_environment() -> Iterator[None]:
-    """Hide torchrun's variables while vLLM starts its engine process, so that process sets
-    up its own torch.distributed group instead of joining (and hanging on) the trainer's."""
-    saved = {
-        k: os.environ.pop(k)
-        for k in list(os.environ)
-        if k in LAUNCHER_VARIABLES or k.startswith("TORCHELASTIC_")
-    }
-    try:
-        yield
-    finally:
-        os.environ.update(saved)
 
 
 @contextlib.contextmanager
@@ -180,9 +153,9 @@ def _set_environment(
         path.mkdir(parents=True, exist_ok=True)
         os.environ[key] = str(path)
     # in-process engine: weight sync passes tensors by reference, start-up takes seconds. Under
-    # torchrun the engine gets its own process (and process group): an in-process engine would
-    # set up torch.distributed inside the trainer's launch and wait for ranks that never join.
-    in_process = (not on_gpu or tensor_parallel_size == 1) and not under_launcher
+    # torchrun it is always in-process (external_launcher: the launch's ranks are its workers);
+    # one process on GPU with tensor_parallel_size > 1 needs vLLM's worker processes.
+    in_process = not on_gpu or tensor_parallel_size == 1 or under_launcher
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -203,10 +176,12 @@ class VLLMEngine(RolloutEngine):
         self._calls = 0  # makes request ids unique across calls
         if not (self.model_path / "config.json").is_file():
             raise ConfigError(f"rollout=vllm: {self.model_path} is not a Hugging Face model folder")
-        if int(cfg.tensor_parallel_size) < 1 or (not self.on_gpu and cfg.tensor_parallel_size != 1):
+        self.under_launcher = _under_launcher()
+        tp = int(cfg.tensor_parallel_size)
+        if tp < 1 or (not self.on_gpu and not self.under_launcher and tp != 1):
             raise ConfigError(
-                f"rollout.tensor_parallel_size={cfg.tensor_parallel_size}: "
-                "must be 1 on CPU, >= 1 on GPU"
+                f"rollout.tensor_parallel_size={tp}: must be 1 in one process on CPU (one "
+                "engine over several CPU processes runs under torchrun), >= 1 on GPU"
             )
         if cfg.enable_sleep_mode and not self.on_gpu:
             log.info("rollout.enable_sleep_mode: no GPU, sleep/wake_up are no-ops")
@@ -228,14 +203,20 @@ class VLLMEngine(RolloutEngine):
         self.eos_ids = sorted(set(eos if isinstance(eos, list) else [eos]) - {None})
 
         self.run_root = Path(ctx.run_dir) / "vllm"
-        self.under_launcher = _under_launcher()
+        if self.under_launcher:  # each rank's own caches and temporary files
+            import torch.distributed as dist
+
+            self.run_root = self.run_root / f"rank{dist.get_rank()}"
         self.rpc_dir = _set_environment(
             self.run_root, self.on_gpu, int(cfg.tensor_parallel_size), self.under_launcher
         )
         self.llm = self._build_llm(int(ctx.seed))
         self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
         executor = self.llm.llm_engine.vllm_config.parallel_config.distributed_executor_backend
-        self.in_process = os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0" and executor == "uni"
+        self.in_process = os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0" and executor in (
+            "uni",
+            "external_launcher",
+        )
 
     # ------------------------------------------------------------------------------- build
 
@@ -259,6 +240,8 @@ class VLLMEngine(RolloutEngine):
             logprobs_mode="processed_logprobs",
             disable_log_stats=True,
         )
+        if self.under_launcher:  # this rank is a worker of its engine; the launch's group first
+            kw["distributed_executor_backend"] = "external_launcher"
         if cfg.max_model_len is not None:
             kw["max_model_len"] = int(cfg.max_model_len)
         if cfg.max_num_seqs is not None:
@@ -309,12 +292,8 @@ class VLLMEngine(RolloutEngine):
                         f"`pip install -e '.[gpu]'` (GPU) ({first_line(exc)[:300]})"
                     ) from None
                 try:
-                    if self.under_launcher:
-                        with _without_launcher_environment():
-                            llm = LLM(**self._llm_kwargs(seed))
-                    else:
-                        with _model_inspection_in_process(not self.on_gpu):
-                            llm = LLM(**self._llm_kwargs(seed))
+                    with _model_inspection_in_process(not self.on_gpu):
+                        llm = LLM(**self._llm_kwargs(seed))
                 except Exception as exc:
                     if _live_engines == 0:
                         _cleanup_vllm()
@@ -465,10 +444,12 @@ class VLLMEngine(RolloutEngine):
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         if self.asleep:
             self.wake_up()
-        weights = [(name, t.detach()) for name, t in named_tensors]
+        weights = ((name, t.detach()) for name, t in named_tensors)  # consumed lazily
         if self.in_process:
-            # vLLM's own loader: maps HF names onto fused qkv / gate_up and re-packs the CPU
-            # GEMM weights (a plain param.copy_() would not reach them)
+            # vLLM's own loader, tensor by tensor as the learner produces them (no file, no
+            # copy beyond the learner's gather bucket): maps HF names onto fused qkv / gate_up,
+            # shards them for the engine's TP and re-packs the CPU GEMM weights (a plain
+            # param.copy_() would not reach them)
             with self._threads():
                 self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         else:  # worker processes (GPU, tensor_parallel_size > 1): ship a safetensors folder
@@ -528,8 +509,10 @@ class VLLMEngine(RolloutEngine):
                 core.scheduler.shutdown()
                 gc.unfreeze()
         del llm, client, core
-        if last and self.in_process:  # an engine process of its own took its state with it;
-            _cleanup_vllm()  # here this would also destroy a torchrun launch's process group
+        # an engine process of its own took its state with it; under torchrun the clean-up
+        # would also destroy the launch's process group (the engine's world)
+        if last and self.in_process and not self.under_launcher:
+            _cleanup_vllm()
         else:
             gc.collect()
 
