@@ -79,10 +79,7 @@ def worker(
         from or1_plugins.megatron.learner import MegatronLearner, MegatronLearnerConfig
 
         cfg = MegatronLearnerConfig(lr=1e-4, tensor_parallel_size=world)
-        learner = MegatronLearner(OmegaConf.structured(cfg), ctx)
-        if rank != 0:
-            learner.serve()
-            return
+        learner = MegatronLearner(OmegaConf.structured(cfg), ctx)  # TP: every rank, one batch
     from transformers import AutoConfig
 
     batch = make_batch(args.sequences, args.length, AutoConfig.from_pretrained(model).vocab_size)
@@ -95,7 +92,8 @@ def worker(
         learner.train_step(batch, loss, 0.0)
         times.append(time.perf_counter() - t0)
     learner.close()
-    Path(out).write_text(f"{sum(batch.seq_lens) / statistics.median(times)}")
+    if rank == 0:  # TP: every rank trains the same batch (its shards)
+        Path(out).write_text(f"{sum(batch.seq_lens) / statistics.median(times)}")
 
 
 def free_port() -> int:

@@ -301,6 +301,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
             for name, files in eval_files(cfg, val_files).items()
         }
         model_path = resolve_model(cfg, registry, cache_dir)
+    check_parallel_sizes(cfg, model_path)
     check_free_disk(cfg, run_dir, model_path)
     tokenizer = load_tokenizer(model_path)
     max_len = cfg.data.max_prompt_length
@@ -372,6 +373,28 @@ def check_launch(cfg: DictConfig, registry: Registry) -> distributed.EngineLayou
             f"cannot run in a {n}-process torchrun launch"
         )
     return layout
+
+
+def check_parallel_sizes(cfg: DictConfig, model_path: Path) -> None:
+    """Every ``tensor_parallel_size`` (rollout's, learner's) must divide the model's attention
+    heads and KV heads, and the learner's the world: one line naming the key, before any
+    engine starts."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_path)
+    heads = int(getattr(config, "num_attention_heads", 0) or 0)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    world = distributed.world_size()
+    for group in ("rollout", "learner"):
+        tp = getattr(cfg[group], "tensor_parallel_size", None)
+        if tp is None:
+            continue
+        for what, count in (("attention heads", heads), ("KV heads", kv_heads)):
+            if count and int(tp) >= 1 and count % int(tp):
+                raise ConfigError(
+                    f"{group}.tensor_parallel_size={tp} does not divide the model's {count} "
+                    f"{what} (model.path={model_path})"
+                )
 
 
 def restart_rollout(run: Run) -> RolloutEngine:

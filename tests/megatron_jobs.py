@@ -1,4 +1,5 @@
-"""Jobs for the Megatron learner tests, run in real worker processes (spawned, gloo).
+"""Jobs for the multi-process tests (the Megatron learner, the data-parallel split), run in
+real worker processes (spawned, gloo).
 
 Imported by the spawned ranks by module name, so they stay free of pytest fixtures. Each rank
 uses one torch thread and a 60 s process-group timeout; rank 0 saves the job's result.
@@ -83,43 +84,73 @@ def record_hf_gradients(learner: Any) -> list[dict[str, torch.Tensor]]:
     return seen
 
 
+def share(learner: Any, batch: Any) -> tuple[list[int], Any]:
+    """This rank's rows of ``batch`` and their sub-batch, as the trainer's token-balanced
+    split deals them (every rank builds the same whole batch here)."""
+    from or1.dp_balance import partition
+
+    index, count = learner.data_shard()
+    bins = partition(batch.seq_lens, count)
+    rows = [i for i, b in enumerate(bins) if b == index]
+    return rows, batch.select(rows)
+
+
+def whole(learner: Any, batch: Any, rows: list[int], local: torch.Tensor) -> torch.Tensor:
+    """The ``[B, T]`` tensor of the whole batch from every data-parallel rank's ``local``
+    rows (a collective)."""
+    from or1 import distributed
+
+    full = torch.zeros(batch.input_ids.shape)
+    for tp_rank, r, t in distributed.all_gather_object((learner.tp_rank, rows, local)):
+        if tp_rank == 0 and r:
+            full[torch.as_tensor(r), : t.shape[1]] = t
+    return full
+
+
 def equivalence(
     model_path: str, tp: int, state_out: str | None = None, state_in: str | None = None
 ) -> dict:
     """Initial weights, log-probs, one train step (metrics, gradients, new weights, new
     log-probs); then optionally save the learner state and take a second step, or load a
-    state saved by another job and take the second step from it."""
+    state saved by another job and take the second step from it. Every rank runs it on its
+    share of the same batch (SPMD); rank 0's result holds whole-batch tensors."""
     from omegaconf import OmegaConf
 
     from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
 
     learner = make_learner(model_path, tp)
     grads = record_hf_gradients(learner)
-    if int(os.environ.get("RANK", "0")) != 0:  # SPMD: the other ranks carry out rank 0's calls
-        learner.serve()
-        return {}
     vocab = learner.arch.vocab_size
     batch = make_batch([6, 9, 4, 12, 7], vocab, budget=16)
+    rows, sub = share(learner, batch)
     loss = OR1Loss(OmegaConf.structured(OR1LossConfig(clip_eps_high=0.28)))
+
+    def logprobs() -> tuple[torch.Tensor, torch.Tensor]:
+        lp, h = learner.compute_logprobs(sub)
+        return whole(learner, batch, rows, lp), whole(learner, batch, rows, h)
+
     out: dict[str, Any] = {"weights0": {n: t.clone() for n, t in learner.named_weights()}}
-    out["logp0"], out["ent0"] = learner.compute_logprobs(batch)
-    batch.old_logprobs = behaviour_logprobs(out["logp0"], batch)
-    out["metrics1"] = learner.train_step(batch, loss, 0.01)
+    out["logp0"], out["ent0"] = logprobs()
+    old = behaviour_logprobs(out["logp0"], batch)
+    sub.old_logprobs = old[rows, : sub.input_ids.shape[1]] if rows else old[:0, :1]
+    out["metrics1"] = learner.train_step(sub, loss, 0.01)
     out["grads1"] = grads[0] if grads else None
     out["weights1"] = {n: t.clone() for n, t in learner.named_weights()}
-    out["logp1"], out["ent1"] = learner.compute_logprobs(batch)
+    out["logp1"], out["ent1"] = logprobs()
     if state_out:
-        torch.save(learner.state_dict(), state_out)
+        state = learner.state_dict()
+        if int(os.environ.get("RANK", "0")) == 0:
+            torch.save(state, state_out)
     if state_in:
-        learner.load_state_dict(torch.load(state_in, weights_only=False))
-        out["logp_loaded"], _ = learner.compute_logprobs(batch)
+        learner.load_state_dict(torch.load(state_in, weights_only=False, mmap=True))
+        out["logp_loaded"], _ = logprobs()
     if state_out or state_in:
-        out["metrics2"] = learner.train_step(batch, loss, 0.01)
-        out["logp2"], _ = learner.compute_logprobs(batch)
+        out["metrics2"] = learner.train_step(sub, loss, 0.01)
+        out["logp2"], _ = logprobs()
     if state_out:  # a non-finite loss: no step on any rank
         before = {n: t.clone() for n, t in learner.named_weights()}
-        bad = make_batch([6, 9, 4, 12, 7], vocab, budget=16)
-        bad.old_logprobs = batch.old_logprobs
+        bad = sub.select(list(range(sub.num_sequences)))
+        bad.old_logprobs = sub.old_logprobs
         bad.advantages = bad.advantages * float("nan")
         out["metrics_nan"] = learner.train_step(bad, loss, 0.01)
         out["nan_step_moved"] = max(
@@ -133,25 +164,35 @@ def equivalence(
 def on_policy_pair(learner: Any, loss: Any, grads: list[dict[str, torch.Tensor]]) -> dict:
     """The same on-policy step twice from the same state: the learner's own
     ``on_policy_step`` (fused when it can) and the interface's two-pass default; the entropy
-    coefficient is a function of the log-probs / entropies handed to it (each call kept)."""
-    from or1.batch import masked_mean
+    coefficient is a function of the log-probs / entropies handed to it (each call kept),
+    reduced over the ranks as the trainer's is."""
+    from or1 import distributed
     from or1.interfaces import Learner
 
-    state = learner.state_dict()
+    state = distributed.broadcast_object(learner.state_dict())  # tiny model: small
     out: dict[str, Any] = {"onp_seen": []}
+    batch = make_batch([6, 9, 4, 12, 7], learner.arch.vocab_size, seed=3)
+    rows, sub = share(learner, batch)
+    seen = []
 
     def coef(old: torch.Tensor, ent: torch.Tensor) -> float:
-        out["onp_seen"].append((old.clone(), ent.clone()))
-        return 0.5 * masked_mean(ent, batch.response_mask)
+        seen.append((old.clone(), ent.clone()))
+        total, weight = distributed.all_reduce(
+            [float((ent * sub.response_mask).sum()), float(sub.response_mask.sum())]
+        )
+        return 0.5 * total / weight
 
     for key, step in (("fused", learner.on_policy_step), ("default", Learner.on_policy_step)):
         learner.load_state_dict(state)
-        batch = make_batch([6, 9, 4, 12, 7], learner.arch.vocab_size, seed=3)
-        args = (batch, loss, coef) if key == "fused" else (learner, batch, loss, coef)
+        sub.old_logprobs = None
+        args = (sub, loss, coef) if key == "fused" else (learner, sub, loss, coef)
         out[f"onp_{key}"] = step(*args)
-        out[f"onp_{key}_old"] = batch.old_logprobs.clone()
+        out[f"onp_{key}_old"] = whole(learner, batch, rows, sub.old_logprobs)
         out[f"onp_{key}_grads"] = grads[-1] if grads else None
-        out["onp_batch"] = batch
+    out["onp_seen"] = [
+        (whole(learner, batch, rows, o), whole(learner, batch, rows, h)) for o, h in seen
+    ]
+    out["onp_batch"] = batch
     return out
 
 
@@ -161,7 +202,25 @@ def sequence(runs: list[dict]) -> list[dict]:
     return [equivalence(**kwargs) for kwargs in runs]
 
 
-JOBS = {"equivalence": equivalence, "sequence": sequence}
+def exchange(
+    rows_per_rank: list[list[tuple[list[int], int, float, bool]]], dp_of: list[int]
+) -> dict:
+    """Every rank hands its rows to the token-balanced split (``dp_of[rank]``: its
+    data-parallel index); each rank's received rows, gathered on rank 0."""
+    from or1 import distributed
+    from or1.batch import SequenceRow
+    from or1.dp_balance import balance
+
+    me = distributed.rank()
+    rows = [SequenceRow(*r) for r in rows_per_rank[me]]
+    received, imbalance = balance(rows, dp_of[me], len(set(dp_of)))
+    got = distributed.all_gather_object(
+        [(r.ids, r.start, r.advantage, r.in_loss) for r in received]
+    )
+    return {"received": got, "imbalance": imbalance}
+
+
+JOBS = {"equivalence": equivalence, "sequence": sequence, "exchange": exchange}
 
 
 def _worker(rank: int, world: int, port: int, job: str, kwargs: dict, out_file: str) -> None:

@@ -1,4 +1,5 @@
-"""``or1-train learner=megatron`` as users launch it: one process (TP=1) and torchrun (TP=2)."""
+"""``or1-train learner=megatron`` as users launch it: one process (TP=1), torchrun (TP=2 and
+DP=2, every rank generating), two "nodes", a killed rank and a killed launch resumed."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, FAST_RUN, LIGHTLY_WARMED, read_jsonl, run_cli
+from tests.conftest import BIN, COMPARED, FAST_RUN, LIGHTLY_WARMED, read_jsonl, run_cli
+from tests.megatron_jobs import free_port
 
 # A lightly warmed tiny model (about 20% accuracy; its answers need up to 64 tokens) so that
 # groups have reward variance and loss/pg is not trivially zero; built once into the test cache.
@@ -68,24 +70,25 @@ def test_tp_size_without_the_processes_is_a_one_line_error(tmp_path, cache_dir):
 
 
 @pytest.mark.slow
-def test_two_steps_at_tp1_and_under_torchrun_at_tp2_agree(tmp_path, cache_dir):
+def test_tp2_and_dp2_under_torchrun_agree(tmp_path, cache_dir):
+    # both launches have two rollout engines (one per rank, same seeds) and differ only in
+    # the learner's layout: TP=2 x DP=1 against TP=1 x DP=2 (token-balanced split)
     common = [*RUN, *WARM, "trainer.total_steps=2", "trainer.eval_at_start=false"]
-    one = run_cli(
-        "or1-train", [*common, f"hydra.run.dir={tmp_path / 'tp1'}"], tmp_path, timeout=900
-    )
-    assert one.returncode == 0, one.stderr[-3000:]
-    two = torchrun(
-        [*common, "learner.tensor_parallel_size=2", f"hydra.run.dir={tmp_path / 'tp2'}"], tmp_path
-    )
-    out, _ = two.communicate(timeout=900)
-    assert two.returncode == 0, out[-6000:]
-    a, b = (
-        read_jsonl(tmp_path / "tp1" / "metrics.jsonl"),
-        read_jsonl(tmp_path / "tp2" / "metrics.jsonl"),
-    )
+    runs = {}
+    for name, tp in (("tp2", 2), ("dp2", 1)):
+        launch = torchrun(
+            [*common, f"learner.tensor_parallel_size={tp}", f"hydra.run.dir={tmp_path / name}"],
+            tmp_path,
+        )
+        out, _ = launch.communicate(timeout=900)
+        assert launch.returncode == 0, out[-6000:]
+        runs[name] = read_jsonl(tmp_path / name / "metrics.jsonl")
+    a, b = runs["tp2"], runs["dp2"]
     assert [m["step"] for m in a] == [m["step"] for m in b] == [1, 2]
     for x, y in zip(a, b, strict=True):
-        for key in ("loss/pg", "entropy/value", "loss/entropy", "reward/mean"):
+        assert x["rollout/engines"] == y["rollout/engines"] == 2
+        assert x["rollout/engine0_samples"] == x["rollout/engine1_samples"] == 8
+        for key in ("loss/pg", "entropy/value", "loss/entropy", "reward/mean", "grad_norm"):
             assert y[key] == pytest.approx(x[key], rel=1e-3, abs=1e-6), (x["step"], key)
     assert any(abs(m["loss/pg"]) > 1e-4 for m in a)  # rewards varied: the comparison is not 0 == 0
     assert (tmp_path / "tp2" / "final_model" / "model.safetensors").is_file()
@@ -136,39 +139,156 @@ def _pids_with(entry: str) -> list[int]:
     ]
 
 
+VLLM_DP2 = [
+    *FAST_RUN,
+    "learner=megatron",
+    "rollout=vllm",
+    "filter=none",
+    "trainer.eval_at_start=false",
+    "eval.max_problems=4",
+    "entropy.target=100",
+    "entropy.delta=0.05",
+    "entropy.coef_max=1.0",
+    "learner.lr=0.01",
+    "trainer.save_every=2",
+]
+
+
 @pytest.mark.slow
-def test_vllm_rollout_under_torchrun_samples_what_one_process_samples(tmp_path, cache_dir):
-    # rank 0's vLLM engine runs in its own process under torchrun; weights move every step
-    # (entropy bonus always on), so equal samples at steps 2-3 show the weight sync worked
-    common = [
-        *FAST_RUN,
-        "learner=megatron",
-        "rollout=vllm",
-        "trainer.total_steps=3",
-        "filter=none",
-        "trainer.eval_at_start=false",
-        "eval.max_problems=2",
-        "entropy.target=100",
-        "entropy.delta=0.05",
-        "entropy.coef_max=1.0",
-        "learner.lr=0.01",
-    ]
+def test_vllm_dp2_every_rank_generates_and_a_killed_launch_resumes_exactly(tmp_path, cache_dir):
+    """The default engines under torchrun, TP=1 so DP=2: one vLLM engine per rank, weights
+    synced in memory (no file under the run folder), and kill -9 after a checkpoint followed
+    by trainer.resume=auto repeats the uninterrupted run's later steps exactly."""
+    whole = torchrun(
+        [*VLLM_DP2, "trainer.total_steps=4", f"hydra.run.dir={tmp_path / 'a'}"], tmp_path
+    )
+    out, _ = whole.communicate(timeout=900)
+    assert whole.returncode == 0, out[-6000:]
+    a = read_jsonl(tmp_path / "a" / "metrics.jsonl")
+    assert [m["step"] for m in a] == [1, 2, 3, 4]
+    for m in a:
+        assert m["rollout/engines"] == 2
+        assert m["rollout/engine0_samples"] == m["rollout/engine1_samples"] == 8
+        assert m["weight_sync/bytes"] > 1e6 and m["weight_sync/s"] > 0
+    written = [p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.safetensors")]
+    assert all(p.parts[0] == "final_model" for p in written), written  # no weight-sync files
+    assert a[3]["entropy/value"] != pytest.approx(a[0]["entropy/value"], rel=1e-4)  # it moved
+
+    run_dir = tmp_path / "b"
+    args = [*VLLM_DP2, "trainer.total_steps=4", f"hydra.run.dir={run_dir}"]
+    launch = torchrun(args, tmp_path, start_new_session=True)
+    try:
+        deadline = time.time() + 600
+        while not (run_dir / "checkpoints" / "step_2" / "manifest.json").is_file():
+            assert launch.poll() is None and time.time() < deadline
+            time.sleep(0.2)
+        os.killpg(launch.pid, signal.SIGKILL)
+        launch.wait(timeout=60)
+    finally:
+        if launch.poll() is None:
+            os.killpg(launch.pid, signal.SIGKILL)
+    resumed = torchrun([*args, "trainer.resume=auto"], tmp_path)
+    out, _ = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, out[-6000:]
+    b = {m["step"]: m for m in read_jsonl(run_dir / "metrics.jsonl")}
+    for m in a[2:]:
+        for key in COMPARED:
+            assert b[m["step"]][key] == pytest.approx(m[key], rel=1e-5, abs=1e-7), (m["step"], key)
+
+    # a DP=2 checkpoint resumes in one process
     one = run_cli(
-        "or1-train", [*common, f"hydra.run.dir={tmp_path / 'one'}"], tmp_path, timeout=900
+        "or1-train",
+        [
+            *VLLM_DP2,
+            "trainer.total_steps=5",
+            "trainer.resume=auto",
+            f"hydra.run.dir={tmp_path / 'a'}",
+        ],
+        tmp_path,
+        timeout=900,
     )
     assert one.returncode == 0, one.stderr[-3000:]
-    two = torchrun(
-        [*common, "learner.tensor_parallel_size=2", f"hydra.run.dir={tmp_path / 'two'}"], tmp_path
+    steps = [m["step"] for m in read_jsonl(tmp_path / "a" / "metrics.jsonl")]
+    assert steps[-1] == 5 and steps.count(5) == 1
+
+
+@pytest.mark.slow
+def test_two_node_launch_runs_and_a_killed_rank_ends_it(tmp_path, cache_dir):
+    """Two torchrun launches of one process each, as two "nodes" meeting at a rendezvous
+    endpoint: three steps and exit 0 on both."""
+    port = free_port()
+    args = [*FAST_RUN, *RUN[:1], "trainer.total_steps=3", f"hydra.run.dir={tmp_path / 'run'}"]
+    nodes = [
+        subprocess.Popen(
+            [
+                str(BIN / "torchrun"),
+                "--nnodes=2",
+                f"--node-rank={rank}",
+                "--nproc-per-node=1",
+                "--rdzv-backend=c10d",
+                f"--rdzv-endpoint=127.0.0.1:{port}",
+                str(BIN / "or1-train"),
+                *args,
+            ],
+            cwd=tmp_path,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for rank in (0, 1)
+    ]
+    outs = [n.communicate(timeout=900)[0] for n in nodes]
+    for n, out in zip(nodes, outs, strict=True):
+        assert n.returncode == 0, out[-6000:]
+    m = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [x["step"] for x in m] == [1, 2, 3] and m[0]["rollout/engines"] == 2
+
+
+def test_a_rollout_parallel_size_that_does_not_divide_the_world_is_a_one_line_error(
+    tmp_path, cache_dir
+):
+    proc = run_cli(
+        "or1-train", [*FAST_RUN, "rollout=vllm", "rollout.tensor_parallel_size=2"], tmp_path
     )
-    out, _ = two.communicate(timeout=900)
-    assert two.returncode == 0, out[-6000:]
-    a, b = (
-        read_jsonl(tmp_path / "one" / "metrics.jsonl"),
-        read_jsonl(tmp_path / "two" / "metrics.jsonl"),
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "or1: error: rollout.tensor_parallel_size=2 does not divide the 1 process(es)"
     )
-    assert [m["step"] for m in a] == [m["step"] for m in b] == [1, 2, 3]
-    for x, y in zip(a, b, strict=True):
-        assert y["response_length/mean"] == x["response_length/mean"]
-        assert y["entropy/value"] == pytest.approx(x["entropy/value"], rel=1e-5)
-        assert y["timing/weight_sync_s"] > 0
-    assert a[2]["entropy/value"] != pytest.approx(a[0]["entropy/value"], rel=1e-4)
+    assert "Traceback" not in proc.stderr and not list(tmp_path.rglob("metrics.jsonl"))
+
+
+def test_ranks_that_disagree_on_the_config_stop_on_every_rank(tmp_path, cache_dir):
+    """Two ranks of one launch (torchrun's variables set by hand) with different seeds: both
+    exit 2 with one line naming the key, before any model is built."""
+    port = free_port()
+    procs = []
+    for rank, seed in ((0, 1), (1, 2)):
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+        args = [*FAST_RUN, *RUN[:1], f"trainer.seed={seed}", f"hydra.run.dir={tmp_path / 'run'}"]
+        procs.append(
+            subprocess.Popen(
+                [str(BIN / "or1-train"), *args],
+                cwd=tmp_path,
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        )
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 2, err[-3000:]
+        assert err.strip().splitlines()[-1] == (
+            "or1: error: the ranks of this launch disagree on the config: trainer.seed differs "
+            "between rank 0 and rank 1 (start every rank with the same overrides)"
+        )
+    assert not (tmp_path / "run" / "checkpoints").exists()
