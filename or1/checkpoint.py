@@ -1,7 +1,8 @@
 """Atomic, verifiable checkpoints: ``<run>/checkpoints/step_<N>/``.
 
-A checkpoint folder holds ``learner.pt`` (the learner's state: model and optimiser),
-``state.pt`` (trainer cursor, RNG states, every other component's state) and, written last,
+A checkpoint folder holds the learner's state (model and optimiser): ``learner.pt``, or a
+``learner/`` folder of per-rank shards for a learner with sharded checkpoints; ``state.pt``
+(trainer cursor, RNG states, every other component's state) and, written last,
 ``manifest.json`` with the SHA-256 of each file. It is built under a temporary name and
 renamed into place, so a folder named ``step_<N>`` is complete; a folder whose manifest is
 missing or whose checksums do not match is skipped (with a warning) when resuming. The
@@ -48,20 +49,37 @@ def _fsync_dir(path: Path) -> None:
 def save(root: Path, step: int, parts: dict[str, Any], keep: int = 0) -> Path:
     """Write ``parts`` (name -> picklable object, one ``<name>.pt`` each) as checkpoint
     ``step`` under ``root`` atomically; then keep only the newest ``keep`` (0: all)."""
+    return commit(root, step, begin(root, step), parts, keep)
+
+
+def begin(root: Path, step: int) -> Path:
+    """The temporary folder of checkpoint ``step`` (``root/.step_<N>.tmp-<pid>``), made
+    empty. Other writers (a sharded learner's ranks) may add files under it before
+    :func:`commit`."""
     root.mkdir(parents=True, exist_ok=True)
     remove_orphans(root)
-    final = root / f"step_{step}"
     tmp = root / f".step_{step}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    files = {}
+    return tmp
+
+
+def commit(root: Path, step: int, tmp: Path, parts: dict[str, Any], keep: int = 0) -> Path:
+    """Write ``parts`` into ``tmp`` (one ``<name>.pt`` each), then ``manifest.json`` with the
+    SHA-256 of every file under ``tmp`` (sub-folders included), and rename it into place as
+    ``root/step_<N>``; then keep only the newest ``keep`` checkpoints (0: all)."""
+    final = root / f"step_{step}"
     for name, obj in parts.items():
         path = tmp / f"{name}.pt"
         with path.open("wb") as fh:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        files[path.name] = sha256_file(path)
+    files = {
+        str(f.relative_to(tmp)): sha256_file(f)
+        for f in sorted(tmp.rglob("*"))
+        if f.is_file() and f.name != MANIFEST
+    }
     manifest = {"format": 1, "step": step, "files": files}
     with (tmp / MANIFEST).open("w") as fh:
         json.dump(manifest, fh, indent=1)

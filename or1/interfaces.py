@@ -70,7 +70,13 @@ class Stateful:
 
 
 class RolloutEngine(Stateful, ABC):
-    """Samples completions from the current policy."""
+    """Samples completions from the current policy.
+
+    Under ``torchrun`` every rank builds its engine (an engine may span
+    ``tensor_parallel_size`` consecutive ranks, which then receive the same calls); each
+    engine is called with the prompts dealt to it (a call is skipped when none were),
+    ``update_weights`` gets the full weights from the learner shards of the same rank, and
+    ``state_dict`` is kept per rank."""
 
     owns_process_group: bool = False
     """True for engines that set up torch.distributed's default process group in the trainer's
@@ -215,6 +221,21 @@ class Learner(Stateful, ABC):
     reduced over the ranks (equal on every rank). :meth:`named_weights`, :meth:`state_dict`,
     :meth:`load_state_dict`, :meth:`save_pretrained` and :meth:`reset_optimizer` are
     collective: every rank calls them together."""
+
+    sharded_checkpoints: bool = False
+    """True for learners that write their checkpoint state rank by rank
+    (:meth:`save_sharded` / :meth:`load_sharded`) instead of one ``state_dict``."""
+
+    def save_sharded(self, folder: Path) -> None:
+        """Collective: every rank writes its own shards of the model and optimiser state into
+        ``folder`` (the checkpoint's ``learner/``, on a file system every rank sees); no rank
+        gathers more than its own shards. Only for ``sharded_checkpoints`` learners."""
+        raise NotImplementedError(f"{type(self).__name__} has no sharded checkpoints")
+
+    def load_sharded(self, folder: Path) -> None:
+        """Collective: every rank reads the parts of ``folder`` (written by
+        :meth:`save_sharded`, possibly at another parallel layout) that its own shards need."""
+        raise NotImplementedError(f"{type(self).__name__} has no sharded checkpoints")
 
     def data_shard(self) -> tuple[int, int]:
         """``(index, count)``: this rank's data-parallel index and the number of data-parallel

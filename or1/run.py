@@ -377,14 +377,12 @@ def check_launch(cfg: DictConfig, registry: Registry) -> distributed.EngineLayou
 
 def check_parallel_sizes(cfg: DictConfig, model_path: Path) -> None:
     """Every ``tensor_parallel_size`` (rollout's, learner's) must divide the model's attention
-    heads and KV heads, and the learner's the world: one line naming the key, before any
-    engine starts."""
+    heads and KV heads: one line naming the key, before any engine starts."""
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(model_path)
     heads = int(getattr(config, "num_attention_heads", 0) or 0)
     kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
-    world = distributed.world_size()
     for group in ("rollout", "learner"):
         tp = getattr(cfg[group], "tensor_parallel_size", None)
         if tp is None:
@@ -430,15 +428,16 @@ def find_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
 
 
 def checkpoint_parts(run: Run, step: int) -> dict[str, Any]:
-    """What a checkpoint holds; collective (every rank calls it). The learner's state as its
-    ``state_dict`` gives it on rank 0; the trainer's state once (the sampler, stage schedule
+    """What a checkpoint holds besides a sharded learner's ``learner/`` folder; collective
+    (every rank calls it). The learner's ``state_dict`` (as it gives it on rank 0) unless its
+    checkpoints are sharded; the trainer's state once (the sampler, stage schedule
     and controllers are the same on every rank); each rank's own RNG and rollout-engine state
     under ``ranks`` (gathered: a few kilobytes each). Only rank 0's answer is written."""
     c = run.components
-    learner = c.learner.state_dict()
+    learner = None if c.learner.sharded_checkpoints else c.learner.state_dict()
     ranks = distributed.all_gather_object({"rng": rng_state(), "rollout": c.rollout.state_dict()})
     return {
-        "learner": learner,
+        **({"learner": learner} if learner is not None else {}),
         "state": {
             "step": step,
             "sampler": run.sampler.state_dict(),
@@ -452,11 +451,19 @@ def checkpoint_parts(run: Run, step: int) -> dict[str, Any]:
 
 
 def restore(run: Run, path: Path) -> None:
-    """Every rank reads the checkpoint (the learner's file memory-mapped: each rank keeps only
-    its shards) and takes its own RNG and engine state; a checkpoint of another world size
+    """Every rank reads the checkpoint (a sharded learner's slices of ``learner/``, or
+    ``learner.pt`` memory-mapped: each rank keeps only its shards) and takes its own RNG and engine state; a checkpoint of another world size
     gives every rank rank 0's."""
     state = checkpoint.load(path, "state")
-    run.components.learner.load_state_dict(checkpoint.load(path, "learner", mmap=True))
+    learner = run.components.learner
+    if (path / "learner").is_dir():
+        if not learner.sharded_checkpoints:
+            raise ConfigError(
+                f"{path}: a sharded learner checkpoint; learner={run.cfg.learner.name} cannot read it"
+            )
+        learner.load_sharded(path / "learner")
+    else:
+        learner.load_state_dict(checkpoint.load(path, "learner", mmap=True))
     for name in STATEFUL:
         if name != "rollout":
             getattr(run.components, name).load_state_dict(state["components"][name])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from or1 import checkpoint, distributed
@@ -218,11 +219,19 @@ def enter_stage(run: Run, previous: Any, stage: Any, loggers: LoggerSet) -> None
 
 
 def save_checkpoint(run: Run, step: int, loggers: LoggerSet) -> None:
-    """Collective: every rank hands over its part; rank 0 writes the folder."""
+    """Collective: rank 0 opens the temporary folder, a sharded learner's ranks write their
+    shards into it, every rank hands over its small state, and rank 0 commits the folder."""
+    root, learner = run.run_dir / "checkpoints", run.components.learner
+    tmp = distributed.broadcast_object(
+        str(checkpoint.begin(root, step)) if distributed.is_main() else None
+    )
+    if learner.sharded_checkpoints:
+        learner.save_sharded(Path(tmp) / "learner")
     parts = checkpoint_parts(run, step)
+    distributed.barrier()  # every rank's shards are on disk
     if distributed.is_main():
-        path = checkpoint.save(
-            run.run_dir / "checkpoints", step, parts, keep=run.cfg.trainer.keep_checkpoints
+        path = checkpoint.commit(
+            root, step, Path(tmp), parts, keep=run.cfg.trainer.keep_checkpoints
         )
         loggers.message(f"checkpoint saved: {path}")
         run.hook.or1_checkpoint_saved(step=step, path=path)

@@ -137,12 +137,16 @@ def equivalence(
     out["grads1"] = grads[0] if grads else None
     out["weights1"] = {n: t.clone() for n, t in learner.named_weights()}
     out["logp1"], out["ent1"] = logprobs()
-    if state_out:
+    if state_out:  # both formats: the full state (rank 0's file) and the sharded folder
         state = learner.state_dict()
         if int(os.environ.get("RANK", "0")) == 0:
             torch.save(state, state_out)
-    if state_in:
-        learner.load_state_dict(torch.load(state_in, weights_only=False, mmap=True))
+        learner.save_sharded(Path(state_out + ".sharded"))
+    if state_in:  # a folder: the sharded format; a file: the full state
+        if state_in.endswith(".sharded"):
+            learner.load_sharded(Path(state_in))
+        else:
+            learner.load_state_dict(torch.load(state_in, weights_only=False, mmap=True))
         out["logp_loaded"], _ = logprobs()
     if state_out or state_in:
         out["metrics2"] = learner.train_step(sub, loss, 0.01)

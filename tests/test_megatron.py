@@ -29,19 +29,20 @@ def max_diff(
 
 @pytest.fixture(scope="module")
 def runs(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """The equivalence job at TP=2 (saving its state after step 1), at TP=1 x DP=2 and again
-    at TP=2 (both loading that state, streamed to two ranks, for step 2), and at TP=1 in one
-    process (loading it too)."""
+    """The equivalence job at TP=2 (saving its state after step 1, as one full state and as
+    sharded files), at TP=1 x DP=2 (loading the sharded files) and again at TP=2 (the full
+    state) for step 2, and at TP=1 in one process (the sharded files)."""
     out = tmp_path_factory.mktemp("megatron")
     state = str(out / "tp2_state.pt")
     model = str(tiny_model)
+    sharded = state + ".sharded"  # the same state as each TP rank's own shards
     runs = [
         {"model_path": model, "tp": 2, "state_out": state},
-        {"model_path": model, "tp": 1, "state_in": state},
+        {"model_path": model, "tp": 1, "state_in": sharded},
         {"model_path": model, "tp": 2, "state_in": state},
     ]
     tp2, dp2, tp2_again = launch("sequence", 2, out, runs=runs)  # two processes each
-    tp1 = launch("equivalence", 1, out, model_path=model, tp=1, state_in=state)
+    tp1 = launch("equivalence", 1, out, model_path=model, tp=1, state_in=sharded)
     return {"tp1": tp1, "tp2": tp2, "dp2": dp2, "tp2_again": tp2_again}
 
 
@@ -74,8 +75,9 @@ def test_parallel_runs_equal_tp1(runs, other):
 
 @pytest.mark.parametrize("resumed", ["tp1", "dp2", "tp2_again"])
 def test_checkpoint_from_tp2_resumes_anywhere(runs, resumed):
-    """TP=2 saved its state after step 1; TP=1 in one process, TP=1 x DP=2 and TP=2 (the
-    state streamed tensor by tensor from rank 0) load it and take step 2 the same way."""
+    """TP=2 saved its state after step 1; TP=1 in one process and TP=1 x DP=2 (from the
+    sharded files, resharded as they load) and TP=2 (the full state) load it and take step 2
+    the same way: weights and AdamW moments restored."""
     tp1, tp2 = runs[resumed], runs["tp2"]
     assert max_diff(tp1["logp_loaded"], tp2["logp1"]) <= LOGP_TOL
     assert tp1["metrics2"]["loss/pg"] == pytest.approx(

@@ -44,6 +44,7 @@ from or1.learner_step import (
 )
 from or1.types import LossTotals, TrainBatch
 
+from . import sharded_checkpoint
 from .cpu_shims import apply_cpu_shims
 from .hf_mapping import (
     VOCAB_PARAMS,
@@ -547,6 +548,64 @@ class MegatronLearner(Learner):
             "model": model,
             "optimizer": {"param_groups": groups, "state": moments},
         }
+
+    sharded_checkpoints = True
+
+    def save_sharded(self, folder: Path) -> None:
+        """Each tensor-parallel rank of data-parallel index 0 writes its shards of every
+        parameter and AdamW moment (:mod:`or1_plugins.megatron.sharded_checkpoint`); rank 0
+        the index. No gather: a rank holds its own shards only."""
+        named = list(self.model.named_parameters())
+        opt = self.optimizer.state_dict()
+        tensors, steps = [], {}
+        for i, (name, p) in enumerate(named):
+            layout = tp_layout(name)
+            limit = self.arch.vocab_size if name in VOCAB_PARAMS else None
+            tensors.append((name, p, layout, limit))
+            for k, v in opt["state"].get(i, {}).items():
+                if k == "step":
+                    steps[name] = float(v)
+                else:
+                    tensors.append((f"{name}::{k}", v, layout, limit))
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in opt["param_groups"]]
+        sharded_checkpoint.save(
+            Path(folder),
+            tensors,
+            self.tp_rank,
+            self.tp,
+            distributed.all_gather_object,
+            write=self.dp_rank == 0,
+            extra={"param_groups": groups, "steps": steps},
+            is_main=distributed.is_main(),
+        )
+
+    @torch.no_grad()
+    def load_sharded(self, folder: Path) -> None:
+        """Every rank fills its shards from the slices of the saved pieces it needs."""
+        try:
+            reader = sharded_checkpoint.Reader(Path(folder))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"learner checkpoint {folder}: {exc}") from None
+        named = list(self.model.named_parameters())
+        keys = reader.keys()
+        missing = [n for n, _ in named if n not in keys]
+        if missing:
+            raise ConfigError(f"learner checkpoint {folder} lacks {missing[0]}")
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for i, (name, p) in enumerate(named):
+            layout = tp_layout(name)
+            reader.fill(name, p.data, layout, self.tp_rank, self.tp)
+            moments = {}
+            for k in ("exp_avg", "exp_avg_sq"):
+                if f"{name}::{k}" in keys:
+                    moments[k] = torch.zeros_like(p)
+                    reader.fill(f"{name}::{k}", moments[k], layout, self.tp_rank, self.tp)
+            if moments:
+                moments["step"] = torch.tensor(reader.doc["steps"][name])
+                state[i] = moments
+        self.optimizer = self._new_optimizer()
+        groups = [dict(g, params=list(range(len(named)))) for g in reader.doc["param_groups"]]
+        self.optimizer.load_state_dict({"state": state, "param_groups": groups})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Every rank passes the full state (read from the checkpoint memory-mapped) and keeps
