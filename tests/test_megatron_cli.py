@@ -309,3 +309,30 @@ def test_ranks_that_disagree_on_the_config_stop_on_every_rank(tmp_path, cache_di
             "between rank 0 and rank 1 (start every rank with the same overrides)"
         )
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_one_vllm_engine_across_two_ranks_samples_what_one_process_samples(tmp_path, cache_dir):
+    """``rollout.tensor_parallel_size=2``: one vLLM engine spans both ranks (shared-memory TP
+    on CPU), the learner is DP=2; weights move every step (entropy bonus on), so equal samples
+    at steps 2-3 show the in-memory sync reached both ranks' halves of the engine."""
+    common = [*RUN, *WARM, "rollout=vllm", "trainer.total_steps=3"]
+    one = run_cli(
+        "or1-train", [*common, f"hydra.run.dir={tmp_path / 'one'}"], tmp_path, timeout=900
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = torchrun(
+        [*common, "rollout.tensor_parallel_size=2", f"hydra.run.dir={tmp_path / 'two'}"], tmp_path
+    )
+    out, _ = two.communicate(timeout=900)
+    assert two.returncode == 0, out[-6000:]
+    a, b = (read_jsonl(tmp_path / n / "metrics.jsonl") for n in ("one", "two"))
+    assert [m["step"] for m in a] == [m["step"] for m in b] == [0, 1, 2, 3]
+    assert b[0]["val/val/avg@2"] == a[0]["val/val/avg@2"]
+    for x, y in zip(a[1:], b[1:], strict=True):
+        assert y["rollout/engines"] == 1 and y["rollout/engine0_samples"] == 16
+        assert y["response_length/mean"] == x["response_length/mean"]
+        assert y["reward/mean"] == x["reward/mean"]
+        for key in ("entropy/value", "grad_norm"):
+            assert y[key] == pytest.approx(x[key], rel=1e-5), (x["step"], key)
+    assert a[3]["entropy/value"] != pytest.approx(a[1]["entropy/value"], rel=1e-4)
