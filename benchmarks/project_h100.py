@@ -16,14 +16,15 @@ batch. Per step:
 * train: ``6 * P * tokens`` plus causal attention ``6 * layers * hidden * ctx`` per token, over
   ``n_gpus * peak * mfu``; the separate old-log-prob pass (``2 * P * tokens``) is kept since a
   7B batch spans many micro-batches.
-* weight sync: the full weights gathered on rank 0, written as a safetensors folder and read
-  by vLLM (how or1 syncs under torchrun today).
+* weight sync: every rank's engine loads the full weights from the learner shards of its own
+  TP group, gathered bucket by bucket over NVLink, in memory (how or1 syncs under torchrun).
 
-Two configurations: **as built** (one vLLM engine, on rank 0 with ``rollout.tensor_parallel_size
-= 8``; the learner keeps fp32 weights, so its matmuls run at the H100's FP32 rate with PyTorch's
-default ``allow_tf32=False``) and **planned** (one engine per 8-GPU node, bf16 learner with fp32
-master weights at Megatron's published MFU, weights pushed over NCCL). Change the assumptions
-with the flags; the printed table is what docs/benchmarks.md shows.
+Three configurations: **as built** with ``rollout.tensor_parallel_size`` R = 1 (the preset's:
+one vLLM engine per GPU) and R = 8 (one engine per 8-GPU node); in both the learner keeps fp32
+weights, so its matmuls run at the H100's FP32 rate with PyTorch's default
+``allow_tf32=False``, and the sync moves fp32 tensors; and **planned**, R = 8 with a bf16
+learner with fp32 master weights at Megatron's published MFU (bf16 sync). Change the assumptions with the flags;
+the printed table is what docs/benchmarks.md shows.
 """
 
 from __future__ import annotations
@@ -98,8 +99,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for n in (8, 64):
         setups = [
-            Setup("as built", 1, 8, "fp32", a.mfu_fp32, 2 * GB),  # disk round trip
-            Setup("planned", n // 8, 8, "bf16", a.mfu_bf16, 50 * GB),  # NCCL broadcast
+            Setup("as built, R=1", n, 1, "fp32", a.mfu_fp32, 50 * GB),  # NVLink gather + load
+            Setup("as built, R=8", n // 8, 8, "fp32", a.mfu_fp32, 50 * GB),
+            Setup("bf16 learner, R=8 (planned)", n // 8, 8, "bf16", a.mfu_bf16, 50 * GB),
         ]
         for s in setups:
             for stage, max_len in STAGES.items():

@@ -82,16 +82,14 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
             max_tokens=stage.max_response_length,
         )
 
-        groups, extra, round_, rollout_s = [], 0, 0, 0.0
+        groups, extra, round_ = [], 0, 0
         while True:  # sample, score, filter; refill while the filter wants a full batch
             need = t.prompts_per_step - kept_groups(groups)
             params.seed = step_seed(t.seed, step, round_, run.layout.index)
             prompts = distributed.deal(run.sampler.next(need), run.layout)  # this engine's
-            t_rollout = time.perf_counter()
             with OverlappedScoring(c.verifier, prompts) as scoring:  # rewards while generating
                 with timer("rollout"):
                     new = generate_groups(c.rollout, prompts, params, restart, scoring.submit)
-                rollout_s += time.perf_counter() - t_rollout
                 if not run.layout.leader:  # the engine's other ranks: same samples, not again
                     new = []
                 with timer("reward"):  # what is left to score once generation is done
@@ -114,7 +112,7 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
         }
         metrics |= rollout_metrics(groups, extra)
         samples = sum(len(g.completions) for g in groups)
-        metrics |= engine_metrics(run.layout, samples, rollout_s)
+        metrics |= engine_metrics(run.layout, samples, timer.seconds["rollout"])
 
         trained = metrics["filter/groups_kept"] > 0  # over every rank
         if trained:
