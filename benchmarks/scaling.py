@@ -1,23 +1,25 @@
 """Scale-out on this machine: the same workload in one process and in two (torchrun, SPMD).
 
-    .venv/bin/python benchmarks/scaling.py [--steps 6 --prompts 8 --n 4 --max-tokens 200]
+    .venv/bin/python benchmarks/scaling.py [--steps 6 --prompts 32 --n 8 --max-tokens 200]
 
 Runs ``or1-train`` with the default engines (vLLM rollout, Megatron learner) twice on the same
 global batch: once as one process, once as ``torchrun --nproc-per-node 2`` (TP = 1, so two
 rollout engines and DP = 2), one torch thread per process. The model is a random-weight
-Qwen2 of ~13M parameters (hidden 512, 4 layers, the tiny model's tokenizer), built into the
-cache on the first run: large enough that per-call costs do not dominate the weight sync.
-An untrained model answers with long, always-truncated responses (``--max-tokens``), the
-longest-response workload the project has until the long chain-of-thought task exists; with
-``filter=none`` and the entropy bonus always on every step trains and syncs weights.
+Qwen2 of ~12M parameters (hidden 512, 4 layers, the tiny model's tokenizer), built into the
+cache on the first run. An untrained model answers with long-tailed response lengths (mean
+about a third of ``--max-tokens``, the longest at the cap), the longest-response workload the
+project has until the long chain-of-thought task exists; with ``filter=none`` and the entropy
+bonus always on, every step trains and syncs weights.
 
 Reported per launch (medians over the steps after the first two): generated tokens/s of the
 rollout (all engines' tokens over the slowest engine's time), step time, weight-sync time and
-bytes. The plain in-memory copy of the same bytes (``torch`` ``copy_`` of tensors of the
-model's shapes, one thread) is measured here. Last line:
+bytes. The weight-sync figure comes from a third launch (two processes, a few short steps) on
+a larger random Qwen2 (``--sync-hidden`` 1024, 4 layers: ~47M parameters), where per-call costs
+no longer dominate; the plain in-memory copy of the same bytes (``torch`` ``copy_`` of tensors
+of that model's shapes, one thread) is measured here. Last line:
 ``dp_rollout_speedup=<x> step_speedup=<y> weight_sync_vs_memcpy=<z>``: two engines' rollout
-throughput over one's, one process's step time over two's, and the two-process launch's
-weight-sync time over the plain copy.
+throughput over one's, one process's step time over two's, and the weight-sync time over the
+plain copy.
 """
 
 from __future__ import annotations
@@ -41,11 +43,12 @@ BIN = Path(sys.executable).parent
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--steps", type=int, default=6)
-    p.add_argument("--prompts", type=int, default=8, help="prompts per step (whole launch)")
-    p.add_argument("--n", type=int, default=4, help="samples per prompt")
+    p.add_argument("--prompts", type=int, default=32, help="prompts per step (whole launch)")
+    p.add_argument("--n", type=int, default=8, help="samples per prompt")
     p.add_argument("--max-tokens", type=int, default=200)
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--sync-hidden", type=int, default=1024)
     p.add_argument(
         "--cache-dir", default=os.environ.get("OR1_CACHE_DIR", str(Path.home() / ".cache" / "or1"))
     )
@@ -53,7 +56,8 @@ def parse_args() -> argparse.Namespace:
 
 
 def make_model(args: argparse.Namespace) -> Path:
-    """A random Qwen2 with the tiny model's tokenizer (cached by its shape)."""
+    """A random Qwen2 of ``args.hidden`` x ``args.layers`` with the tiny model's tokenizer
+    (cached by its shape)."""
     from omegaconf import OmegaConf
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -71,6 +75,7 @@ def make_model(args: argparse.Namespace) -> Path:
     config.layer_types = ["full_attention"] * args.layers
     config.num_attention_heads = args.hidden // 64
     config.num_key_value_heads = max(1, args.hidden // 128)
+    config.head_dim = 64
     config.max_position_embeddings = 1024
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config)
@@ -84,6 +89,7 @@ def make_model(args: argparse.Namespace) -> Path:
 
 
 def launch(args: argparse.Namespace, model: Path, procs: int, run_dir: Path) -> list[dict]:
+    """``or1-train`` on ``procs`` processes; the metrics of its training steps."""
     overrides = [
         f"model.path={model}",
         "learner=megatron",
@@ -164,14 +170,19 @@ def main() -> None:
 
     params = sum(t.numel() for t in load_file(str(model / "model.safetensors")).values())
     print(
-        f"model: {params / 1e6:.1f}M parameters; {args.prompts} prompts x {args.n} samples x "
+        f"model: {params / 1e6:.1f}M parameters (hidden {args.hidden}, {args.layers} layers); {args.prompts} prompts x {args.n} samples x "
         f"{args.max_tokens} tokens per step, {args.steps} steps, 1 thread per process"
     )
     results = {}
+    sync_args = argparse.Namespace(
+        **{**vars(args), "hidden": args.sync_hidden, "prompts": 2, "n": 2, "max_tokens": 16}
+    )
+    sync_model = make_model(sync_args)
     with tempfile.TemporaryDirectory(prefix="or1-scaling-") as tmp:
         for procs in (1, 2):
             results[procs] = summarise(launch(args, model, procs, Path(tmp) / f"p{procs}"), args)
-    copy_s = memcpy_seconds(model)
+        sync = summarise(launch(sync_args, sync_model, 2, Path(tmp) / "sync"), sync_args)
+    copy_s = memcpy_seconds(sync_model)
     for procs, r in results.items():
         print(
             f"{procs} process(es), {r['engines']:.0f} engine(s): rollout {r['rollout_tokens_per_s']:.0f} "
@@ -179,12 +190,16 @@ def main() -> None:
             f"weight sync {1000 * r['weight_sync_s']:.1f} ms for {r['weight_sync_bytes'] / 2**20:.1f} MiB, "
             f"dp token imbalance {r['dp_token_imbalance']:.3f}"
         )
-    print(f"plain in-memory copy of the same bytes: {1000 * copy_s:.1f} ms")
+    print(
+        f"weight sync of the {sync_model.name} model (2 processes): "
+        f"{1000 * sync['weight_sync_s']:.1f} ms for {sync['weight_sync_bytes'] / 2**20:.1f} MiB; "
+        f"a plain in-memory copy of the same bytes: {1000 * copy_s:.1f} ms"
+    )
     one, two = results[1], results[2]
     print(
         f"dp_rollout_speedup={two['rollout_tokens_per_s'] / one['rollout_tokens_per_s']:.2f} "
         f"step_speedup={one['step_s'] / two['step_s']:.2f} "
-        f"weight_sync_vs_memcpy={two['weight_sync_s'] / copy_s:.2f}"
+        f"weight_sync_vs_memcpy={sync['weight_sync_s'] / copy_s:.2f}"
     )
 
 

@@ -418,8 +418,10 @@ def find_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
                 "or choose another hydra.run.dir"
             )
         return None
-    if mode == "auto":
-        return checkpoint.latest(run_dir / "checkpoints")
+    if mode == "auto":  # checksums read once, on rank 0 (the folder is shared)
+        latest = checkpoint.latest(run_dir / "checkpoints") if distributed.is_main() else None
+        found = distributed.broadcast_object(None if latest is None else str(latest))
+        return None if found is None else Path(found)
     path = Path(mode).expanduser()
     problem = checkpoint.verify(path) if path.is_dir() else "not a folder"
     if problem:

@@ -57,16 +57,28 @@ def torchrun(
     )
 
 
-def test_tp_size_without_the_processes_is_a_one_line_error(tmp_path, cache_dir):
-    proc = run_cli(
-        "or1-train", [*FAST_RUN, "learner=megatron", "learner.tensor_parallel_size=2"], tmp_path
-    )
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["learner=megatron", "learner.tensor_parallel_size=2"],
+            "learner.tensor_parallel_size=2 does not divide the 1 process(es) of this launch "
+            "(launch with torchrun --nproc-per-node 2)",
+        ),
+        (
+            ["rollout=vllm", "rollout.tensor_parallel_size=2"],
+            "rollout.tensor_parallel_size=2 does not divide the 1 process(es) of this launch",
+        ),
+    ],
+)
+def test_a_parallel_size_without_the_processes_is_a_one_line_error(
+    tmp_path, cache_dir, overrides, message
+):
+    proc = run_cli("or1-train", [*FAST_RUN, *overrides], tmp_path)
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith(
-        "or1: error: learner.tensor_parallel_size=2 does not divide the 1 process"
-    )
-    assert "torchrun --nproc-per-node 2" in last and "Traceback" not in proc.stderr
+    assert last.startswith(f"or1: error: {message}")
+    assert "Traceback" not in proc.stderr and not list(tmp_path.rglob("metrics.jsonl"))
 
 
 @pytest.mark.slow
@@ -260,20 +272,6 @@ def test_two_node_launch_runs_three_steps(tmp_path, cache_dir):
         assert n.returncode == 0, out[-6000:]
     m = [x for x in read_jsonl(tmp_path / "run" / "metrics.jsonl") if x["step"] > 0]
     assert [x["step"] for x in m] == [1, 2, 3] and m[0]["rollout/engines"] == 2
-
-
-def test_a_rollout_parallel_size_that_does_not_divide_the_world_is_a_one_line_error(
-    tmp_path, cache_dir
-):
-    proc = run_cli(
-        "or1-train", [*FAST_RUN, "rollout=vllm", "rollout.tensor_parallel_size=2"], tmp_path
-    )
-    assert proc.returncode == 2
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith(
-        "or1: error: rollout.tensor_parallel_size=2 does not divide the 1 process(es)"
-    )
-    assert "Traceback" not in proc.stderr and not list(tmp_path.rglob("metrics.jsonl"))
 
 
 def test_ranks_that_disagree_on_the_config_stop_on_every_rank(tmp_path, cache_dir):

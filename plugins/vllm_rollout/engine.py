@@ -59,6 +59,7 @@ class VLLMRolloutConfig(RolloutConfig):
     max_num_seqs: int | None = None  # sequences decoded together; None: vLLM's default
     enable_prefix_caching: bool = True  # the n samples of a prompt share its KV blocks
     enable_sleep_mode: bool = False  # GPU: free weights + KV cache while the learner trains
+    sleep_level: int = 1  # GPU: 1 weights to host memory; 2 weights discarded (re-synced anyway)
     num_threads: int = 0  # CPU: torch threads while generating; 0: the process's setting
 
 
@@ -172,6 +173,9 @@ class VLLMEngine(RolloutEngine):
         self.dtype = self._dtype(str(cfg.dtype))
         self.sleep_enabled = bool(cfg.enable_sleep_mode) and self.on_gpu
         self.asleep = False
+        self.weights_discarded = False  # a level-2 sleep since the last weight sync
+        if int(cfg.sleep_level) not in (1, 2):
+            raise ConfigError(f"rollout.sleep_level={cfg.sleep_level} must be 1 or 2")
         self._rng = random.Random(f"or1-vllm:{ctx.seed}")  # seeds of unseeded calls
         self._calls = 0  # makes request ids unique across calls
         if not (self.model_path / "config.json").is_file():
@@ -295,7 +299,7 @@ class VLLMEngine(RolloutEngine):
                     with _model_inspection_in_process(not self.on_gpu):
                         llm = LLM(**self._llm_kwargs(seed))
                 except Exception as exc:
-                    if _live_engines == 0:
+                    if _live_engines == 0 and not self.under_launcher:  # (the launch's group)
                         _cleanup_vllm()
                     raise ConfigError(
                         "rollout=vllm: vLLM failed to start on the model folder "
@@ -353,6 +357,8 @@ class VLLMEngine(RolloutEngine):
         self._check(prompts, params)
         if self.asleep:
             self.wake_up()
+        if self.weights_discarded:
+            raise RuntimeError("rollout.sleep_level=2 discarded the weights: update_weights first")
         from vllm import SamplingParams as VLLMSamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
@@ -465,13 +471,17 @@ class VLLMEngine(RolloutEngine):
                     f.unlink()
                 folder.rmdir()
         self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
+        self.weights_discarded = False
 
     # ------------------------------------------------------------------------ sleep / wake
 
     def sleep(self) -> None:
+        """Level 1: weights to host memory, KV cache dropped; level 2: both dropped (the
+        trainer syncs the weights right after waking the engine up)."""
         if self.sleep_enabled and not self.asleep:
-            self.llm.sleep(level=1)  # weights to host memory, KV cache dropped
-            self.asleep = True
+            level = int(self.cfg.sleep_level)
+            self.llm.sleep(level=level)
+            self.asleep, self.weights_discarded = True, level == 2
 
     def wake_up(self) -> None:
         if self.sleep_enabled and self.asleep:
