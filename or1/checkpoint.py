@@ -164,5 +164,20 @@ def load(path: Path, name: str, mmap: bool = False) -> Any:
     return torch.load(path / f"{name}.pt", map_location="cpu", weights_only=False, mmap=mmap)
 
 
+def load_learner(path: Path, learner: Any) -> None:
+    """Load the learner state of the checkpoint at ``path`` into ``learner``: its sharded
+    ``learner/`` folder (``learner.load_sharded``, every rank its slices) or ``learner.pt``
+    (``learner.load_state_dict``, memory-mapped). A sharded checkpoint and a learner without
+    sharded checkpoints is a ValueError."""
+    if (path / "learner").is_dir():
+        if not getattr(learner, "sharded_checkpoints", False):
+            raise ValueError(
+                f"{path} holds a sharded learner state that {type(learner).__name__} cannot read"
+            )
+        learner.load_sharded(path / "learner")
+    else:
+        learner.load_state_dict(load(path, "learner", mmap=True))
+
+
 def step_of(path: Path) -> int:
     return int(json.loads((path / MANIFEST).read_text())["step"])

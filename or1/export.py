@@ -66,7 +66,10 @@ def export_checkpoint(ckpt: Path, out: Path, registry: Registry) -> Path:
     ctx = dataclasses.replace(ctx, model_path=base)
     log.info("exporting checkpoint %s (base model %s) to %s", ckpt, base, out)
     learner = registry.get("learner", learner_name).factory(learner_cfg, ctx)
-    learner.load_state_dict(checkpoint.load(ckpt, "learner"))
+    try:
+        checkpoint.load_learner(ckpt, learner)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     learner.save_pretrained(out)
     (out / SOURCE_FILE).write_text(source)
     return out

@@ -454,18 +454,13 @@ def checkpoint_parts(run: Run, step: int) -> dict[str, Any]:
 
 def restore(run: Run, path: Path) -> None:
     """Every rank reads the checkpoint (a sharded learner's slices of ``learner/``, or
-    ``learner.pt`` memory-mapped: each rank keeps only its shards) and takes its own RNG and engine state; a checkpoint of another world size
-    gives every rank rank 0's."""
+    ``learner.pt`` memory-mapped: each rank keeps only its shards) and takes its own RNG and
+    engine state; a checkpoint of another world size gives every rank rank 0's."""
     state = checkpoint.load(path, "state")
-    learner = run.components.learner
-    if (path / "learner").is_dir():
-        if not learner.sharded_checkpoints:
-            raise ConfigError(
-                f"{path}: a sharded learner checkpoint; learner={run.cfg.learner.name} cannot read it"
-            )
-        learner.load_sharded(path / "learner")
-    else:
-        learner.load_state_dict(checkpoint.load(path, "learner", mmap=True))
+    try:
+        checkpoint.load_learner(path, run.components.learner)
+    except ValueError as exc:
+        raise ConfigError(f"trainer.resume: {exc} (learner={run.cfg.learner.name})") from None
     for name in STATEFUL:
         if name != "rollout":
             getattr(run.components, name).load_state_dict(state["components"][name])

@@ -88,10 +88,11 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
             params.seed = step_seed(t.seed, step, round_, run.layout.index)
             prompts = distributed.deal(run.sampler.next(need), run.layout)  # this engine's
             with OverlappedScoring(c.verifier, prompts) as scoring:  # rewards while generating
+                # an engine's other ranks generate the same samples with it and drop them
+                hand_on = scoring.submit if run.layout.leader else None
                 with timer("rollout"):
-                    new = generate_groups(c.rollout, prompts, params, restart, scoring.submit)
-                if not run.layout.leader:  # the engine's other ranks: same samples, not again
-                    new = []
+                    new = generate_groups(c.rollout, prompts, params, restart, hand_on)
+                new = new if run.layout.leader else []
                 with timer("reward"):  # what is left to score once generation is done
                     scoring.finish(new)
             apply_filter(c.filter, new)

@@ -50,13 +50,13 @@ def behaviour_logprobs(logp: torch.Tensor, batch: Any, seed: int = 1) -> torch.T
     return (logp + noise) * batch.response_mask
 
 
-def make_learner(model_path: str, tp: int, lr: float = 1e-3):
+def make_learner(model_path: str, tp: int, lr: float = 1e-3, **settings: Any):
     from omegaconf import OmegaConf
 
     from or1.interfaces import BuildContext
     from or1_plugins.megatron.learner import MegatronLearner, MegatronLearnerConfig
 
-    cfg = OmegaConf.structured(MegatronLearnerConfig(lr=lr, tensor_parallel_size=tp))
+    cfg = OmegaConf.structured(MegatronLearnerConfig(lr=lr, tensor_parallel_size=tp, **settings))
     p = Path(model_path)
     return MegatronLearner(
         cfg, BuildContext(run_dir=p, model_path=p, cache_dir=p, seed=0, config=None)
@@ -224,7 +224,30 @@ def exchange(
     return {"received": got, "imbalance": imbalance}
 
 
-JOBS = {"equivalence": equivalence, "sequence": sequence, "exchange": exchange}
+def recompute_modes(model_path: str, modes: list[str]) -> dict:
+    """One train step from the same weights and batch per ``learner.recompute`` mode: its
+    metrics and gradients."""
+    from omegaconf import OmegaConf
+
+    from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
+
+    out = {}
+    for mode in modes:
+        learner = make_learner(model_path, 1, recompute=mode)
+        grads = record_hf_gradients(learner)
+        batch = make_batch([6, 9, 4, 12, 7], learner.arch.vocab_size, budget=16)
+        batch.old_logprobs = behaviour_logprobs(learner.compute_logprobs(batch)[0], batch)
+        loss = OR1Loss(OmegaConf.structured(OR1LossConfig(clip_eps_high=0.28)))
+        out[mode] = {"metrics": learner.train_step(batch, loss, 0.01), "grads": grads[0]}
+    return out
+
+
+JOBS = {
+    "recompute": recompute_modes,
+    "equivalence": equivalence,
+    "sequence": sequence,
+    "exchange": exchange,
+}
 
 
 def _worker(rank: int, world: int, port: int, job: str, kwargs: dict, out_file: str) -> None:

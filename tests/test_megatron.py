@@ -97,13 +97,14 @@ def test_non_finite_loss_skips_the_step_on_every_rank(runs):
 
 @pytest.mark.parametrize("run", ["tp1", "tp2", "dp2"])
 def test_on_policy_step_fused_equals_two_passes(runs, run):
-    """One process and one micro-batch: the old log-probs come from the training forward
-    (no extra pass); several ranks: the two-pass default. Either way the same step as
+    """One micro-batch per rank (one process, TP=2, DP=2): the old log-probs come from the
+    training forward (no extra pass), the entropy coefficient reduced over the ranks between
+    forward and backward; the two-pass default gives the same step: both the same step as
     compute_logprobs + train_step, and with ratio 1 the policy-gradient loss is minus the
     token-mean advantage (computed here from the batch)."""
     r = runs[run]
     fused, default = r["onp_fused"], r["onp_default"]
-    assert fused["learner/fused_old_logprobs"] == (1.0 if run == "tp1" else 0.0)
+    assert fused["learner/fused_old_logprobs"] == 1.0  # every rank holds one micro-batch
     assert default["learner/fused_old_logprobs"] == 0.0
     assert len(r["onp_seen"]) == 2  # the coefficient was asked once per step
     (old_f, ent_f), (old_d, ent_d) = r["onp_seen"]
@@ -239,3 +240,27 @@ def test_unmappable_architecture_and_tp_sizes_are_clear_errors(tiny_model):
     ):
         architecture(cfg, 2, pad_vocab=False)
     assert architecture(cfg, 2).padded_vocab_size == cfg.vocab_size + cfg.vocab_size % 2
+
+
+def test_activation_recompute_gives_the_same_step(tiny_model, tmp_path):
+    """learner.recompute=selective and full (Megatron's own checkpointing of core attention /
+    whole layers) give exactly the step without recompute: same loss, norm and gradients."""
+    out = launch(
+        "recompute", 1, tmp_path, model_path=str(tiny_model), modes=["none", "selective", "full"]
+    )
+    base = out["none"]
+    for mode in ("selective", "full"):
+        for key in ("loss/pg", "loss/entropy", "grad_norm"):
+            assert out[mode]["metrics"][key] == base["metrics"][key], (mode, key)
+        assert max_diff(out[mode]["grads"], base["grads"]) == 0.0, mode
+    assert base["metrics"]["grad_norm"] > 0
+
+
+def test_an_unknown_recompute_mode_is_a_config_error(tiny_model):
+    from or1_plugins.megatron.learner import MegatronLearner, MegatronLearnerConfig
+
+    cfg = OmegaConf.structured(MegatronLearnerConfig(recompute="some"))
+    with pytest.raises(
+        ConfigError, match="learner.recompute=some is not one of none, selective, full"
+    ):
+        MegatronLearner(cfg, BuildContext(tiny_model, tiny_model, tiny_model, 0, None))

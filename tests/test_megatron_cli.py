@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import BIN, COMPARED, FAST_RUN, LIGHTLY_WARMED, read_jsonl, run_cli
 from tests.megatron_jobs import free_port
@@ -223,6 +224,23 @@ def test_vllm_dp2_every_rank_generates_and_a_killed_launch_resumes_exactly(tmp_p
     for m in a[2:]:
         for key in COMPARED:
             assert b[m["step"]][key] == pytest.approx(m[key], rel=1e-5, abs=1e-7), (m["step"], key)
+
+    # or1-eval exports a sharded checkpoint: the weights of the run's own final export
+    from safetensors.torch import load_file
+
+    out = tmp_path / "eval"
+    step4 = tmp_path / "a" / "checkpoints" / "step_4"
+    ev = run_cli(
+        "or1-eval",
+        [f"hydra.run.dir={out}", f"model.path={step4}", *FAST_RUN[:-1], "eval.max_problems=2"],
+        tmp_path,
+        timeout=600,
+    )
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    exported = load_file(str(out / "model" / "model.safetensors"))
+    final = load_file(str(tmp_path / "a" / "final_model" / "model.safetensors"))
+    assert exported.keys() == final.keys()
+    assert all(torch.equal(exported[k], final[k]) for k in final)
 
     # a DP=2 checkpoint resumes in one process
     one = run_cli(

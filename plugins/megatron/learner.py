@@ -64,6 +64,17 @@ from .vocab_parallel import logprobs_and_entropy
 log = logging.getLogger("or1.megatron")
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+RECOMPUTE = {
+    "none": {},
+    # Megatron's own settings: recompute the core attention of every layer in the backward
+    "selective": {"recompute_granularity": "selective"},
+    # keep only each layer's input, recompute the whole layer in the backward
+    "full": {
+        "recompute_granularity": "full",
+        "recompute_method": "uniform",
+        "recompute_num_layers": 1,
+    },
+}
 STATE_FORMAT = "or1-megatron-full-v1"
 
 
@@ -82,6 +93,7 @@ class MegatronLearnerConfig(LearnerConfig):
     pad_vocab: bool = True  # pad the vocabulary to a multiple of the TP size (else: must divide)
     seed: int = 1234  # Megatron's model-parallel RNG (dropout is off; kept for completeness)
     sync_bucket_mib: int = 512  # weight sync / checkpoints at TP > 1: shards gathered per bucket
+    recompute: str = "none"  # activation recompute: none | selective (core attention) | full
 
 
 def _free_port() -> int:
@@ -113,6 +125,10 @@ class MegatronLearner(Learner):
     def __init__(self, cfg: Any, ctx: BuildContext) -> None:
         from transformers import AutoConfig
 
+        if cfg.recompute not in RECOMPUTE:
+            raise ConfigError(
+                f"learner.recompute={cfg.recompute} is not one of {', '.join(RECOMPUTE)}"
+            )
         if cfg.dtype not in DTYPES:
             raise ConfigError(f"learner.dtype={cfg.dtype} is not one of {', '.join(DTYPES)}")
         if cfg.dtype != "float32":
@@ -213,6 +229,7 @@ class MegatronLearner(Learner):
             apply_rope_fusion=False,
             persist_layer_norm=False,
             cross_entropy_loss_fusion=False,
+            **RECOMPUTE[self.cfg.recompute],
         )
         spec = (
             specs.get_gpt_layer_with_transformer_engine_spec()
@@ -359,10 +376,13 @@ class MegatronLearner(Learner):
         loss: PolicyLoss,
         entropy_coef: Callable[[torch.Tensor, torch.Tensor], float],
     ) -> dict[str, float]:
-        """Fused in a single process (TP = DP = 1) when the batch is one micro-batch: the
-        training forward's detached log-probs are the old log-probs. Otherwise (several
-        ranks, several micro-batches) the two-pass default."""
-        if self.world > 1 or len(self._plan(batch)) != 1:
+        """Fused when no rank has more than one micro-batch: the training forward's
+        detached log-probs are the old log-probs (the policy has not changed yet), and the
+        entropy coefficient, which needs the whole step's entropy, is reduced between that
+        forward and its backward (a rank without rows contributes nothing). Otherwise the
+        two-pass default."""
+        (most,) = distributed.all_reduce([len(self._plan(batch))], "max")
+        if most != 1:
             return super().on_policy_step(batch, loss, entropy_coef)
         return self._train_step(batch, loss, entropy_coef)
 
@@ -388,6 +408,10 @@ class MegatronLearner(Learner):
             if callable(entropy_coef):  # fused: old log-probs from this very forward
                 entropy_coef = take_old_logprobs(batch, sub, logp, entropy, entropy_coef)
             backward_micro_batch(loss, sub, w, logp, entropy, entropy_coef, sums)
+        if callable(entropy_coef):  # fused, and this rank has no rows: it still joins the
+            empty = torch.zeros(batch.input_ids.shape)  # coefficient's reduction
+            batch.old_logprobs = empty
+            entropy_coef = float(entropy_coef(empty, empty))
         params = [p for p in self.model.parameters() if p.requires_grad]
         for p in params:
             if p.grad is None:  # a data-parallel rank without rows still joins the reduction
