@@ -113,6 +113,32 @@ def test_aggregation_independent_of_split(agg):
         assert total.item() == pytest.approx(expected.item(), abs=1e-6)
 
 
+@pytest.mark.parametrize("agg", ["token_mean", "seq_mean_token_sum", "seq_mean_token_mean"])
+def test_data_parallel_shares_with_the_step_totals_sum_to_the_whole_batch_loss(agg):
+    """Each data-parallel rank weights only its own rows, with the step's LossTotals summed
+    over the ranks: the ranks' sums add up to the one-rank loss (hand-computed above)."""
+    from or1.types import LossTotals
+
+    torch.manual_seed(1)
+    lengths = [3, 7, 1, 5, 2, 6]
+    mask = _mask(lengths, 8)
+    per_token = torch.randn(6, 8)
+    whole = (token_weights(mask, [list(range(6))], agg) * per_token).sum()
+    totals = LossTotals(tokens=float(sum(lengths)), sequences=6)
+    shares = ([0, 3, 4], [1, 2, 5])  # what two DP ranks might hold
+    parts = [
+        (token_weights(mask[rows], [list(range(len(rows)))], agg, totals) * per_token[rows]).sum()
+        for rows in shares
+    ]
+    assert sum(parts).item() == pytest.approx(whole.item(), abs=1e-6)
+    # without the totals each rank would normalise by its own share: not the step's loss
+    local = [
+        (token_weights(mask[rows], [list(range(len(rows)))], agg) * per_token[rows]).sum()
+        for rows in shares
+    ]
+    assert sum(local).item() != pytest.approx(whole.item(), abs=1e-3)
+
+
 def test_microbatch_token_mean_depends_on_split():
     # released-code weighting: (token mean within micro-batch) * (seqs in it / all seqs)
     mask = _mask([1, 3], 3)
