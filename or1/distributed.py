@@ -176,11 +176,19 @@ def config_digest(config: dict[str, Any]) -> str:
 
 
 def check_same_config(config: dict[str, Any], ignore: Sequence[str] = ()) -> None:
-    """Every rank must run the same config: compare digests (top-level keys in ``ignore``
-    left out) and raise a ConfigError on every rank, naming the first differing key, if not."""
+    """Every rank must run the same config: compare digests (the dotted keys in ``ignore``,
+    which may differ per node, left out) and raise a ConfigError on every rank, naming the
+    first differing key, if not."""
     if not multi():
         return
-    mine = {k: v for k, v in config.items() if k not in ignore}
+    mine = json.loads(json.dumps(config, default=str))  # a deep copy to prune
+    for key in ignore:
+        *path, last = key.split(".")
+        node = mine
+        for part in path:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(last, None)
     digests = all_gather_object(config_digest(mine))
     if len(set(digests)) == 1:
         return

@@ -288,7 +288,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
         torch.set_num_threads(cfg.trainer.num_threads)
     cache_dir = Path(cfg.trainer.cache_dir).expanduser()
     distributed.init(cfg.trainer.dist_timeout_s)
-    distributed.check_same_config(config_dict(cfg))
+    distributed.check_same_config(config_dict(cfg), ignore=["trainer.cache_dir"])  # node-local
     run_dir = Path(distributed.broadcast_object(str(run_dir)))  # rank 0's output folder
     run_dir.mkdir(parents=True, exist_ok=True)
 
