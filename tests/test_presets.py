@@ -1,0 +1,37 @@
+"""Every experiment preset composes against the typed schemas, and the GPU presets hold what
+the recipe and the memory arithmetic ask of them."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+PRESETS = ["cpu_demo", "or1_math_7b", "or1_7b", "or1_32b"]
+
+
+def compose(preset: str):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    from or1.plugins import get_registry
+    from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
+
+    store_schemas(get_registry())
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
+        cfg = hydra_compose(config_name=CONFIG_NAME, overrides=[f"experiment={preset}"])
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # no missing or bad value
+    return cfg
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_composes(preset):
+    cfg = compose(preset)
+    assert cfg.trainer.prompts_per_step >= 1
+
+
+@pytest.mark.parametrize("preset", ["or1_math_7b", "or1_7b", "or1_32b"])
+def test_gpu_presets_recompute_activations_and_validate_at_the_scripts_temperature(preset):
+    cfg = compose(preset)
+    assert cfg.learner.name == "megatron" and cfg.learner.recompute == "full"
+    assert cfg.eval.temperature == 0.6
+    assert cfg.rollout.temperature == 1.0  # training samples at 1.0 (RECIPE.md)
