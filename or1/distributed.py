@@ -85,15 +85,12 @@ def control_group() -> Any:
     return _control if _control is not None else dist.group.WORLD
 
 
-_group = control_group
-
-
 def broadcast_object(obj: Any = None, src: int = 0) -> Any:
     """Rank ``src``'s ``obj`` on every rank (pickled); ``obj`` itself in a single process."""
     if not multi():
         return obj
     box = [obj if dist.get_rank() == src else None]
-    dist.broadcast_object_list(box, src=src, group=_group())
+    dist.broadcast_object_list(box, src=src, group=control_group())
     return box[0]
 
 
@@ -103,7 +100,7 @@ def all_gather_object(obj: Any) -> list[Any]:
     if not multi():
         return [obj]
     out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj, group=_group())
+    dist.all_gather_object(out, obj, group=control_group())
     return out
 
 
@@ -113,14 +110,14 @@ def all_reduce(values: Sequence[float], op: str = "sum") -> list[float]:
         return [float(v) for v in values]
     t = torch.tensor([float(v) for v in values], dtype=torch.float64)
     ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
-    dist.all_reduce(t, op=ops[op], group=_group())
+    dist.all_reduce(t, op=ops[op], group=control_group())
     return t.tolist()
 
 
 def barrier() -> None:
     """Wait for every rank; no-op in a single process."""
     if multi():
-        dist.barrier(group=_group())
+        dist.barrier(group=control_group())
 
 
 @contextlib.contextmanager

@@ -89,8 +89,7 @@ def balance(
         _encode([row for row, b in zip(rows, mine, strict=True) if b == dp_of[dst]])
         for dst in range(world)
     ]
-    sizes = torch.tensor([len(t) for t in send], dtype=torch.int64)
-    all_sizes = distributed.all_gather_object(sizes.tolist())  # [src][dst]
+    all_sizes = distributed.all_gather_object([len(t) for t in send])  # [src][dst]
     recv = [torch.empty(all_sizes[src][me], dtype=torch.float64) for src in range(world)]
     ops, group = [], distributed.control_group()  # gloo: host tensors on any backend
     for peer in range(world):

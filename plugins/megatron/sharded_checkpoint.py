@@ -154,11 +154,10 @@ class Reader:
             dim = layout[0]
         out.zero_()
         local_n = out.shape[dim]
-        wanted = pieces(
-            tuple(entry["shape"]), layout, 0 if layout is None else tp_rank, tp, local_n
-        )
         if layout is None or tp == 1:  # the whole tensor, up to its true size
             wanted = [(0, 0, min(local_n, entry["shape"][dim]))]
+        else:  # this rank's pieces (rows past the true size stay 0: vocabulary padding)
+            wanted = pieces(tuple(entry["shape"]), layout, tp_rank, tp, local_n)
         for lo, go, n in wanted:
             for p in entry["pieces"]:
                 a, b = max(go, p["offset"]), min(go + n, p["offset"] + p["length"])
