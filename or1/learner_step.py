@@ -75,17 +75,19 @@ def finish_step(
     grad_norm: float,
     micro_batches: int,
     fused: bool,
+    step: Callable[[], None] | None = None,
 ) -> dict[str, float]:
     """The end of every learner's optimisation step, after the gradients of all micro-batches
     (and ranks) are summed and clipped: step the optimiser only if the loss and the gradient
-    norm are finite (else weights and optimiser state stay untouched), clear the gradients,
+    norm are finite (else weights and optimiser state stay untouched; ``step`` replaces
+    ``optimizer.step`` where the learner updates its own way), clear the gradients,
     and return the step's metrics: ``loss/pg`` and ``loss/entropy`` as summed (already
     weighted by the global token weights), every other ``loss/<name>`` statistic divided by
     ``weight_total`` (the sum of the token weights over every rank), ``loss/total``, ``grad_norm``, ``train/nonfinite``,
     ``learner/micro_batches``, ``learner/lr`` and ``learner/fused_old_logprobs``."""
     finite = math.isfinite(grad_norm) and math.isfinite(sums["loss/pg"] + sums["loss/entropy"])
     if finite:
-        optimizer.step()
+        (step or optimizer.step)()
     optimizer.zero_grad(set_to_none=True)
     out = {
         k: (v / weight_total if k not in ("loss/pg", "loss/entropy") and weight_total else v)

@@ -64,23 +64,25 @@ def make_learner(model_path: str, tp: int, lr: float = 1e-3, **settings: Any):
 
 
 def record_hf_gradients(learner: Any) -> list[dict[str, torch.Tensor]]:
-    """Full (gathered) gradients under HF names, captured when the optimiser steps."""
+    """Full (gathered) gradients under HF names, captured when the optimiser steps (after
+    clipping): the summed ``main_grad`` buffers of Megatron's DDP (whole on every rank unless
+    the optimiser is distributed)."""
     from or1_plugins.megatron.hf_mapping import gather, megatron_to_hf, tp_layout
 
     seen: list[dict[str, torch.Tensor]] = []
-    step = learner.optimizer.step
+    step = learner.optimizer.step_with_ready_grads
 
     def recording_step(*args: Any, **kwargs: Any) -> Any:
         grads = {}
         for name, p in learner.model.named_parameters():
-            full = gather(p.grad, tp_layout(name), learner.tp_group, learner.tp)
+            full = gather(p.main_grad, tp_layout(name), learner.tp_group, learner.tp)
             if name in ("embedding.word_embeddings.weight", "output_layer.weight"):
                 full = full[: learner.arch.vocab_size]
             grads.update((n, t.clone()) for n, t in megatron_to_hf(name, full, learner.arch))
         seen.append(grads)
         return step(*args, **kwargs)
 
-    learner.optimizer.step = recording_step
+    learner.optimizer.step_with_ready_grads = recording_step
     return seen
 
 
@@ -108,18 +110,26 @@ def whole(learner: Any, batch: Any, rows: list[int], local: torch.Tensor) -> tor
 
 
 def equivalence(
-    model_path: str, tp: int, state_out: str | None = None, state_in: str | None = None
+    model_path: str,
+    tp: int,
+    state_out: str | None = None,
+    state_in: str | None = None,
+    on_policy: bool = True,
+    **settings: Any,
 ) -> dict:
     """Initial weights, log-probs, one train step (metrics, gradients, new weights, new
-    log-probs); then optionally save the learner state and take a second step, or load a
-    state saved by another job and take the second step from it. Every rank runs it on its
-    share of the same batch (SPMD); rank 0's result holds whole-batch tensors."""
+    log-probs, every rank's optimiser-state bytes); then optionally save the learner state
+    and take a second step, or load a state saved by another job and take the second step
+    from it. Every rank runs it on its share of the same batch (SPMD); rank 0's result holds
+    whole-batch tensors. ``settings``: more learner config (precision, packing, ...); with
+    the distributed optimiser no gradients are recorded (each rank holds its range only)."""
     from omegaconf import OmegaConf
 
+    from or1 import distributed
     from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
 
-    learner = make_learner(model_path, tp)
-    grads = record_hf_gradients(learner)
+    learner = make_learner(model_path, tp, **settings)
+    grads = [] if settings.get("distributed_optimizer") else record_hf_gradients(learner)
     vocab = learner.arch.vocab_size
     batch = make_batch([6, 9, 4, 12, 7], vocab, budget=16)
     rows, sub = share(learner, batch)
@@ -137,6 +147,7 @@ def equivalence(
     out["grads1"] = grads[0] if grads else None
     out["weights1"] = {n: t.clone() for n, t in learner.named_weights()}
     out["logp1"], out["ent1"] = logprobs()
+    out["optimizer_bytes"] = distributed.all_gather_object(learner.optimizer_state_bytes())
     if state_out:  # both formats: the full state (rank 0's file) and the sharded folder
         state = learner.state_dict()
         if int(os.environ.get("RANK", "0")) == 0:
@@ -160,7 +171,8 @@ def equivalence(
         out["nan_step_moved"] = max(
             float((t - before[n]).abs().max()) for n, t in learner.named_weights()
         )
-    out |= on_policy_pair(learner, loss, grads)
+    if on_policy:
+        out |= on_policy_pair(learner, loss, grads)
     learner.close()
     return out
 

@@ -264,3 +264,137 @@ def test_an_unknown_recompute_mode_is_a_config_error(tiny_model):
         ConfigError, match="learner.recompute=some is not one of none, selective, full"
     ):
         MegatronLearner(cfg, BuildContext(tiny_model, tiny_model, tiny_model, 0, None))
+
+
+@pytest.fixture(scope="module")
+def precision_runs(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """The equivalence job with the distributed optimiser at DP=2 (fp32, saving its state
+    after step 1 as sharded files; and bf16), then in one process: padded micro-batches, bf16,
+    and fp32 resuming from the distributed optimiser's files."""
+    out = tmp_path_factory.mktemp("precision")
+    model, state = str(tiny_model), str(out / "distopt_state.pt")
+    base = {"model_path": model, "tp": 1, "on_policy": False}
+    distopt, distopt_bf16 = launch(
+        "sequence",
+        2,
+        out,
+        runs=[
+            base | {"distributed_optimizer": True, "state_out": state},
+            base | {"distributed_optimizer": True, "precision": "bf16"},
+        ],
+    )
+    padded, bf16, resumed = launch(
+        "sequence",
+        1,
+        out,
+        runs=[
+            base | {"packing": False},
+            base | {"precision": "bf16"},
+            base | {"state_in": state + ".sharded"},
+        ],
+    )
+    return {
+        "distopt": distopt,
+        "distopt_bf16": distopt_bf16,
+        "padded": padded,
+        "bf16": bf16,
+        "resumed": resumed,
+    }
+
+
+def test_packed_and_padded_micro_batches_give_the_same_step(runs, precision_runs):
+    """The default packs each micro-batch's sequences into one row (THD, per-document
+    attention); padding them to the longest gives the same log-probs, entropies, loss,
+    gradient norm and gradients to fp32 round-off (1e-5 relative)."""
+    packed, padded = runs["tp1"], precision_runs["padded"]
+    assert max_diff(packed["logp0"], padded["logp0"]) <= 1e-5
+    assert max_diff(packed["ent0"], padded["ent0"]) <= 1e-5
+    for key in ("loss/pg", "loss/entropy", "loss/clipfrac", "grad_norm"):
+        assert packed["metrics1"][key] == pytest.approx(
+            padded["metrics1"][key], rel=1e-5, abs=1e-7
+        ), key
+    scale = max(g.abs().max().item() for g in padded["grads1"].values())
+    assert max_diff(packed["grads1"], padded["grads1"]) <= 1e-5 * scale
+    assert max_diff(packed["logp1"], padded["logp1"]) <= LOGP_TOL
+
+
+BF16_LOGP_TOL = 0.03
+"""bf16 keeps 8 significant bits (relative rounding 2**-9 = 0.2% per operation): on the tiny
+model the log-probs of the same weights differ from fp32 by a few 1e-3 nats; 0.03 nats bounds
+the largest and leaves 0.005 for the mean."""
+
+
+def test_bf16_logprobs_and_step_agree_with_fp32(runs, precision_runs):
+    """bf16 compute with fp32 master weights: log-probs of the same weights within the bf16
+    tolerance of fp32's, the same loss to 1%, gradients pointing the same way (cosine > 0.99),
+    and the step applied to the fp32 master weights (the exported weights moved by ~lr)."""
+    fp32, bf16 = runs["tp1"], precision_runs["bf16"]
+    mask = fp32["logp0"] != 0
+    diff = (bf16["logp0"] - fp32["logp0"]).abs()[mask]
+    assert float(diff.max()) <= BF16_LOGP_TOL and float(diff.mean()) <= 0.005
+    assert float(diff.max()) > 0  # it really ran in bf16
+    assert bf16["metrics1"]["loss/pg"] == pytest.approx(fp32["metrics1"]["loss/pg"], rel=1e-2)
+    assert bf16["metrics1"]["grad_norm"] == pytest.approx(fp32["metrics1"]["grad_norm"], rel=2e-2)
+    a = torch.cat([g.flatten() for _, g in sorted(fp32["grads1"].items())]).double()
+    b = torch.cat([g.flatten() for _, g in sorted(bf16["grads1"].items())]).double()
+    assert float(a @ b / (a.norm() * b.norm())) > 0.99
+    moved = max_diff(bf16["weights1"], bf16["weights0"])
+    assert 2e-4 < moved < 5e-3  # AdamW's first step: about lr = 1e-3 per weight
+    assert all(t.dtype == torch.bfloat16 for t in bf16["weights1"].values())
+
+
+def test_distributed_optimizer_halves_the_state_and_takes_the_same_step(runs, precision_runs):
+    """Megatron's distributed optimiser at DP=2: each rank keeps about half of the AdamW
+    moments (fp32) and of the fp32 master weights (bf16) that one process keeps, and the step
+    equals the plain optimiser's in one process."""
+    fp32, distopt = runs["tp1"], precision_runs["distopt"]
+    (one,) = fp32["optimizer_bytes"]
+    assert one > 0 and len(distopt["optimizer_bytes"]) == 2
+    for per_rank in distopt["optimizer_bytes"]:
+        assert 0.45 * one <= per_rank <= 0.55 * one
+    assert sum(distopt["optimizer_bytes"]) == pytest.approx(one, rel=0.02)
+    (one16,) = precision_runs["bf16"]["optimizer_bytes"]
+    assert one16 == pytest.approx(1.5 * one, rel=0.01)  # + the fp32 master weights
+    for per_rank in precision_runs["distopt_bf16"]["optimizer_bytes"]:
+        assert 0.45 * one16 <= per_rank <= 0.55 * one16
+    for key in ("loss/pg", "loss/entropy", "grad_norm"):
+        assert distopt["metrics1"][key] == pytest.approx(fp32["metrics1"][key], rel=1e-5), key
+    assert max_diff(distopt["weights1"], fp32["weights1"]) <= 1e-4
+    assert max_diff(distopt["logp1"], fp32["logp1"]) <= LOGP_TOL
+
+
+def test_a_distributed_optimizer_checkpoint_resumes_in_one_process(precision_runs):
+    """Sharded files written by DP=2 with the distributed optimiser (each rank's ranges
+    assembled) load into one process with the plain optimiser: the same second step."""
+    saved, resumed = precision_runs["distopt"], precision_runs["resumed"]
+    assert max_diff(resumed["logp_loaded"], saved["logp1"]) <= LOGP_TOL
+    for key in ("loss/pg", "grad_norm"):
+        assert resumed["metrics2"][key] == pytest.approx(saved["metrics2"][key], rel=1e-5), key
+    assert max_diff(resumed["logp2"], saved["logp2"]) <= LOGP_TOL
+    assert max_diff(saved["logp2"], saved["logp1"]) > 1e-3  # the moments were restored
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"precision": "fp16"}, "learner.precision=fp16 is not one of fp32, bf16"),
+        ({"context_parallel_size": 0}, "learner.context_parallel_size=0 must be >= 1"),
+        ({"context_parallel_size": 2}, "does not divide the 1 process"),
+    ],
+)
+def test_bad_precision_and_parallel_settings_are_one_line_errors(tiny_model, settings, message):
+    from or1_plugins.megatron.learner import MegatronLearner, MegatronLearnerConfig
+
+    cfg = OmegaConf.structured(MegatronLearnerConfig(**settings))
+    with pytest.raises(ConfigError, match=message):
+        MegatronLearner(cfg, BuildContext(tiny_model, tiny_model, tiny_model, 0, None))
+
+
+def test_context_parallel_without_a_gpu_is_a_one_line_error():
+    from or1_plugins.megatron.learner import MegatronLearnerConfig, check_settings
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    cfg = OmegaConf.structured(MegatronLearnerConfig(context_parallel_size=2))
+    with pytest.raises(ConfigError, match="context_parallel_size=2 needs GPUs"):
+        check_settings(cfg, world=2)

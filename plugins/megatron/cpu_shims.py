@@ -9,6 +9,10 @@ explicit causal mask.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import torch
 
 _applied = False
@@ -53,3 +57,46 @@ def apply_cpu_shims() -> bool:
     fused_softmax.get_default_causal_mask = causal_mask
     _applied = True
     return True
+
+
+@contextlib.contextmanager
+def cuda_names() -> Iterator[None]:
+    """While Megatron's optimiser is built or steps on a machine without a GPU: tensor
+    factories given ``device='cuda'`` make CPU tensors, ``Tensor.cuda()`` is the tensor
+    itself, and ``Tensor.type()`` names CPU tensors ``torch.cuda.*`` (the mixed-precision and
+    distributed optimisers sort parameters, and its gradient clipping asserts, by those names).
+    Scoped: everything is restored on exit, so code outside these calls (vLLM in the same
+    process) never sees it. With a GPU: nothing is patched."""
+    if torch.cuda.is_available():
+        yield
+        return
+    saved = {name: getattr(torch, name) for name in _FACTORIES}
+    saved_type, saved_cuda = torch.Tensor.type, torch.Tensor.cuda
+
+    def on_cpu(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def factory(*args: Any, **kwargs: Any) -> Any:
+            if "cuda" in str(kwargs.get("device", "")):
+                kwargs["device"] = "cpu"
+            return fn(*args, **kwargs)
+
+        return factory
+
+    def type_(self: torch.Tensor, dtype: Any = None, non_blocking: bool = False, **kw: Any) -> Any:
+        if dtype is None and not kw:
+            name = saved_type(self)
+            return name.replace("torch.", "torch.cuda.", 1) if ".cuda." not in name else name
+        return saved_type(self, dtype, non_blocking, **kw)
+
+    try:
+        for name, fn in saved.items():
+            setattr(torch, name, on_cpu(fn))
+        torch.Tensor.type = type_
+        torch.Tensor.cuda = lambda self, *a, **k: self
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch, name, fn)
+        torch.Tensor.type, torch.Tensor.cuda = saved_type, saved_cuda
+
+
+_FACTORIES = ("tensor", "zeros", "ones", "empty", "full", "zeros_like", "empty_like", "ones_like")

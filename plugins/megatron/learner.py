@@ -7,17 +7,27 @@ ranks consecutive.
 
 Per step: each rank receives its data-parallel index's share of the step's sequences (the
 trainer's token-balanced split; the same rows on every tensor-parallel rank of the index) and
-cuts it into micro-batches by the token budget; the loss weights come from
-``loss.token_weights`` with the step's totals summed over the data-parallel group (the global
-normaliser), so gradients are *summed* over micro-batches and data-parallel ranks. Log-probs
-and full-vocabulary entropy are computed from vocabulary-sharded logits
-(:mod:`or1_plugins.megatron.vocab_parallel`), the gradient norm counts each shard once, and the
-optimiser is a plain ``torch.optim.AdamW`` over each rank's shards.
+cuts it into micro-batches by the token budget; with ``packing`` (the default) each
+micro-batch is one row of its sequences laid end to end (THD, no padding; see
+:mod:`or1_plugins.megatron.packed_attention`), else the rows are right-padded to the longest.
+The loss weights come from ``loss.token_weights`` with the step's totals summed over the
+data-parallel group (the global normaliser), so gradients are *summed* over micro-batches and
+data-parallel ranks. Log-probs and full-vocabulary entropy are computed in fp32 from
+vocabulary-sharded logits (:mod:`or1_plugins.megatron.vocab_parallel`).
+
+Precision and optimiser are megatron.core's own: the model is wrapped in its
+``DistributedDataParallel`` (gradients accumulate in a contiguous ``main_grad`` buffer, fp32 or
+the parameters' dtype, reduced once per step over the data-parallel group) and stepped by
+``get_megatron_optimizer``'s AdamW: fp32 weights, or bf16 weights with fp32 master weights and
+fp32 moments (``precision=bf16``); with ``distributed_optimizer`` the master weights and moments
+are sharded over the data-parallel group (each rank updates its range, then the weights are
+gathered). Gradient clipping by the global norm is Megatron's too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import shutil
@@ -36,16 +46,11 @@ from or1.batch import split_by_token_budget
 from or1.config import LearnerConfig
 from or1.errors import ConfigError
 from or1.interfaces import BuildContext, Learner, PolicyLoss
-from or1.learner_step import (
-    backward_micro_batch,
-    finish_step,
-    new_adamw,
-    take_old_logprobs,
-)
+from or1.learner_step import backward_micro_batch, finish_step, take_old_logprobs
 from or1.types import LossTotals, TrainBatch
 
 from . import sharded_checkpoint
-from .cpu_shims import apply_cpu_shims
+from .cpu_shims import apply_cpu_shims, cuda_names
 from .hf_mapping import (
     VOCAB_PARAMS,
     Arch,
@@ -63,7 +68,7 @@ from .vocab_parallel import logprobs_and_entropy
 
 log = logging.getLogger("or1.megatron")
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 RECOMPUTE = {
     "none": {},
     # Megatron's own settings: recompute the core attention of every layer in the backward
@@ -75,20 +80,25 @@ RECOMPUTE = {
         "recompute_num_layers": 1,
     },
 }
+MOMENTS = ("exp_avg", "exp_avg_sq")
 STATE_FORMAT = "or1-megatron-full-v1"
 
 
 @dataclass
 class MegatronLearnerConfig(LearnerConfig):
-    """Megatron-core tensor-parallel learner (launch ``N = TP x DP`` processes with torchrun)."""
+    """Megatron-core tensor-parallel learner (launch ``N = TP x CP x DP`` processes with torchrun)."""
 
     name: str = "megatron"
     tensor_parallel_size: int = (
         1  # must divide heads, KV heads, FFN width, vocab and the world size
     )
-    dtype: str = (
-        "float32"  # float32 only for now (16-bit needs fp32 master weights, not implemented)
+    context_parallel_size: int = 1  # > 1: each sequence split over CP ranks (GPU + TE only)
+    precision: str = "fp32"  # fp32 | bf16 (bf16 compute, fp32 master weights and moments)
+    distributed_optimizer: bool = False  # shard master weights + AdamW moments over DP ranks
+    grad_reduce_in_fp32: bool = (
+        True  # gradient buffer and its DP reduction in fp32 (bf16: else bf16)
     )
+    packing: bool = True  # micro-batches as packed sequences (THD, no padding); false: padded rows
     transformer_engine: str = "auto"  # auto: TE layer spec when installed and on GPU; on | off
     pad_vocab: bool = True  # pad the vocabulary to a multiple of the TP size (else: must divide)
     seed: int = 1234  # Megatron's model-parallel RNG (dropout is off; kept for completeness)
@@ -118,6 +128,45 @@ def _use_te(mode: str) -> bool:
     return have
 
 
+def check_settings(cfg: Any, world: int) -> None:
+    """The learner's settings that need no model: one-line ``ConfigError`` naming the key."""
+    if cfg.recompute not in RECOMPUTE:
+        raise ConfigError(f"learner.recompute={cfg.recompute} is not one of {', '.join(RECOMPUTE)}")
+    if cfg.precision not in PRECISIONS:
+        raise ConfigError(
+            f"learner.precision={cfg.precision} is not one of {', '.join(PRECISIONS)}"
+        )
+    if cfg.precision == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        raise ConfigError(
+            f"learner.precision=bf16: GPU {torch.cuda.get_device_name()} has no bf16; use fp32"
+        )
+    tp, cp = int(cfg.tensor_parallel_size), int(cfg.context_parallel_size)
+    for key, size in (("tensor_parallel_size", tp), ("context_parallel_size", cp)):
+        if size < 1:
+            raise ConfigError(f"learner.{key}={size} must be >= 1")
+    if world % (tp * cp):
+        hint = f"launch with torchrun --nproc-per-node {tp * cp}" if world == 1 else "change it"
+        what = (
+            f"tensor_parallel_size={tp}" if cp == 1 else f"tensor x context parallel size={tp * cp}"
+        )
+        raise ConfigError(
+            f"learner.{what} does not divide the {world} process(es) of this launch ({hint})"
+        )
+    if cp > 1:
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"learner.context_parallel_size={cp} needs GPUs: megatron-core's context "
+                "parallelism runs in Transformer Engine's attention (this machine has no GPU)"
+            )
+        if not _use_te(cfg.transformer_engine):
+            raise ConfigError(
+                f"learner.context_parallel_size={cp} needs Transformer Engine "
+                "(learner.transformer_engine=auto|on with transformer_engine installed)"
+            )
+        if not cfg.packing:
+            raise ConfigError(f"learner.context_parallel_size={cp} needs learner.packing=true")
+
+
 class MegatronLearner(Learner):
     multiprocess = True
     """Runs under ``torchrun``: every rank builds it and calls it on its own share (SPMD)."""
@@ -125,33 +174,16 @@ class MegatronLearner(Learner):
     def __init__(self, cfg: Any, ctx: BuildContext) -> None:
         from transformers import AutoConfig
 
-        if cfg.recompute not in RECOMPUTE:
-            raise ConfigError(
-                f"learner.recompute={cfg.recompute} is not one of {', '.join(RECOMPUTE)}"
-            )
-        if cfg.dtype not in DTYPES:
-            raise ConfigError(f"learner.dtype={cfg.dtype} is not one of {', '.join(DTYPES)}")
-        if cfg.dtype != "float32":
-            raise ConfigError(
-                f"learner.dtype={cfg.dtype}: this learner keeps no fp32 master weights yet, and "
-                "AdamW steps on 16-bit weights are lost to rounding at RL learning rates; use float32"
-            )
-        tp = int(cfg.tensor_parallel_size)
         world = distributed.world_size()
-        if tp < 1:
-            raise ConfigError(f"learner.tensor_parallel_size={tp} must be >= 1")
-        if world % tp:
-            hint = f"launch with torchrun --nproc-per-node {tp}" if world == 1 else "change it"
-            raise ConfigError(
-                f"learner.tensor_parallel_size={tp} does not divide the {world} process(es) of "
-                f"this launch ({hint})"
-            )
+        check_settings(cfg, world)
+        tp, cp = int(cfg.tensor_parallel_size), int(cfg.context_parallel_size)
         hf_config = AutoConfig.from_pretrained(ctx.model_path)
         self.arch: Arch = architecture(hf_config, tp, f"model.path={ctx.model_path}", cfg.pad_vocab)
         self.cfg = cfg
         self.model_path = Path(ctx.model_path)
-        self.tp, self.world = tp, world
-        self.dp = world // tp
+        self.tp, self.cp, self.world = tp, cp, world
+        self.dp = world // (tp * cp)
+        self.dtype = PRECISIONS[cfg.precision]
         self.te = _use_te(cfg.transformer_engine)
         self.device = (
             torch.device("cuda", torch.cuda.current_device())
@@ -165,7 +197,10 @@ class MegatronLearner(Learner):
         self._init_parallel()
         with torch.random.fork_rng(devices=[]):
             self.model = self._build_model()
+        self.ddp = self._wrap(self.model)
         self.optimizer = self._new_optimizer()
+        mains = self._main_params()
+        self._load_hf(self.model, lambda p, t: self._assign(p, t, mains))
         self.reference: torch.nn.Module | None = None
         self.tokenizer_files = self.model_path
 
@@ -180,27 +215,29 @@ class MegatronLearner(Learner):
             dist.init_process_group(
                 backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1
             )
-        if (
-            ps.model_parallel_is_initialized()
-            and ps.get_tensor_model_parallel_world_size() != self.tp
+        if ps.model_parallel_is_initialized() and (
+            ps.get_tensor_model_parallel_world_size() != self.tp
+            or ps.get_context_parallel_world_size() != self.cp
         ):
             ps.destroy_model_parallel()
         if not ps.model_parallel_is_initialized():
-            ps.initialize_model_parallel(tensor_model_parallel_size=self.tp)
+            ps.initialize_model_parallel(
+                tensor_model_parallel_size=self.tp, context_parallel_size=self.cp
+            )
         tensor_parallel.model_parallel_cuda_manual_seed(int(self.cfg.seed))
         self.tp_group = ps.get_tensor_model_parallel_group()
         self.dp_group = ps.get_data_parallel_group()
         self.tp_rank = ps.get_tensor_model_parallel_rank()
         self.dp_rank = ps.get_data_parallel_rank()
+        self.cp_group = ps.get_context_parallel_group()
+        self.cp_rank = ps.get_context_parallel_rank()
 
-    def _build_model(self) -> torch.nn.Module:
+    def _transformer_config(self) -> Any:
         import torch.nn.functional as F
-        from megatron.core.models.gpt import GPTModel
-        from megatron.core.models.gpt import gpt_layer_specs as specs
         from megatron.core.transformer.transformer_config import TransformerConfig
 
-        a, dtype = self.arch, DTYPES[self.cfg.dtype]
-        config = TransformerConfig(
+        a = self.arch
+        return TransformerConfig(
             num_layers=a.num_layers,
             hidden_size=a.hidden_size,
             ffn_hidden_size=a.ffn_hidden_size,
@@ -208,6 +245,7 @@ class MegatronLearner(Learner):
             num_query_groups=a.num_kv_heads,
             kv_channels=a.head_dim,
             tensor_model_parallel_size=self.tp,
+            context_parallel_size=self.cp,
             normalization="RMSNorm",
             layernorm_epsilon=a.norm_eps,
             add_bias_linear=False,
@@ -216,10 +254,11 @@ class MegatronLearner(Learner):
             activation_func=F.silu,
             hidden_dropout=0.0,
             attention_dropout=0.0,
-            params_dtype=dtype,
-            pipeline_dtype=dtype,
-            bf16=dtype == torch.bfloat16,
-            fp16=dtype == torch.float16,
+            params_dtype=self.dtype,
+            pipeline_dtype=self.dtype,
+            bf16=self.dtype == torch.bfloat16,
+            # the loss weights already hold the global normaliser: DDP sums, never averages
+            calculate_per_token_loss=True,
             use_cpu_initialization=True,
             perform_initialization=False,  # every weight is loaded from the HF folder
             gradient_accumulation_fusion=False,
@@ -231,13 +270,23 @@ class MegatronLearner(Learner):
             cross_entropy_loss_fusion=False,
             **RECOMPUTE[self.cfg.recompute],
         )
-        spec = (
-            specs.get_gpt_layer_with_transformer_engine_spec()
-            if self.te
-            else specs.get_gpt_layer_local_spec(normalization="RMSNorm")
-        )
+
+    def _build_model(self) -> torch.nn.Module:
+        """The bare ``GPTModel`` (weights uninitialised) in the configured precision."""
+        from megatron.core.models.gpt import GPTModel
+        from megatron.core.models.gpt import gpt_layer_specs as specs
+
+        from .packed_attention import PackedDotProductAttention
+
+        a = self.arch
+        self.tconfig = self._transformer_config()
+        if self.te:
+            spec = specs.get_gpt_layer_with_transformer_engine_spec()
+        else:
+            spec = specs.get_gpt_layer_local_spec(normalization="RMSNorm")
+            spec.submodules.self_attention.submodules.core_attention = PackedDotProductAttention
         model = GPTModel(
-            config=config,
+            config=self.tconfig,
             transformer_layer_spec=spec,
             vocab_size=a.padded_vocab_size,
             max_sequence_length=a.max_positions,
@@ -248,12 +297,67 @@ class MegatronLearner(Learner):
             position_embedding_type="rope",
             rotary_base=a.rope_theta,
         ).to(self.device)
-        self._load_hf(model)
+        params = dict(model.named_parameters())
+        expected = set(megatron_names(self.arch, self.te))
+        if set(params) != expected:
+            raise RuntimeError(
+                f"Megatron model parameters differ from the mapping: "
+                f"{sorted(set(params) ^ expected)[:6]}"
+            )
+        for name, p in params.items():
+            layout = tp_layout(name)
+            p.tensor_model_parallel = layout is not None
+            p.partition_dim, p.partition_stride = layout or (-1, 1)
         model.train()
         return model
 
-    def _load_hf(self, model: torch.nn.Module) -> None:
-        """Fill ``model``'s shards from the HF safetensors files, one tensor at a time."""
+    def _half(self, model: torch.nn.Module) -> torch.nn.Module:
+        """bf16: Megatron's ``Float16Module`` around ``model`` (its logits come out in fp32)."""
+        if self.dtype == torch.float32:
+            return model
+        from megatron.core.transformer.module import Float16Module
+
+        return Float16Module(self.tconfig, model)
+
+    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        from megatron.core.distributed import (
+            DistributedDataParallel,
+            DistributedDataParallelConfig,
+        )
+
+        ddp_config = DistributedDataParallelConfig(
+            grad_reduce_in_fp32=bool(self.cfg.grad_reduce_in_fp32),
+            overlap_grad_reduce=False,
+            use_distributed_optimizer=bool(self.cfg.distributed_optimizer),
+        )
+        return DistributedDataParallel(self.tconfig, ddp_config, self._half(model))
+
+    def _new_optimizer(self) -> Any:
+        from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+
+        cfg = self.cfg
+        config = OptimizerConfig(
+            optimizer="adam",
+            lr=float(cfg.lr),
+            min_lr=float(cfg.lr),
+            weight_decay=float(cfg.weight_decay),
+            adam_beta1=float(cfg.betas[0]),
+            adam_beta2=float(cfg.betas[1]),
+            adam_eps=1e-8,
+            clip_grad=float(cfg.grad_clip),
+            bf16=self.dtype == torch.bfloat16,
+            params_dtype=self.dtype,
+            use_distributed_optimizer=bool(cfg.distributed_optimizer),
+        )
+        with cuda_names():
+            # config_overrides={}: weight decay on every parameter, as the reference learner
+            return get_megatron_optimizer(config, [self.ddp], config_overrides={})
+
+    def _load_hf(
+        self, model: torch.nn.Module, put: Callable[[torch.nn.Parameter, torch.Tensor], None]
+    ) -> None:
+        """Fill ``model``'s shards from the HF safetensors files, one tensor at a time
+        (``put(parameter, this rank's fp32 shard)``)."""
         from safetensors import safe_open
 
         files = sorted(self.model_path.glob("*.safetensors"))
@@ -272,23 +376,75 @@ class MegatronLearner(Learner):
                     raise ConfigError(f"model.path={self.model_path}: weights lack {name}")
                 return where[name].get_tensor(name)
 
-            params = dict(model.named_parameters())
-            expected = set(megatron_names(self.arch, self.te))
-            if set(params) != expected:
-                raise RuntimeError(
-                    f"Megatron model parameters differ from the mapping: "
-                    f"{sorted(set(params) ^ expected)[:6]}"
-                )
-            with torch.no_grad():
-                for name, p in params.items():
-                    layout = tp_layout(name)
-                    p.tensor_model_parallel = layout is not None
-                    p.partition_dim, p.partition_stride = layout or (-1, 1)
-                    full = hf_to_megatron(name, get, self.arch)
-                    p.copy_(shard(full, layout, self.tp_rank, self.tp))
+            for name, p in model.named_parameters():
+                full = hf_to_megatron(name, get, self.arch).float()
+                put(p, shard(full, tp_layout(name), self.tp_rank, self.tp).to(self.device))
 
-    def _new_optimizer(self) -> torch.optim.Optimizer:
-        return new_adamw(self.model.parameters(), self.cfg)
+    # ------------------------------------------------------------------ optimiser state
+
+    def _optimizers(self) -> list[Any]:
+        return list(getattr(self.optimizer, "chained_optimizers", [self.optimizer]))
+
+    def _main_params(self) -> dict[int, tuple[torch.Tensor, int, int]]:
+        """``id(model parameter) -> (fp32 main tensor, start, end)``: the master weights this
+        rank updates for that parameter, a flat range ``[start, end)`` of it (the whole
+        parameter unless the optimiser is distributed; parameters wholly in other ranks'
+        ranges are absent). fp32: the main tensor is the parameter (or a view of it)."""
+        from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+        from megatron.core.optimizer.optimizer import Float16OptimizerWithFloat16Params
+
+        out: dict[int, tuple[torch.Tensor, int, int]] = {}
+        for o in self._optimizers():
+            if isinstance(o, DistributedOptimizer):
+                pairs = itertools.chain(
+                    zip(o.model_float16_groups, o.shard_fp32_from_float16_groups, strict=True),
+                    zip(o.model_fp32_groups, o.shard_fp32_groups, strict=True),
+                )
+                for models, mains in pairs:
+                    for p, main in zip(models, mains, strict=True):
+                        r = o._get_model_param_range_map(p)["param"]
+                        out[id(p)] = (main, r.start, r.end)
+            elif isinstance(o, Float16OptimizerWithFloat16Params):
+                for models, mains in zip(o.float16_groups, o.fp32_from_float16_groups, strict=True):
+                    for p, main in zip(models, mains, strict=True):
+                        out[id(p)] = (main, 0, p.numel())
+                for group in o.fp32_from_fp32_groups:
+                    out.update((id(p), (p, 0, p.numel())) for p in group)
+            else:  # FP32Optimizer: the torch optimiser steps the parameters themselves
+                for group in o.optimizer.param_groups:
+                    out.update((id(p), (p, 0, p.numel())) for p in group["params"])
+        return out
+
+    def _state_of(self, main: torch.Tensor) -> dict[str, Any]:
+        """The AdamW state of master tensor ``main`` (empty before the first step)."""
+        for o in self._optimizers():
+            if any(main is q for g in o.optimizer.param_groups for q in g["params"]):
+                return o.optimizer.state[main]
+        raise RuntimeError("no optimiser holds these master weights")
+
+    @torch.no_grad()
+    def _assign(
+        self,
+        p: torch.nn.Parameter,
+        local: torch.Tensor,
+        mains: dict[int, tuple[torch.Tensor, int, int]],
+        moments: dict[str, torch.Tensor] | None = None,
+        step: float = 0.0,
+    ) -> None:
+        """Set a parameter to ``local`` (this rank's fp32 shard of it): the model's weights
+        (rounded to their dtype) and this rank's range of the master weights (``mains``:
+        :meth:`_main_params`); with ``moments``, this rank's range of the AdamW moments and
+        the parameter's own ``step`` tensor."""
+        p.copy_(local)
+        if id(p) not in mains:
+            return
+        main, start, end = mains[id(p)]
+        main.copy_(local.reshape(-1)[start:end].view_as(main))
+        if moments is not None:
+            state = self._state_of(main)
+            for k in MOMENTS:
+                state[k] = moments[k].reshape(-1)[start:end].view_as(main).to(main).clone()
+            state["step"] = torch.tensor(float(step))
 
     def data_shard(self) -> tuple[int, int]:
         return self.dp_rank, self.dp
@@ -296,26 +452,57 @@ class MegatronLearner(Learner):
     # ------------------------------------------------------------------ numerics
 
     def _forward(
-        self, model: torch.nn.Module, sub: TrainBatch
+        self, module: torch.nn.Module, sub: TrainBatch
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[b, w]`` log-probs and entropies of ``sub`` (position 0 is 0)."""
+        """``[b, w]`` fp32 log-probs and entropies of ``sub`` (position 0 is 0)."""
         ids = sub.input_ids.to(self.device)
         b, w = ids.shape
-        positions = torch.arange(w, device=self.device).unsqueeze(0).expand(b, w)
-        causal = torch.triu(
-            torch.ones(1, 1, w, w, dtype=torch.bool, device=self.device), diagonal=1
+        if not self.cfg.packing:
+            positions = torch.arange(w, device=self.device).unsqueeze(0).expand(b, w)
+            causal = torch.triu(
+                torch.ones(1, 1, w, w, dtype=torch.bool, device=self.device), diagonal=1
+            )
+            logits = module(ids, positions, causal)  # [b, w, V / tp]
+            logp, entropy = self._logprobs(logits[:, :-1], ids[:, 1:], sub.temperature)
+            zero = logp.new_zeros(b, 1)
+            return torch.cat([zero, logp], dim=1), torch.cat([zero, entropy], dim=1)
+        from megatron.core.packed_seq_params import PackedSeqParams
+
+        lens = [int(n) for n in sub.seq_lens]
+        packed = torch.cat([ids[i, :n] for i, n in enumerate(lens)]).unsqueeze(0)  # [1, t]
+        cu = torch.tensor([0, *itertools.accumulate(lens)], dtype=torch.int32, device=self.device)
+        longest = max(lens)
+        params = PackedSeqParams(
+            qkv_format="thd",
+            cu_seqlens_q=cu,
+            cu_seqlens_kv=cu,
+            max_seqlen_q=longest,
+            max_seqlen_kv=longest,
         )
-        logits = model(ids, positions, causal)  # [b, w, V / tp]
-        logp, entropy = logprobs_and_entropy(
-            logits[:, :-1],
-            ids[:, 1:],
-            sub.temperature,
-            self.tp_group,
-            self.tp,
-            self.arch.vocab_size,
+        positions = torch.cat([torch.arange(n, device=self.device) for n in lens]).unsqueeze(0)
+        logits = module(packed, positions, None, packed_seq_params=params)  # [1, t, V / tp]
+        logp, entropy = self._logprobs(logits[:, :-1], packed[:, 1:], sub.temperature)
+        # token j >= 1 of row i was predicted at packed position cu[i] + j - 1
+        rows = torch.cat([torch.full((n - 1,), i, device=self.device) for i, n in enumerate(lens)])
+        cols = torch.cat([torch.arange(1, n, device=self.device) for n in lens])
+        at = torch.cat(
+            [
+                torch.arange(s, s + n - 1, device=self.device)
+                for s, n in zip(cu.tolist()[:-1], lens, strict=True)
+            ]
         )
-        zero = logp.new_zeros(b, 1)
-        return torch.cat([zero, logp], dim=1), torch.cat([zero, entropy], dim=1)
+        out_logp = logp.new_zeros(b, w)
+        out_ent = logp.new_zeros(b, w)
+        out_logp[rows, cols] = logp[0, at]
+        out_ent[rows, cols] = entropy[0, at]
+        return out_logp, out_ent
+
+    def _logprobs(
+        self, logits: torch.Tensor, targets: torch.Tensor, temperature: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return logprobs_and_entropy(
+            logits.float(), targets, temperature, self.tp_group, self.tp, self.arch.vocab_size
+        )
 
     def _plan(self, batch: TrainBatch) -> list[list[int]]:
         """This rank's micro-batches (row indices of its share) by the token budget."""
@@ -340,13 +527,13 @@ class MegatronLearner(Learner):
 
     @torch.no_grad()
     def _no_grad_pass(
-        self, model: torch.nn.Module, batch: TrainBatch
+        self, module: torch.nn.Module, batch: TrainBatch
     ) -> tuple[torch.Tensor, torch.Tensor]:
         logp = torch.zeros(batch.input_ids.shape, dtype=torch.float32, device=self.device)
         ent = torch.zeros_like(logp)
         for rows in self._plan(batch):
             sub = batch.select(rows)
-            lp, h = self._forward(model, sub)
+            lp, h = self._forward(module, sub)
             mask = sub.attention_mask.to(self.device)
             idx = torch.as_tensor(rows, device=self.device)
             logp[idx, : lp.shape[1]] = lp * mask
@@ -354,13 +541,15 @@ class MegatronLearner(Learner):
         return logp.cpu(), ent.cpu()
 
     def compute_logprobs(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._no_grad_pass(self.model, batch)
+        return self._no_grad_pass(self.ddp, batch)
 
     def compute_ref_logprobs(self, batch: TrainBatch) -> torch.Tensor:
         if self.reference is None:  # built on first use only: no KL, no reference model
             with torch.random.fork_rng(devices=[]):
-                self.reference = self._build_model()
-            self.reference.requires_grad_(False)
+                model = self._build_model()
+            self._load_hf(model, lambda p, t: p.data.copy_(t))
+            model.requires_grad_(False)
+            self.reference = self._half(model)
         return self._no_grad_pass(self.reference, batch)[0]
 
     def train_step(
@@ -394,17 +583,20 @@ class MegatronLearner(Learner):
     ) -> dict[str, float]:
         """A callable ``entropy_coef`` is the fused on-policy step (one process, one
         micro-batch): it gets the forward's detached log-probs and entropies first."""
+        from megatron.core.distributed import finalize_model_grads
+
         plan = self._plan(batch)
         totals, micro_batches = self._totals(batch, plan)
         weights = loss.token_weights(batch.response_mask, plan, totals)
-        self.optimizer.zero_grad(set_to_none=True)
+        self.ddp.zero_grad_buffer()
+        self.optimizer.zero_grad()
         sums: dict[str, float] = {"loss/pg": 0.0, "loss/entropy": 0.0}
         weight_total = float(weights.sum())
         fused = callable(entropy_coef)
         for rows in plan:
             sub = batch.select(rows).to(self.device)
             w = weights[torch.as_tensor(rows), : sub.input_ids.shape[1]].to(self.device)
-            logp, entropy = self._forward(self.model, sub)
+            logp, entropy = self._forward(self.ddp, sub)
             if callable(entropy_coef):  # fused: old log-probs from this very forward
                 entropy_coef = take_old_logprobs(batch, sub, logp, entropy, entropy_coef)
             backward_micro_batch(loss, sub, w, logp, entropy, entropy_coef, sums)
@@ -412,17 +604,10 @@ class MegatronLearner(Learner):
             empty = torch.zeros(batch.input_ids.shape)  # coefficient's reduction
             batch.old_logprobs = empty
             entropy_coef = float(entropy_coef(empty, empty))
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        for p in params:
-            if p.grad is None:  # a data-parallel rank without rows still joins the reduction
-                p.grad = torch.zeros_like(p)
+        # the main_grad buffers summed over the data-parallel group (a rank without rows
+        # adds zeros); with the distributed optimiser, reduce-scattered to each rank's range
+        finalize_model_grads([self.ddp])
         if self.dp > 1:
-            flat = torch.cat([p.grad.reshape(-1) for p in params])
-            dist.all_reduce(flat, group=self.dp_group)
-            offset = 0
-            for p in params:
-                p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
-                offset += p.numel()
             # a rank without rows has no loss statistics: sum dicts, one per data-parallel index
             parts = distributed.all_gather_object((self.tp_rank, sums, weight_total))
             sums, weight_total = {}, 0.0
@@ -431,30 +616,30 @@ class MegatronLearner(Learner):
                     weight_total += total
                     for k, v in part.items():
                         sums[k] = sums.get(k, 0.0) + v
-        grad_norm = self._clip_grad_norm(params)
-        # the same on every rank (norm reduced over TP, sums over DP)
+        with cuda_names():
+            self.optimizer.prepare_grads()
+            grad_norm = float(self.optimizer.get_grad_norm())  # the same on every rank
         return finish_step(
-            self.optimizer, sums, weight_total, entropy_coef, grad_norm, micro_batches, fused
+            self.optimizer,
+            sums,
+            weight_total,
+            entropy_coef,
+            grad_norm,
+            micro_batches,
+            fused,
+            step=lambda: self._clip_and_step(grad_norm),
         )
 
-    def _clip_grad_norm(self, params: list[torch.nn.Parameter]) -> float:
-        """Clip to ``cfg.grad_clip`` by the global 2-norm (tensor-parallel shards summed over
-        the TP group, replicated parameters counted once); returns the norm before clipping."""
-        split = torch.zeros((), dtype=torch.float32, device=self.device)
-        replicated = torch.zeros_like(split)
-        for p in params:
-            sq = p.grad.detach().float().pow(2).sum()
-            if getattr(p, "tensor_model_parallel", False):
-                split += sq
-            else:
-                replicated += sq
-        if self.tp > 1:
-            dist.all_reduce(split, group=self.tp_group)
-        norm = (split + replicated).sqrt()
-        coef = torch.clamp(self.cfg.grad_clip / (norm + 1e-6), max=1.0)
-        for p in params:
-            p.grad.detach().mul_(coef.to(p.grad.dtype))
-        return float(norm)
+    def _clip_and_step(self, grad_norm: float) -> None:
+        """Clip to ``cfg.grad_clip`` by the global norm already computed, then Megatron's
+        update (master weights, copied back to the model's; gathered when distributed)."""
+        from megatron.core.optimizer.clip_grads import clip_grad_by_total_norm_fp32
+
+        with cuda_names():
+            if self.cfg.grad_clip > 0:
+                for o in self._optimizers():
+                    clip_grad_by_total_norm_fp32(o.get_parameters(), self.cfg.grad_clip, grad_norm)
+            self.optimizer.step_with_ready_grads()
 
     # ------------------------------------------------------------------ weights and state
 
@@ -504,12 +689,13 @@ class MegatronLearner(Learner):
 
     def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """Full weights under HF names on *every* rank (each feeds its own rollout engine),
-        produced lazily: a collective within each TP group as the caller consumes them."""
+        produced lazily: a collective within each TP group as the caller consumes them. In
+        the model's precision (bf16: the rounded weights the learner computes with)."""
         for name, full in self._full_params():
             yield from megatron_to_hf(name, full, self.arch)
 
     def save_pretrained(self, path: Path) -> None:
-        """Collective; rank 0 writes the HF folder."""
+        """Collective; rank 0 writes the HF folder (in the model's precision)."""
         from safetensors.torch import save_file
         from transformers import AutoConfig, AutoTokenizer
 
@@ -527,7 +713,7 @@ class MegatronLearner(Learner):
             tensors.pop("lm_head.weight", None)
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         config = AutoConfig.from_pretrained(self.model_path)
-        config.dtype = DTYPES[self.cfg.dtype]
+        config.dtype = self.dtype
         config.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(self.model_path).save_pretrained(tmp)
         generation = self.model_path / "generation_config.json"
@@ -538,60 +724,91 @@ class MegatronLearner(Learner):
         os.replace(tmp, path)
 
     def reset_optimizer(self) -> None:
-        self.optimizer = self._new_optimizer()
+        """Fresh AdamW moments; the master weights stay."""
+        for o in self._optimizers():
+            o.optimizer.state.clear()
+
+    def optimizer_state_bytes(self) -> int:
+        """Bytes of optimiser state on this rank: AdamW moments, and fp32 master weights
+        where they are not the model's own parameters (bf16)."""
+        model = {p.untyped_storage().data_ptr() for p in self.model.parameters()}
+        total = 0
+        for main, _, _ in self._main_params().values():
+            if main.untyped_storage().data_ptr() not in model:
+                total += main.numel() * main.element_size()
+            state = self._state_of(main)
+            total += sum(state[k].numel() * state[k].element_size() for k in MOMENTS if k in state)
+        return total
+
+    def _fp32_state(
+        self,
+    ) -> Iterator[tuple[str, torch.nn.Parameter, dict[str, torch.Tensor], float]]:
+        """Per parameter, in the model's order: this TP rank's fp32 master weights
+        (``"param"``) and AdamW moments (absent before the first step) in the parameter's
+        own shape, and its AdamW step. Distributed optimiser: each rank's ranges are summed
+        over the data-parallel group into whole tensors (a collective per parameter)."""
+        mains = self._main_params()
+        spread = bool(self.cfg.distributed_optimizer) and self.dp > 1
+        local_step = 0.0
+        for main, _, _ in mains.values():
+            local_step = max(local_step, float(self._state_of(main).get("step", 0.0)))
+        (step,) = distributed.all_reduce([local_step], "max")
+        keys = ("param", *MOMENTS) if step > 0 else ("param",)
+        for name, p in self.model.named_parameters():
+            entry = mains.get(id(p))
+            out = {}
+            for k in keys:
+                src = None
+                if entry is not None:
+                    main, start, end = entry
+                    src = main if k == "param" else self._state_of(main)[k]
+                if spread:
+                    flat = torch.zeros(p.numel(), dtype=torch.float32, device=self.device)
+                    if src is not None:
+                        flat[start:end] = src.detach().reshape(-1)
+                    dist.all_reduce(flat, group=self.dp_group)
+                else:
+                    flat = src.detach().reshape(-1).float()
+                out[k] = flat.view(p.shape)
+            yield name, p, out, step
 
     def state_dict(self) -> dict[str, Any]:
-        """Model and AdamW state as *full* tensors under Megatron names on rank 0 (gathered
-        by the TP group of data-parallel index 0; ``{}`` elsewhere), so a checkpoint resumes
-        at any world size and tensor-parallel size. Collective."""
-        if self.dp_rank != 0:
-            return {}
-        opt = self.optimizer.state_dict()
-        names = [n for n, _ in self.model.named_parameters()]
-        index = dict(zip(names, opt["param_groups"][0]["params"], strict=True))
+        """fp32 master weights and AdamW state as *full* tensors under Megatron names on
+        rank 0 (gathered by the TP group of data-parallel index 0; ``{}`` elsewhere), so a
+        checkpoint resumes at any world size, tensor-parallel size and precision. Collective."""
         model, moments = {}, {}
         cut = self.arch.vocab_size
-        for name, full in self._full_params():
+        for name, _, tensors, step in self._fp32_state():
+            if self.dp_rank != 0:
+                continue
             rows = slice(0, cut if name in VOCAB_PARAMS else None)
-            model[name] = full.detach()[rows].cpu().clone()
-            state = opt["state"].get(index[name])
-            if state is not None:
-                moments[name] = {
-                    k: (
-                        gather(v, tp_layout(name), self.tp_group, self.tp)[rows].cpu().clone()
-                        if k != "step"
-                        else v.clone()
-                    )
-                    for k, v in state.items()
-                }
+            full = {
+                k: gather(v, tp_layout(name), self.tp_group, self.tp)[rows].cpu().clone()
+                for k, v in tensors.items()
+            }
+            model[name] = full.pop("param")
+            if full:
+                moments[name] = full | {"step": torch.tensor(step)}
         if not distributed.is_main():
             return {}
-        groups = [{k: v for k, v in g.items() if k != "params"} for g in opt["param_groups"]]
-        return {
-            "format": STATE_FORMAT,
-            "model": model,
-            "optimizer": {"param_groups": groups, "state": moments},
-        }
+        return {"format": STATE_FORMAT, "model": model, "optimizer": {"state": moments}}
 
     sharded_checkpoints = True
 
     def save_sharded(self, folder: Path) -> None:
         """Each tensor-parallel rank of data-parallel index 0 writes its shards of every
-        parameter and AdamW moment (:mod:`or1_plugins.megatron.sharded_checkpoint`); rank 0
-        the index. No gather: a rank holds its own shards only."""
-        named = list(self.model.named_parameters())
-        opt = self.optimizer.state_dict()
+        parameter's fp32 master weights and AdamW moments
+        (:mod:`or1_plugins.megatron.sharded_checkpoint`); rank 0 the index. No TP gather: a
+        rank holds its own shards only (with the distributed optimiser, assembled over DP)."""
         tensors, steps = [], {}
-        for i, (name, p) in enumerate(named):
+        for name, _, state, step in self._fp32_state():
             layout = tp_layout(name)
             limit = self.arch.vocab_size if name in VOCAB_PARAMS else None
-            tensors.append((name, p, layout, limit))
-            for k, v in opt["state"].get(i, {}).items():
-                if k == "step":
-                    steps[name] = float(v)
-                else:
-                    tensors.append((f"{name}::{k}", v, layout, limit))
-        groups = [{k: v for k, v in g.items() if k != "params"} for g in opt["param_groups"]]
+            tensors.append((name, state["param"], layout, limit))
+            for k in MOMENTS:
+                if k in state:
+                    tensors.append((f"{name}::{k}", state[k], layout, limit))
+                    steps[name] = step
         sharded_checkpoint.save(
             Path(folder),
             tensors,
@@ -599,7 +816,7 @@ class MegatronLearner(Learner):
             self.tp,
             distributed.all_gather_object,
             write=self.dp_rank == 0,
-            extra={"param_groups": groups, "steps": steps},
+            extra={"precision": self.cfg.precision, "steps": steps},
             is_main=distributed.is_main(),
         )
 
@@ -610,26 +827,24 @@ class MegatronLearner(Learner):
             reader = sharded_checkpoint.Reader(Path(folder))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"learner checkpoint {folder}: {exc}") from None
-        named = list(self.model.named_parameters())
         keys = reader.keys()
+        named = list(self.model.named_parameters())
         missing = [n for n, _ in named if n not in keys]
         if missing:
             raise ConfigError(f"learner checkpoint {folder} lacks {missing[0]}")
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for i, (name, p) in enumerate(named):
+        self.reset_optimizer()
+        mains = self._main_params()
+        for name, p in named:
             layout = tp_layout(name)
-            reader.fill(name, p.data, layout, self.tp_rank, self.tp)
-            moments = {}
-            for k in ("exp_avg", "exp_avg_sq"):
-                if f"{name}::{k}" in keys:
-                    moments[k] = torch.zeros_like(p)
+            local = torch.zeros(p.shape, dtype=torch.float32, device=self.device)
+            reader.fill(name, local, layout, self.tp_rank, self.tp)
+            moments = None
+            if all(f"{name}::{k}" in keys for k in MOMENTS):
+                moments = {}
+                for k in MOMENTS:
+                    moments[k] = torch.zeros_like(local)
                     reader.fill(f"{name}::{k}", moments[k], layout, self.tp_rank, self.tp)
-            if moments:
-                moments["step"] = torch.tensor(reader.doc["steps"][name])
-                state[i] = moments
-        self.optimizer = self._new_optimizer()
-        groups = [dict(g, params=list(range(len(named)))) for g in reader.doc["param_groups"]]
-        self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+            self._assign(p, local, mains, moments, reader.doc["steps"].get(name, 0.0))
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Every rank passes the full state (read from the checkpoint memory-mapped) and keeps
@@ -639,27 +854,20 @@ class MegatronLearner(Learner):
         self._load_state_dict(state)
 
     def _local(self, name: str, full: torch.Tensor) -> torch.Tensor:
-        """This rank's shard of a saved full tensor (vocabulary padding redone for this TP)."""
+        """This rank's fp32 shard of a saved full tensor (vocabulary padding redone for this TP)."""
         if name in VOCAB_PARAMS:
             full = pad_vocab_rows(full, self.arch)
-        return shard(full, tp_layout(name), self.tp_rank, self.tp).to(self.device)
+        return shard(full.float(), tp_layout(name), self.tp_rank, self.tp).to(self.device)
 
     @torch.no_grad()
     def _load_state_dict(self, state: dict[str, Any]) -> None:
         """Load full tensors, cut to this rank's shards here."""
-        local = self._local
-        named = list(self.model.named_parameters())
-        for name, p in named:
-            p.copy_(local(name, state["model"][name]))
-        self.optimizer = self._new_optimizer()
-        opt_state = {}
-        for i, (name, _) in enumerate(named):
-            if name in state["optimizer"]["state"]:
-                opt_state[i] = {
-                    k: (local(name, v) if k != "step" else v)
-                    for k, v in state["optimizer"]["state"][name].items()
-                }
-        groups = [
-            dict(g, params=list(range(len(named)))) for g in state["optimizer"]["param_groups"]
-        ]
-        self.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+        self.reset_optimizer()
+        mains = self._main_params()
+        saved = state["optimizer"]["state"]
+        for name, p in self.model.named_parameters():
+            moments = step = None
+            if name in saved:
+                moments = {k: self._local(name, saved[name][k]) for k in MOMENTS}
+                step = float(saved[name]["step"])
+            self._assign(p, self._local(name, state["model"][name]), mains, moments, step or 0.0)
