@@ -2,6 +2,7 @@
 PyTorch learner, and Megatron TP=2 (two processes, gloo on CPU) vs TP=1, in one run.
 
     .venv/bin/python benchmarks/learner.py [--sequences 64 --length 96 --reps 5 --threads 1]
+    .venv/bin/python benchmarks/learner.py --lengths longtail [--sequences 32 --length 2048]
 
 Each learner runs in its own spawned process(es) with ``--threads`` torch threads per rank,
 on the same tiny Qwen2 (the demo's architecture, untrained weights) and the same random batch
@@ -9,6 +10,14 @@ on the same tiny Qwen2 (the demo's architecture, untrained weights) and the same
 batch's unpadded tokens per second of wall time of ``train_step`` (forward, backward, clipping,
 AdamW), median of ``--reps`` steps after one warm-up step. On a 2-core CPU TP=2 is for
 correctness, not speed. The last line is ``ratio_vs_reference=<x> ratio_tp2_vs_tp1=<y>``.
+
+``--lengths longtail`` measures what packing buys on RL-like lengths instead: most responses
+short, a few run to the limit (log-normal, median 15% of ``--length``, clipped to
+[16, ``--length``], the longest row at ``--length``), micro-batches of ``--micro-batch-tokens``
+unpadded tokens (default 4 x ``--length``), and the Megatron learner at TP=1 with packed
+micro-batches (one row of sequences end to end, per-document attention) against padded ones
+(rows padded to the micro-batch's longest, explicit causal mask). Last line:
+``packed_vs_padded=<x>`` (tokens/s ratio; the goal is >= 1.5).
 """
 
 from __future__ import annotations
@@ -30,17 +39,24 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--length", type=int, default=96)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--lengths", choices=["uniform", "longtail"], default="uniform")
+    p.add_argument("--micro-batch-tokens", type=int, default=0)
     p.add_argument(
         "--cache-dir", default=os.environ.get("OR1_CACHE_DIR", str(Path.home() / ".cache" / "or1"))
     )
     return p.parse_args()
 
 
-def make_batch(sequences: int, length: int, vocab: int):
+def make_batch(sequences: int, length: int, vocab: int, lengths: str = "uniform", budget: int = 0):
     from or1.types import TrainBatch
 
     g = torch.Generator().manual_seed(0)
-    lens = torch.randint(int(0.6 * length), length + 1, (sequences,), generator=g).tolist()
+    if lengths == "longtail":
+        draw = torch.exp(torch.randn(sequences, generator=g) + torch.log(torch.tensor(0.15)))
+        lens = (draw * length).clamp(16, length).long().tolist()
+        lens[sequences // 2] = length  # a response that ran to the limit
+    else:
+        lens = torch.randint(int(0.6 * length), length + 1, (sequences,), generator=g).tolist()
     ids = torch.zeros(sequences, length, dtype=torch.long)
     attn = torch.zeros_like(ids)
     resp = torch.zeros(sequences, length)
@@ -49,7 +65,7 @@ def make_batch(sequences: int, length: int, vocab: int):
         attn[i, :n] = 1
         resp[i, 16:n] = 1.0
     adv = resp * torch.randn(sequences, 1, generator=g)
-    return TrainBatch(ids, attn, resp, adv, lens, temperature=1.0)
+    return TrainBatch(ids, attn, resp, adv, lens, temperature=1.0, micro_batch_tokens=budget)
 
 
 def worker(
@@ -78,11 +94,15 @@ def worker(
     else:
         from or1_plugins.megatron.learner import MegatronLearner, MegatronLearnerConfig
 
-        cfg = MegatronLearnerConfig(lr=1e-4, tensor_parallel_size=world)
+        cfg = MegatronLearnerConfig(
+            lr=1e-4, tensor_parallel_size=world, packing=kind != "megatron-padded"
+        )
         learner = MegatronLearner(OmegaConf.structured(cfg), ctx)  # TP: every rank, one batch
     from transformers import AutoConfig
 
-    batch = make_batch(args.sequences, args.length, AutoConfig.from_pretrained(model).vocab_size)
+    vocab = AutoConfig.from_pretrained(model).vocab_size
+    budget = args.micro_batch_tokens or (4 * args.length if args.lengths == "longtail" else 0)
+    batch = make_batch(args.sequences, args.length, vocab, args.lengths, budget)
     batch.old_logprobs, _ = learner.compute_logprobs(batch)
     loss = OR1Loss(OmegaConf.structured(OR1LossConfig()))
     learner.train_step(batch, loss, 0.0)  # warm-up
@@ -125,9 +145,21 @@ def main() -> None:
     cfg = OmegaConf.structured(TinyModelConfig(warmup_max_steps=0, num_threads=args.threads))
     model = str(prepare_tiny_model(cfg, Path(args.cache_dir)))
     print(
-        f"batch: {args.sequences} sequences up to {args.length} tokens; {args.threads} thread(s) per rank"
+        f"batch: {args.sequences} sequences up to {args.length} tokens ({args.lengths}); "
+        f"{args.threads} thread(s) per rank"
     )
     results = {}
+    if args.lengths == "longtail":
+        vocab = 2
+        lens = make_batch(args.sequences, args.length, vocab, "longtail").seq_lens
+        print(
+            f"lengths: mean {statistics.mean(lens):.0f}, median {statistics.median(lens):.0f}, max {max(lens)}"
+        )
+        for name, kind in (("megatron packed", "megatron"), ("megatron padded", "megatron-padded")):
+            results[name] = measure(kind, 1, args, model)
+            print(f"{name:20s} {results[name]:10.0f} tokens/s")
+        print(f"packed_vs_padded={results['megatron packed'] / results['megatron padded']:.3f}")
+        return
     for name, kind, world in (
         ("reference (torch)", "reference", 1),
         ("megatron TP=1", "megatron", 1),

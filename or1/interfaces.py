@@ -222,6 +222,14 @@ class Learner(Stateful, ABC):
     :meth:`load_state_dict`, :meth:`save_pretrained` and :meth:`reset_optimizer` are
     collective: every rank calls them together."""
 
+    @classmethod
+    def check_launch(cls, cfg: Any, world_size: int) -> None:
+        """Called once per rank before anything is built or loaded, with the learner's config
+        section and the launch's process count: raise :class:`~or1.errors.ConfigError` (one
+        line naming the key and the number) for settings this launch cannot run (a parallel
+        layout that does not divide the world, a precision the device lacks). The default
+        accepts everything."""
+
     sharded_checkpoints: bool = False
     """True for learners that write their checkpoint state rank by rank
     (:meth:`save_sharded` / :meth:`load_sharded`) instead of one ``state_dict``."""

@@ -118,6 +118,7 @@ def check_values(cfg: DictConfig) -> None:
         if value < low:
             raise ConfigError(f"{key}={value} must be >= {low}")
     check_eval_values(cfg.eval)
+    check_micro_batch_budgets(cfg)
     if t.total_steps is not None and t.total_steps < 1:
         raise ConfigError(f"trainer.total_steps={t.total_steps} must be >= 1")
     if not cfg.rollout.temperature >= MIN_TEMPERATURE:
@@ -127,6 +128,20 @@ def check_values(cfg: DictConfig) -> None:
         )
     if not 0.0 < cfg.rollout.top_p <= 1.0:
         raise ConfigError(f"rollout.top_p={cfg.rollout.top_p} must be in (0, 1]")
+
+
+def check_micro_batch_budgets(cfg: DictConfig) -> None:
+    """A stage's ``micro_batch_tokens`` (when set) must hold its longest sequence: the
+    longest prompt plus the stage's ``max_response_length``."""
+    for i, s in enumerate(getattr(cfg.stages, "stages", None) or []):
+        budget = int(getattr(s, "micro_batch_tokens", 0) or 0)
+        longest = int(cfg.data.max_prompt_length) + int(getattr(s, "max_response_length", 0))
+        if 0 < budget < longest:
+            raise ConfigError(
+                f"stages.stages[{i}].micro_batch_tokens={budget} is below the stage's longest "
+                f"sequence of {longest} tokens (data.max_prompt_length={cfg.data.max_prompt_length}"
+                f" + max_response_length={s.max_response_length})"
+            )
 
 
 def check_eval_values(e: DictConfig) -> None:
@@ -360,9 +375,13 @@ def check_launch(cfg: DictConfig, registry: Registry) -> distributed.EngineLayou
     ``tensor_parallel_size`` must divide the world."""
     n = distributed.world_size()
     layout = distributed.engine_layout(int(getattr(cfg.rollout, "tensor_parallel_size", 1)))
+    learner = registry.get("learner", cfg.learner.name).factory
+    check = getattr(learner, "check_launch", None)
+    if check is not None:
+        check(cfg.learner, n)
     if n <= 1:
         return layout
-    if not getattr(registry.get("learner", cfg.learner.name).factory, "multiprocess", False):
+    if not getattr(learner, "multiprocess", False):
         raise ConfigError(
             f"learner={cfg.learner.name} runs in a single process but this launch has {n} "
             "(WORLD_SIZE); use learner=megatron or start or1-train without torchrun"

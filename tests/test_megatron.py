@@ -398,3 +398,20 @@ def test_context_parallel_without_a_gpu_is_a_one_line_error():
     cfg = OmegaConf.structured(MegatronLearnerConfig(context_parallel_size=2))
     with pytest.raises(ConfigError, match="context_parallel_size=2 needs GPUs"):
         check_settings(cfg, world=2)
+
+
+def test_a_micro_batch_budget_below_the_longest_sequence_is_a_one_line_error(tmp_path):
+    from tests.conftest import run_cli
+
+    r = run_cli(
+        "or1-train",
+        ["stages.stages.0.micro_batch_tokens=200", "data.max_prompt_length=256"],
+        tmp_path,
+        timeout=120,
+    )
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert (
+        "stages.stages[0].micro_batch_tokens=200 is below the stage's longest sequence of 320 "
+        "tokens (data.max_prompt_length=256 + max_response_length=64)"
+    ) in r.stderr
+    assert not list(tmp_path.rglob("*.safetensors"))  # nothing loaded, nothing written

@@ -171,6 +171,10 @@ class MegatronLearner(Learner):
     multiprocess = True
     """Runs under ``torchrun``: every rank builds it and calls it on its own share (SPMD)."""
 
+    @classmethod
+    def check_launch(cls, cfg: Any, world_size: int) -> None:
+        check_settings(cfg, world_size)
+
     def __init__(self, cfg: Any, ctx: BuildContext) -> None:
         from transformers import AutoConfig
 
@@ -192,6 +196,9 @@ class MegatronLearner(Learner):
         )
         # megatron's advice for GPU set-ups (Apex/TE missing, CUDA_DEVICE_MAX_CONNECTIONS, ...)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"megatron\.")
+        quiet = logging.getLogger("megatron")  # its set-up banners, once per rank and wrapper
+        if quiet.level == logging.NOTSET:
+            quiet.setLevel(logging.WARNING)
         if self.device.type == "cpu":
             apply_cpu_shims()
         self._init_parallel()
