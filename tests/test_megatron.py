@@ -415,3 +415,17 @@ def test_a_micro_batch_budget_below_the_longest_sequence_is_a_one_line_error(tmp
         "tokens (data.max_prompt_length=256 + max_response_length=64)"
     ) in r.stderr
     assert not list(tmp_path.rglob("*.safetensors"))  # nothing loaded, nothing written
+
+
+def test_context_parallel_ranks_hold_load_balanced_chunks_of_every_sequence():
+    """Megatron's CP layout, worked by hand: lengths 5 and 12 at CP=2 pad to 8 and 12 and cut
+    into 4 chunks each (2 and 3 tokens); rank 0 holds chunks 0 and 3, rank 1 chunks 1 and 2."""
+    from or1_plugins.megatron.context_parallel import padded_lengths, partition
+
+    assert padded_lengths([5, 12], 2) == [8, 12]
+    assert partition([5, 12], 2, 0).tolist() == [0, 1, 6, 7, 8, 9, 10, 17, 18, 19]
+    assert partition([5, 12], 2, 1).tolist() == [2, 3, 4, 5, 11, 12, 13, 14, 15, 16]
+    both = torch.cat([partition([7, 3, 30], 4, r) for r in range(4)])
+    assert sorted(both.tolist()) == list(range(sum(padded_lengths([7, 3, 30], 4))))
+    with pytest.raises(ValueError, match="rank 2 is not in"):
+        partition([4], 2, 2)

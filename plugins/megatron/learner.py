@@ -238,6 +238,8 @@ class MegatronLearner(Learner):
         self.dp_rank = ps.get_data_parallel_rank()
         self.cp_group = ps.get_context_parallel_group()
         self.cp_rank = ps.get_context_parallel_rank()
+        # the distributed optimiser shards over data-parallel x context-parallel ranks
+        self.dp_cp_group = ps.get_data_parallel_group(with_context_parallel=True)
 
     def _transformer_config(self) -> Any:
         import torch.nn.functional as F
@@ -460,10 +462,14 @@ class MegatronLearner(Learner):
 
     def _forward(
         self, module: torch.nn.Module, sub: TrainBatch
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[b, w]`` fp32 log-probs and entropies of ``sub`` (position 0 is 0)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``[b, w]`` fp32 log-probs and entropies of ``sub`` (position 0 is 0), and with
+        context parallelism the ``[b, w]`` mask of the positions this CP rank computed (the
+        others are 0 here); None without."""
         ids = sub.input_ids.to(self.device)
         b, w = ids.shape
+        if self.cp > 1:
+            return self._forward_cp(module, sub, ids)
         if not self.cfg.packing:
             positions = torch.arange(w, device=self.device).unsqueeze(0).expand(b, w)
             causal = torch.triu(
@@ -472,7 +478,7 @@ class MegatronLearner(Learner):
             logits = module(ids, positions, causal)  # [b, w, V / tp]
             logp, entropy = self._logprobs(logits[:, :-1], ids[:, 1:], sub.temperature)
             zero = logp.new_zeros(b, 1)
-            return torch.cat([zero, logp], dim=1), torch.cat([zero, entropy], dim=1)
+            return torch.cat([zero, logp], dim=1), torch.cat([zero, entropy], dim=1), None
         from megatron.core.packed_seq_params import PackedSeqParams
 
         lens = [int(n) for n in sub.seq_lens]
@@ -502,7 +508,64 @@ class MegatronLearner(Learner):
         out_ent = logp.new_zeros(b, w)
         out_logp[rows, cols] = logp[0, at]
         out_ent[rows, cols] = entropy[0, at]
-        return out_logp, out_ent
+        return out_logp, out_ent, None
+
+    def _forward_cp(
+        self, module: torch.nn.Module, sub: TrainBatch, ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Context parallelism (GPU, Transformer Engine): the packed row, each sequence padded
+        to a multiple of ``2 * cp``, and this CP rank's load-balanced chunks of it
+        (:mod:`or1_plugins.megatron.context_parallel`); TE's attention exchanges keys and
+        values over the CP group. Returns what :meth:`_forward` does, for this rank's tokens."""
+        from megatron.core.packed_seq_params import PackedSeqParams
+
+        from .context_parallel import padded_lengths, partition
+
+        b, w = ids.shape
+        lens = [int(n) for n in sub.seq_lens]
+        padded = padded_lengths(lens, self.cp)
+        total = sum(padded)
+        row = ids.new_zeros(total)
+        targets = ids.new_zeros(total)
+        positions = ids.new_zeros(total)
+        where_row = ids.new_full(
+            (total,), -1
+        )  # position p predicts token where_col[p] of row where_row[p]
+        where_col = ids.new_zeros(total)
+        start = 0
+        for i, (n, m) in enumerate(zip(lens, padded, strict=True)):
+            row[start : start + n] = ids[i, :n]
+            targets[start : start + n - 1] = ids[i, 1:n]
+            positions[start : start + m] = torch.arange(m, device=self.device)
+            where_row[start : start + n - 1] = i
+            where_col[start : start + n - 1] = torch.arange(1, n, device=self.device)
+            start += m
+        mine = partition(lens, self.cp, self.cp_rank).to(self.device)
+        cu = torch.tensor([0, *itertools.accumulate(lens)], dtype=torch.int32, device=self.device)
+        cu_padded = torch.tensor(
+            [0, *itertools.accumulate(padded)], dtype=torch.int32, device=self.device
+        )
+        params = PackedSeqParams(
+            qkv_format="thd",
+            cu_seqlens_q=cu,
+            cu_seqlens_kv=cu,
+            cu_seqlens_q_padded=cu_padded,
+            cu_seqlens_kv_padded=cu_padded,
+            max_seqlen_q=max(padded),
+            max_seqlen_kv=max(padded),
+        )
+        logits = module(
+            row[mine].unsqueeze(0), positions[mine].unsqueeze(0), None, packed_seq_params=params
+        )
+        logp, entropy = self._logprobs(logits, targets[mine].unsqueeze(0), sub.temperature)
+        keep = where_row[mine] >= 0
+        r, c = where_row[mine][keep], where_col[mine][keep]
+        out_logp, out_ent = logp.new_zeros(b, w), logp.new_zeros(b, w)
+        held = torch.zeros(b, w, dtype=torch.bool, device=self.device)
+        out_logp[r, c] = logp[0, keep]
+        out_ent[r, c] = entropy[0, keep]
+        held[r, c] = True
+        return out_logp, out_ent, held
 
     def _logprobs(
         self, logits: torch.Tensor, targets: torch.Tensor, temperature: float
@@ -540,7 +603,11 @@ class MegatronLearner(Learner):
         ent = torch.zeros_like(logp)
         for rows in self._plan(batch):
             sub = batch.select(rows)
-            lp, h = self._forward(module, sub)
+            lp, h, held = self._forward(module, sub)
+            if held is not None:  # each position was computed by exactly one CP rank
+                both = torch.stack([lp * held, h * held])
+                dist.all_reduce(both, group=self.cp_group)
+                lp, h = both[0], both[1]
             mask = sub.attention_mask.to(self.device)
             idx = torch.as_tensor(rows, device=self.device)
             logp[idx, : lp.shape[1]] = lp * mask
@@ -578,7 +645,7 @@ class MegatronLearner(Learner):
         forward and its backward (a rank without rows contributes nothing). Otherwise the
         two-pass default."""
         (most,) = distributed.all_reduce([len(self._plan(batch))], "max")
-        if most != 1:
+        if most != 1 or self.cp > 1:  # CP: each rank's forward holds only its tokens
             return super().on_policy_step(batch, loss, entropy_coef)
         return self._train_step(batch, loss, entropy_coef)
 
@@ -603,7 +670,10 @@ class MegatronLearner(Learner):
         for rows in plan:
             sub = batch.select(rows).to(self.device)
             w = weights[torch.as_tensor(rows), : sub.input_ids.shape[1]].to(self.device)
-            logp, entropy = self._forward(self.ddp, sub)
+            logp, entropy, held = self._forward(self.ddp, sub)
+            if held is not None:  # CP: this rank's tokens only; the others weigh nothing here
+                w = w * held
+                logp = torch.where(held, logp, sub.old_logprobs.to(logp))
             if callable(entropy_coef):  # fused: old log-probs from this very forward
                 entropy_coef = take_old_logprobs(batch, sub, logp, entropy, entropy_coef)
             backward_micro_batch(loss, sub, w, logp, entropy, entropy_coef, sums)
@@ -614,8 +684,9 @@ class MegatronLearner(Learner):
         # the main_grad buffers summed over the data-parallel group (a rank without rows
         # adds zeros); with the distributed optimiser, reduce-scattered to each rank's range
         finalize_model_grads([self.ddp])
-        if self.dp > 1:
-            # a rank without rows has no loss statistics: sum dicts, one per data-parallel index
+        if self.dp * self.cp > 1:
+            # a rank without rows has no loss statistics: sum dicts, one per data-parallel
+            # index (and context-parallel rank: each holds its tokens' part)
             parts = distributed.all_gather_object((self.tp_rank, sums, weight_total))
             sums, weight_total = {}, 0.0
             for tp_rank, part, total in parts:
@@ -755,7 +826,7 @@ class MegatronLearner(Learner):
         own shape, and its AdamW step. Distributed optimiser: each rank's ranges are summed
         over the data-parallel group into whole tensors (a collective per parameter)."""
         mains = self._main_params()
-        spread = bool(self.cfg.distributed_optimizer) and self.dp > 1
+        spread = bool(self.cfg.distributed_optimizer) and self.dp * self.cp > 1
         local_step = 0.0
         for main, _, _ in mains.values():
             local_step = max(local_step, float(self._state_of(main).get("step", 0.0)))
@@ -773,7 +844,7 @@ class MegatronLearner(Learner):
                     flat = torch.zeros(p.numel(), dtype=torch.float32, device=self.device)
                     if src is not None:
                         flat[start:end] = src.detach().reshape(-1)
-                    dist.all_reduce(flat, group=self.dp_group)
+                    dist.all_reduce(flat, group=self.dp_cp_group)
                 else:
                     flat = src.detach().reshape(-1).float()
                 out[k] = flat.view(p.shape)
@@ -786,7 +857,7 @@ class MegatronLearner(Learner):
         model, moments = {}, {}
         cut = self.arch.vocab_size
         for name, _, tensors, step in self._fp32_state():
-            if self.dp_rank != 0:
+            if self.dp_rank != 0 or self.cp_rank != 0:
                 continue
             rows = slice(0, cut if name in VOCAB_PARAMS else None)
             full = {
@@ -822,7 +893,7 @@ class MegatronLearner(Learner):
             self.tp_rank,
             self.tp,
             distributed.all_gather_object,
-            write=self.dp_rank == 0,
+            write=self.dp_rank == 0 and self.cp_rank == 0,
             extra={"precision": self.cfg.precision, "steps": steps},
             is_main=distributed.is_main(),
         )

@@ -47,13 +47,16 @@ class PackedDotProductAttention(DotProductAttention):
         if attention_bias is not None:
             raise ValueError("packed attention takes no attention bias")
         cu = packed_seq_params.cu_seqlens_q.tolist()
+        lengths = [b - a for a, b in zip(cu[:-1], cu[1:], strict=True)]
         groups = self.num_attention_heads_per_partition // self.num_query_groups_per_partition
         outputs = []
-        for start, end in zip(cu[:-1], cu[1:], strict=True):
+        # split, not slices: the backward of a split is one concatenation, while each
+        # slice's backward would add a zero-filled full-length gradient
+        for q, k, v in zip(
+            query.split(lengths), key.split(lengths), value.split(lengths), strict=True
+        ):
             # [L, heads, d] -> [1, heads, L, d]
-            q = query[start:end].transpose(0, 1).unsqueeze(0)
-            k = key[start:end].transpose(0, 1).unsqueeze(0)
-            v = value[start:end].transpose(0, 1).unsqueeze(0)
+            q, k, v = (x.transpose(0, 1).unsqueeze(0) for x in (q, k, v))
             if groups > 1:
                 k = k.repeat_interleave(groups, dim=1)
                 v = v.repeat_interleave(groups, dim=1)
