@@ -35,8 +35,8 @@ import torch
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--sequences", type=int, default=64)
-    p.add_argument("--length", type=int, default=96)
+    p.add_argument("--sequences", type=int, default=None, help="64 (uniform), 32 (longtail)")
+    p.add_argument("--length", type=int, default=None, help="96 (uniform), 2048 (longtail)")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--lengths", choices=["uniform", "longtail"], default="uniform")
@@ -44,7 +44,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--cache-dir", default=os.environ.get("OR1_CACHE_DIR", str(Path.home() / ".cache" / "or1"))
     )
-    return p.parse_args()
+    a = p.parse_args()
+    longtail = a.lengths == "longtail"
+    a.sequences = a.sequences or (32 if longtail else 64)
+    a.length = a.length or (2048 if longtail else 96)
+    return a
 
 
 def make_batch(sequences: int, length: int, vocab: int, lengths: str = "uniform", budget: int = 0):
@@ -150,8 +154,7 @@ def main() -> None:
     )
     results = {}
     if args.lengths == "longtail":
-        vocab = 2
-        lens = make_batch(args.sequences, args.length, vocab, "longtail").seq_lens
+        lens = make_batch(args.sequences, args.length, 8, "longtail").seq_lens
         print(
             f"lengths: mean {statistics.mean(lens):.0f}, median {statistics.median(lens):.0f}, max {max(lens)}"
         )
