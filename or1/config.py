@@ -125,6 +125,7 @@ class TrainerConfig:
     dist_timeout_s: int = 1800  # torchrun launches: bound on any wait between ranks
     profile: bool = False  # true: torch profiler Chrome traces <run dir>/profile/step_<N>.json
     profile_steps: list[int] = field(default_factory=lambda: [2, 3])  # the steps profiled
+    check_memory: bool = True  # GPU launches: refuse a run the memory plan says does not fit
 
 
 @dataclass
@@ -167,6 +168,36 @@ class DataPrepConfig:
     inputs: list[str] = field(default_factory=list)
     output_dir: str | None = None
     workers: int = 0  # sandboxes at once in validate_code; 0: all cores
+
+
+@dataclass
+class ClusterConfig:
+    """``or1-plan``: the GPUs the run is planned for (``world = nodes x gpus_per_node``)."""
+
+    nodes: int = 1
+    gpus_per_node: int = 8
+    gpu_memory_gib: float = 80.0  # memory of one GPU (an "80 GB" H100 shows ~79.2 GiB to PyTorch)
+
+
+@dataclass
+class PlanConfig:
+    """``or1-plan`` (and the launch-time check of ``or1-train`` on GPUs): the model shape comes
+    from ``model`` (an HF id the plan knows or a local HF folder; None: ``model.path``, else
+    the experiment preset's model); ``reserve_gib`` per GPU is kept out of the plan for the
+    CUDA context, NCCL buffers and allocator fragmentation; a rollout engine's KV cache must
+    hold ``min_kv_sequences`` sequences of the stage's full length at once."""
+
+    model: str | None = None
+    reserve_gib: float = 4.0
+    min_kv_sequences: int = 8
+
+
+@dataclass
+class PlanSections:
+    """The sections only ``or1-plan`` takes besides the ``or1-train`` config."""
+
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
 
 
 HOOK_GROUPS: dict[str, type] = {

@@ -93,13 +93,16 @@ def render() -> str:
             (n, m)
             for n, m in cls.__dict__.items()
             if not n.startswith("_")
-            and (inspect.isfunction(m) or isinstance(m, property))
+            and (inspect.isfunction(m) or isinstance(m, (property, classmethod)))
             and m.__doc__
         ]
         for mname, member in members:
             fn = member.fget if isinstance(member, property) else member
+            fn = fn.__func__ if isinstance(fn, classmethod) else fn
             abstract = " (abstract)" if getattr(fn, "__isabstractmethod__", False) else ""
             sig = "" if isinstance(member, property) else _signature(fn)
+            sig = sig.replace("(cls, ", "(") if isinstance(member, classmethod) else sig
+            abstract = " (classmethod)" if isinstance(member, classmethod) else abstract
             out += ["", f"#### `{cls.__name__}.{mname}{sig}`{abstract}", "", markdown(fn.__doc__)]
     return "\n".join(out) + "\n"
 

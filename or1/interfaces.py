@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,6 +26,9 @@ from or1.types import (
     StageResult,
     TrainBatch,
 )
+
+if TYPE_CHECKING:
+    from or1.memory_plan import MemoryEstimate, MemoryQuery
 
 
 @dataclass
@@ -127,6 +130,21 @@ class RolloutEngine(Stateful, ABC):
 
     def close(self) -> None:
         """Release every resource; the engine is not used afterwards. Default no-op."""
+
+    @classmethod
+    def memory_estimate(cls, cfg: Any, query: MemoryQuery) -> MemoryEstimate | None:
+        """By calculation only (nothing built, no device touched): what an engine built from
+        config section ``cfg`` holds on one GPU of ``query.layout`` (``query.gpu_memory``
+        bytes) while serving a model of ``query.shape`` at ``query.stage``. Returns a
+        :class:`~or1.memory_plan.MemoryEstimate`: bytes per item (``weights``,
+        ``activations``, ``kv_cache``) for phase ``rollout`` (awake, generating) and phase
+        ``learner`` (what stays on the GPU while the learner trains, e.g. nothing once asleep),
+        ``problems`` when it cannot serve the stage at all (a KV cache that holds no
+        full-length sequence), ``levers`` (settings that would free memory). ``cfg`` is read
+        with ``getattr(cfg, key, default)`` (the plan passes namespaces with tried values).
+        Raises ``ConfigError`` for a layout it cannot run. ``or1-plan`` and ``or1-train``'s
+        launch check call it. Default None: no estimate (the plan says it cannot decide)."""
+        return None
 
 
 class Learner(Stateful, ABC):
@@ -253,6 +271,21 @@ class Learner(Stateful, ABC):
     def close(self) -> None:
         """Release resources. Called once at the end of training, also after an error.
         Default no-op."""
+
+    @classmethod
+    def memory_estimate(cls, cfg: Any, query: MemoryQuery) -> MemoryEstimate | None:
+        """By calculation only (nothing built, no device touched): what a learner built from
+        config section ``cfg`` holds on one GPU of ``query.layout`` for a model of
+        ``query.shape`` at ``query.stage``. Returns a :class:`~or1.memory_plan.MemoryEstimate`:
+        bytes per item (``weights``, ``gradients``, ``optimizer``, ``activations``) for phase
+        ``learner`` (its step's peak: ``activations`` is the peak of the stage's largest
+        micro-batch above the resident state) and phase ``rollout`` (what stays resident while
+        the engine generates), ``levers``: settings not set now that would lower its memory,
+        in the order to try them. ``cfg`` is read with ``getattr(cfg, key, default)`` (the
+        plan passes namespaces with tried values). Raises ``ConfigError`` for a layout it
+        cannot run (a parallel size that does not divide the model). ``or1-plan`` and
+        ``or1-train``'s launch check call it. Default None: no estimate."""
+        return None
 
 
 class RewardVerifier(ABC):

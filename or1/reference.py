@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from or1.config import DataPrepConfig, EvalConfig, TrainerConfig
+from or1.config import ClusterConfig, DataPrepConfig, EvalConfig, PlanConfig, TrainerConfig
 from or1.plugins import Registry, get_registry
 
 
@@ -72,6 +72,14 @@ def render(registry: Registry) -> str:
         "## prep (`or1-data`)",
         "",
         *schema_table(DataPrepConfig, "prep"),
+        "",
+        "## cluster (`or1-plan`)",
+        "",
+        *schema_table(ClusterConfig, "cluster"),
+        "",
+        "## plan (`or1-plan`)",
+        "",
+        *schema_table(PlanConfig, "plan"),
     ]
     for group, components in registry.components.items():
         out += ["", f"## {group}"]

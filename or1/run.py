@@ -317,6 +317,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
         }
         model_path = resolve_model(cfg, registry, cache_dir)
     check_parallel_sizes(cfg, model_path)
+    check_memory(cfg, model_path)
     check_free_disk(cfg, run_dir, model_path)
     tokenizer = load_tokenizer(model_path)
     max_len = cfg.data.max_prompt_length
@@ -412,6 +413,22 @@ def check_parallel_sizes(cfg: DictConfig, model_path: Path) -> None:
                     f"{group}.tensor_parallel_size={tp} does not divide the model's {count} "
                     f"{what} (model.path={model_path})"
                 )
+
+
+def check_memory(cfg: DictConfig, model_path: Path) -> None:
+    """GPU launches (``trainer.check_memory``): the memory plan of this launch's layout on its
+    GPUs (:func:`or1.memory_plan.check_fits`), one line naming the keys and the numbers when it
+    does not fit, before any engine is built. CPU runs are not planned."""
+    if not (cfg.trainer.check_memory and torch.cuda.is_available()):
+        return
+    from or1.memory_plan import check_fits
+
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE") or torch.cuda.device_count() or 1)
+    memory = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    try:
+        check_fits(cfg, distributed.world_size(), memory, per_node, model_path)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (trainer.check_memory=false launches anyway)") from None
 
 
 def restart_rollout(run: Run) -> RolloutEngine:

@@ -164,6 +164,13 @@ def _set_environment(
 
 
 class VLLMEngine(RolloutEngine):
+    @classmethod
+    def memory_estimate(cls, cfg: Any, query: Any) -> Any:
+        """By calculation: :func:`or1_plugins.vllm_rollout.memory.estimate`."""
+        from or1_plugins.vllm_rollout.memory import estimate
+
+        return estimate(cfg, query)
+
     def __init__(self, cfg: Any, ctx: BuildContext) -> None:
         self.cfg = cfg
         self.llm: Any = None
