@@ -290,16 +290,23 @@ class Planner:
             )
         return answer
 
-    def levers(self, layout: ParallelLayout) -> list[tuple[str, str, Any]]:
-        """``(group, key, value)``: every lever the components offer at ``layout``, rollout's
-        first (they cost no speed), each component's in its own order."""
+    def levers(self, layouts: Sequence[ParallelLayout]) -> list[tuple[str, str, Any]]:
+        """``(group, key, value)``: every lever the components offer (at the first of
+        ``layouts`` each can run), rollout's first (they cost no speed), each component's in
+        its own order."""
         stage = self.stages[-1]
-        query = MemoryQuery(self.shape, layout, stage, self.gpu_memory, self.device)
         out = []
         for group in ("rollout", "learner"):
-            if group in self.estimators:
-                answer = self._answer(group, self.sections[group], query)
+            if group not in self.estimators:
+                continue
+            for layout in layouts:
+                query = MemoryQuery(self.shape, layout, stage, self.gpu_memory, self.device)
+                try:
+                    answer = self._answer(group, self.sections[group], query)
+                except ConfigError:
+                    continue
                 out += [(group, k, v) for k, v in answer.levers]
+                break
         return out
 
 
@@ -424,6 +431,14 @@ def _first_fit(
     return None
 
 
+def _estimable(planner: Planner, layout: ParallelLayout) -> bool:
+    try:
+        planner.estimate(layout)
+    except ConfigError:
+        return False
+    return True
+
+
 def search(planner: Planner, world: int, gpus_per_node: int) -> Search:
     """The configured plan; if it does not fit, the smallest layout that fits once the
     components' levers are applied (each lever then dropped again when that layout still fits
@@ -440,8 +455,10 @@ def search(planner: Planner, world: int, gpus_per_node: int) -> Search:
     if configured is not None and configured.fits:
         return result
     layouts = candidate_layouts(planner.shape, world, gpus_per_node, planner.sections)
+    if configured is None and not any(_estimable(planner, x) for x in layouts):
+        raise ConfigError(error)  # a bad setting (or no estimate) rather than a bad layout
     base = layout or (layouts[0] if layouts else ParallelLayout(data_parallel=world))
-    levers = planner.levers(base)
+    levers = planner.levers([base, *layouts])
     result.as_configured = _first_fit(planner, layouts, planner.sections)
     applied = list(levers)
     suggestion = _first_fit(planner, layouts, with_settings(planner.sections, applied))

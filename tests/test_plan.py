@@ -193,10 +193,17 @@ def test_launch_check_names_the_key_and_the_number():
         (["cluster.nodez=2"], "nodez"),
         (["cluster.gpu_memory_gib=0"], "cluster.gpu_memory_gib=0.0 must be > 0"),
         (["plan.model=no/such-model"], "plan.model=no/such-model"),
+        (["learner.recompute=bogus"], "learner.recompute=bogus"),
+        (
+            ["experiment=cpu_demo", "learner=torch", "plan.model=Skywork/Skywork-OR1-7B"],
+            "learner=torch gives no memory estimate",
+        ),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, args, expected):
-    result = run_cli("or1-plan", ["experiment=or1_7b", *args], cwd=tmp_path)
+    if not any(a.startswith("experiment=") for a in args):
+        args = ["experiment=or1_7b", *args]
+    result = run_cli("or1-plan", args, cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("or1: error:") and expected in lines[0]
