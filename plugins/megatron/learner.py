@@ -175,6 +175,13 @@ class MegatronLearner(Learner):
     def check_launch(cls, cfg: Any, world_size: int) -> None:
         check_settings(cfg, world_size)
 
+    @classmethod
+    def memory_estimate(cls, cfg: Any, query: Any) -> Any:
+        """By calculation: :func:`or1_plugins.megatron.memory.estimate`."""
+        from .memory import estimate
+
+        return estimate(cfg, query)
+
     def __init__(self, cfg: Any, ctx: BuildContext) -> None:
         from transformers import AutoConfig
 
