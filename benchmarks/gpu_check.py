@@ -24,7 +24,9 @@ What it does, in one process (TP=1, DP=1; the distributed optimiser's code path 
 3. the same weights in an fp32 learner: the max and mean absolute difference of the two
    learners' log-probs on the same packed batch.
 
-The last line is ``tokens_per_s=<none>/<full> mfu=<none>/<full> peak_gib=<none>/<full>
+A third run repeats ``recompute=full`` with ``offload_optimizer=true`` (master weights and
+moments in host memory between updates). The last line is
+``tokens_per_s=<none>/<full>/<offload> mfu=<none>/<full> peak_gib=<none>/<full>/<offload>
 bf16_logp_max_abs=<x>``.
 """
 
@@ -173,13 +175,18 @@ def main() -> None:
         flops = 6 * params * tokens + 6 * a.layers * a.hidden * sum(n * n for n in lengths)
         results: dict[str, dict] = {}
         logp_bf16 = None
-        for recompute in ("none", "full"):
+        for run_name, recompute, offload in (
+            ("none", "none", False),
+            ("full", "full", False),
+            ("full+offload", "full", True),
+        ):
             learner = make_learner(
                 folder,
                 precision="bf16",
                 distributed_optimizer=True,
                 packing=True,
                 recompute=recompute,
+                offload_optimizer=offload,
             )
             batch = make_batch(lengths, a.vocab)
             logp, _ = learner.compute_logprobs(batch)
@@ -200,16 +207,16 @@ def main() -> None:
             step_s = sorted(times)[len(times) // 2]
             peak = torch.cuda.max_memory_allocated() if cuda else 0
             plan = planned_bytes(learner, lengths)
-            results[recompute] = {
+            results[run_name] = {
                 "tokens_per_s": tokens / step_s,
                 "mfu": flops / step_s / (a.peak_tflops * 1e12),
                 "peak_gib": peak / 2**30,
                 "plan_gib": None if plan is None else plan / 2**30,
             }
-            r = results[recompute]
+            r = results[run_name]
             plan_text = "n/a" if r["plan_gib"] is None else f"{r['plan_gib']:.1f} GiB"
             print(
-                f"recompute={recompute:4s}: {step_s:.2f} s/step, {r['tokens_per_s']:.0f} tokens/s, "
+                f"{run_name:12s}: {step_s:.2f} s/step, {r['tokens_per_s']:.0f} tokens/s, "
                 f"MFU {100 * r['mfu']:.1f}%, peak {r['peak_gib']:.1f} GiB (plan {plan_text})"
             )
             free(learner)
@@ -224,10 +231,11 @@ def main() -> None:
             f"mean {float(diff.mean()):.5f} nats"
         )
     print(json.dumps(results))
-    n, f = results["none"], results["full"]
+    n, f, o = results["none"], results["full"], results["full+offload"]
     print(
-        f"tokens_per_s={n['tokens_per_s']:.0f}/{f['tokens_per_s']:.0f} "
-        f"mfu={n['mfu']:.3f}/{f['mfu']:.3f} peak_gib={n['peak_gib']:.1f}/{f['peak_gib']:.1f} "
+        f"tokens_per_s={n['tokens_per_s']:.0f}/{f['tokens_per_s']:.0f}/{o['tokens_per_s']:.0f} "
+        f"mfu={n['mfu']:.3f}/{f['mfu']:.3f} "
+        f"peak_gib={n['peak_gib']:.1f}/{f['peak_gib']:.1f}/{o['peak_gib']:.1f} "
         f"bf16_logp_max_abs={float(diff.max()):.4f}"
     )
 

@@ -366,12 +366,19 @@ def candidate_layouts(
     )
 
 
+def requested_sizes(sections: dict[str, SimpleNamespace]) -> tuple[int, int, int]:
+    """``(learner TP, learner CP, rollout TP)`` as the config sets them."""
+    learner, rollout = sections.get("learner"), sections.get("rollout")
+    return (
+        int(getattr(learner, "tensor_parallel_size", 1) or 1),
+        int(getattr(learner, "context_parallel_size", 1) or 1),
+        int(getattr(rollout, "tensor_parallel_size", 1) or 1),
+    )
+
+
 def configured_layout(sections: dict[str, SimpleNamespace], world: int) -> ParallelLayout:
     """The layout the config asks for on ``world`` GPUs (ConfigError if it does not divide)."""
-    learner, rollout = sections.get("learner"), sections.get("rollout")
-    tp = int(getattr(learner, "tensor_parallel_size", 1) or 1)
-    cp = int(getattr(learner, "context_parallel_size", 1) or 1)
-    rtp = int(getattr(rollout, "tensor_parallel_size", 1) or 1)
+    tp, cp, rtp = requested_sizes(sections)
     if tp < 1 or cp < 1 or rtp < 1:
         raise ConfigError(
             f"learner/rollout parallel sizes must be >= 1 (TP={tp} CP={cp} rollout TP={rtp})"
@@ -469,7 +476,9 @@ def search(planner: Planner, world: int, gpus_per_node: int) -> Search:
             if plan.fits:
                 applied, suggestion = trial, plan
         result.suggestion = suggestion
-        result.changes = layout_changes(base, suggestion.layout) + applied
+        tp, cp, rtp = requested_sizes(planner.sections)  # what to change is against the config
+        asked = ParallelLayout(tp, cp, max(1, world // (tp * cp)), rtp)
+        result.changes = layout_changes(asked, suggestion.layout) + applied
         return result
     # nothing fits on this cluster: the fewest whole nodes that would (levers applied)
     sections = with_settings(planner.sections, levers)

@@ -98,6 +98,7 @@ class MegatronLearnerConfig(LearnerConfig):
     grad_reduce_in_fp32: bool = (
         True  # gradient buffer and its DP reduction in fp32 (bf16: else bf16)
     )
+    offload_optimizer: bool = False  # GPU: master weights + moments in host memory between updates
     packing: bool = True  # micro-batches as packed sequences (THD, no padding); false: padded rows
     transformer_engine: str = "auto"  # auto: TE layer spec when installed and on GPU; on | off
     pad_vocab: bool = True  # pad the vocabulary to a multiple of the TP size (else: must divide)
@@ -215,6 +216,7 @@ class MegatronLearner(Learner):
         self.optimizer = self._new_optimizer()
         mains = self._main_params()
         self._load_hf(self.model, lambda p, t: self._assign(p, t, mains))
+        self._place_optimizer("cpu")
         self.reference: torch.nn.Module | None = None
         self.tokenizer_files = self.model_path
 
@@ -701,10 +703,11 @@ class MegatronLearner(Learner):
                     weight_total += total
                     for k, v in part.items():
                         sums[k] = sums.get(k, 0.0) + v
+        self._place_optimizer(self.device)  # offloaded: back on the GPU for the update
         with cuda_names():
             self.optimizer.prepare_grads()
             grad_norm = float(self.optimizer.get_grad_norm())  # the same on every rank
-        return finish_step(
+        metrics = finish_step(
             self.optimizer,
             sums,
             weight_total,
@@ -714,6 +717,23 @@ class MegatronLearner(Learner):
             fused,
             step=lambda: self._clip_and_step(grad_norm),
         )
+        self._place_optimizer("cpu")
+        return metrics
+
+    def _place_optimizer(self, device: torch.device | str) -> None:
+        """``learner.offload_optimizer`` on a GPU: move the optimiser's own tensors (fp32
+        master weights where they are not the model's parameters, AdamW moments) to
+        ``device``: host memory between updates, the GPU for the update. No-op otherwise."""
+        if not self.cfg.offload_optimizer or self.device.type != "cuda":
+            return
+        model = {p.untyped_storage().data_ptr() for p in self.model.parameters()}
+        for main, _, _ in self._main_params().values():
+            if main.untyped_storage().data_ptr() not in model:
+                main.data = main.data.to(device)
+            state = self._state_of(main)
+            for k in MOMENTS:
+                if k in state:
+                    state[k] = state[k].to(device)
 
     def _clip_and_step(self, grad_norm: float) -> None:
         """Clip to ``cfg.grad_clip`` by the global norm already computed, then Megatron's

@@ -26,8 +26,9 @@ saved-tensor hooks and peak RSS: ``benchmarks/memory_plan.py --validate``, docs/
   keeps each layer's input ``T h p`` instead and adds one layer recomputed; ``selective``
   keeps the core attention's inputs instead of its internals and recomputes one layer's.
 
-While the engine generates, weights, gradient buffer and optimiser state stay on the GPU (or1
-offloads nothing); at TP > 1 the weight sync into the engine adds a bucket of local shards and
+While the engine generates, weights and gradient buffer stay on the GPU, and so does the
+optimiser state unless ``offload_optimizer`` keeps it in host memory between updates (then it
+is on the GPU only for the update, after the activations are freed); at TP > 1 the weight sync into the engine adds a bucket of local shards and
 its TP gathered copies, ``(TP + 1) x sync_bucket_mib`` (counted as the rollout phase's
 activations).
 """
@@ -50,6 +51,7 @@ LEVERS = (
     ("precision", "bf16"),
     ("distributed_optimizer", True),
     ("grad_reduce_in_fp32", False),
+    ("offload_optimizer", True),
 )
 """Settings that lower this learner's memory, in the order the plan tries them."""
 
@@ -68,6 +70,7 @@ def settings(cfg: Any) -> dict[str, Any]:
         "recompute": str(getattr(cfg, "recompute", "none")),
         "packing": bool(getattr(cfg, "packing", False)),
         "pad_vocab": bool(getattr(cfg, "pad_vocab", True)),
+        "offload_optimizer": bool(getattr(cfg, "offload_optimizer", False)),
     }
 
 
@@ -202,15 +205,24 @@ def estimate(cfg: Any, query: MemoryQuery) -> MemoryEstimate:
     levers = [(k, v) for k, v in LEVERS if s[k] != v]
     notes = [
         f"megatron: logits at the peak are {LOGIT_COPIES} fp32 copies of [tokens, vocab/TP] "
-        "(log-probs and entropy are not chunked); weights, gradient buffer and optimiser state "
-        "stay on the GPU while the engine generates (or1 offloads nothing), plus the weight "
-        "sync's gather buffers at TP > 1",
+        "(log-probs and entropy are not chunked); weights and gradient buffer stay on the GPU "
+        "while the engine generates, plus the weight sync's gather buffers at TP > 1",
     ]
+    rollout = {**resident, "activations": sync}
+    learner = {**resident, "activations": peak}
+    if s["offload_optimizer"]:  # host memory between updates; on the GPU for the update only,
+        opt = resident["optimizer"]  # when the activations are freed
+        rollout["optimizer"] = 0
+        learner = {**resident, "optimizer": 0, "activations": max(peak, opt)}
+        notes.append(
+            f"megatron: offload_optimizer: the optimiser state ({opt / 2**30:.1f} GiB) is in host "
+            "memory except during the update, after the activations are freed: the learner "
+            "step counts the larger of the two as activations"
+        )
+    else:
+        notes.append("megatron: the optimiser state stays on the GPU while the engine generates")
     return MemoryEstimate(
-        phases={
-            "rollout": {**resident, "activations": sync},
-            "learner": {**resident, "activations": peak},
-        },
+        phases={"rollout": rollout, "learner": learner},
         levers=levers,
         notes=notes,
         detail=[how],
