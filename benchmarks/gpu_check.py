@@ -20,7 +20,7 @@ What it does, in one process (TP=1, DP=1; the distributed optimiser's code path 
    (``6 * params * tokens`` plus causal attention ``6 * layers * hidden * sum(L^2)``,
    recompute not counted, over ``--peak-tflops``), and peak GPU memory
    (``torch.cuda.max_memory_allocated``) against the memory plan's figure for the same
-   settings (``or1_plugins.megatron.memory``, when present);
+   settings (``or1_plugins.megatron.memory.learner_step_bytes``);
 3. the same weights in an fp32 learner: the max and mean absolute difference of the two
    learners' log-probs on the same packed batch.
 
@@ -131,16 +131,13 @@ def make_learner(folder: Path, **settings):
     return MegatronLearner(cfg, BuildContext(folder, folder, folder, 0, None))
 
 
-def planned_bytes(learner, lengths: list[int]) -> float | None:
-    """The memory plan's learner-step figure for this run, if the plan module is there."""
-    try:
-        from or1_plugins.megatron import memory
-    except ImportError:
-        return None
-    estimate = getattr(memory, "learner_step_bytes", None)
-    if estimate is None:
-        return None
-    return float(estimate(learner.cfg, learner.arch, sum(lengths), max(lengths), learner.dp))
+def planned_bytes(learner, lengths: list[int]) -> float:
+    """The memory plan's learner-step figure for this run (or1_plugins.megatron.memory)."""
+    from or1_plugins.megatron.memory import learner_step_bytes
+
+    return float(
+        learner_step_bytes(learner.cfg, learner.arch, sum(lengths), max(lengths), learner.dp)
+    )
 
 
 def free(learner) -> None:
@@ -211,13 +208,12 @@ def main() -> None:
                 "tokens_per_s": tokens / step_s,
                 "mfu": flops / step_s / (a.peak_tflops * 1e12),
                 "peak_gib": peak / 2**30,
-                "plan_gib": None if plan is None else plan / 2**30,
+                "plan_gib": plan / 2**30,
             }
             r = results[run_name]
-            plan_text = "n/a" if r["plan_gib"] is None else f"{r['plan_gib']:.1f} GiB"
             print(
                 f"{run_name:12s}: {step_s:.2f} s/step, {r['tokens_per_s']:.0f} tokens/s, "
-                f"MFU {100 * r['mfu']:.1f}%, peak {r['peak_gib']:.1f} GiB (plan {plan_text})"
+                f"MFU {100 * r['mfu']:.1f}%, peak {r['peak_gib']:.1f} GiB (plan {r['plan_gib']:.1f} GiB)"
             )
             free(learner)
         learner = make_learner(folder, precision="fp32", packing=True)

@@ -2,8 +2,8 @@
 
 One process per rank (``torchrun``; a plain ``or1-train`` is one process, TP=1). Every rank
 runs the trainer loop and calls this learner's methods at the same points (SPMD). Ranks are
-laid out by Megatron: ``world = tensor_parallel_size * data_parallel_size``, tensor-parallel
-ranks consecutive.
+laid out by Megatron: ``world = tensor_parallel_size * context_parallel_size *
+data_parallel_size``, tensor-parallel ranks consecutive.
 
 Per step: each rank receives its data-parallel index's share of the step's sequences (the
 trainer's token-balanced split; the same rows on every tensor-parallel rank of the index) and
@@ -36,7 +36,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -81,6 +81,18 @@ RECOMPUTE = {
     },
 }
 MOMENTS = ("exp_avg", "exp_avg_sq")
+
+
+class Master(NamedTuple):
+    """The fp32 master weights one rank updates for one model parameter."""
+
+    main: torch.Tensor  # 1-D over [start, end) with the distributed optimiser, else whole
+    start: int
+    end: int
+    state: dict[str, Any]  # its AdamW state (exp_avg, exp_avg_sq, step), empty before a step
+    own: bool  # a tensor of its own (bf16: the fp32 copy), not the parameter or a view of it
+
+
 STATE_FORMAT = "or1-megatron-full-v1"
 
 
@@ -403,15 +415,21 @@ class MegatronLearner(Learner):
     def _optimizers(self) -> list[Any]:
         return list(getattr(self.optimizer, "chained_optimizers", [self.optimizer]))
 
-    def _main_params(self) -> dict[int, tuple[torch.Tensor, int, int]]:
-        """``id(model parameter) -> (fp32 main tensor, start, end)``: the master weights this
-        rank updates for that parameter, a flat range ``[start, end)`` of it (the whole
-        parameter unless the optimiser is distributed; parameters wholly in other ranks'
-        ranges are absent). fp32: the main tensor is the parameter (or a view of it)."""
+    def _main_params(self) -> dict[int, Master]:
+        """``id(model parameter) ->`` :class:`Master`: the master weights this rank updates
+        for that parameter, over a flat range ``[start, end)`` of it (the whole parameter
+        unless the optimiser is distributed; parameters wholly in other ranks' ranges are
+        absent), and their AdamW state. fp32: the main tensor is the parameter (or a view)."""
         from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
         from megatron.core.optimizer.optimizer import Float16OptimizerWithFloat16Params
 
-        out: dict[int, tuple[torch.Tensor, int, int]] = {}
+        storages = {q.untyped_storage().data_ptr() for q in self.model.parameters()}
+        out: dict[int, Master] = {}
+
+        def add(o: Any, p: torch.Tensor, main: torch.Tensor, start: int, end: int) -> None:
+            own = main.untyped_storage().data_ptr() not in storages
+            out[id(p)] = Master(main, start, end, o.optimizer.state[main], own)
+
         for o in self._optimizers():
             if isinstance(o, DistributedOptimizer):
                 pairs = itertools.chain(
@@ -421,31 +439,26 @@ class MegatronLearner(Learner):
                 for models, mains in pairs:
                     for p, main in zip(models, mains, strict=True):
                         r = o._get_model_param_range_map(p)["param"]
-                        out[id(p)] = (main, r.start, r.end)
+                        add(o, p, main, r.start, r.end)
             elif isinstance(o, Float16OptimizerWithFloat16Params):
                 for models, mains in zip(o.float16_groups, o.fp32_from_float16_groups, strict=True):
                     for p, main in zip(models, mains, strict=True):
-                        out[id(p)] = (main, 0, p.numel())
+                        add(o, p, main, 0, p.numel())
                 for group in o.fp32_from_fp32_groups:
-                    out.update((id(p), (p, 0, p.numel())) for p in group)
+                    for p in group:
+                        add(o, p, p, 0, p.numel())
             else:  # FP32Optimizer: the torch optimiser steps the parameters themselves
                 for group in o.optimizer.param_groups:
-                    out.update((id(p), (p, 0, p.numel())) for p in group["params"])
+                    for p in group["params"]:
+                        add(o, p, p, 0, p.numel())
         return out
-
-    def _state_of(self, main: torch.Tensor) -> dict[str, Any]:
-        """The AdamW state of master tensor ``main`` (empty before the first step)."""
-        for o in self._optimizers():
-            if any(main is q for g in o.optimizer.param_groups for q in g["params"]):
-                return o.optimizer.state[main]
-        raise RuntimeError("no optimiser holds these master weights")
 
     @torch.no_grad()
     def _assign(
         self,
         p: torch.nn.Parameter,
         local: torch.Tensor,
-        mains: dict[int, tuple[torch.Tensor, int, int]],
+        mains: dict[int, Master],
         moments: dict[str, torch.Tensor] | None = None,
         step: float = 0.0,
     ) -> None:
@@ -456,13 +469,13 @@ class MegatronLearner(Learner):
         p.copy_(local)
         if id(p) not in mains:
             return
-        main, start, end = mains[id(p)]
-        main.copy_(local.reshape(-1)[start:end].view_as(main))
+        m = mains[id(p)]
+        m.main.copy_(local.reshape(-1)[m.start : m.end].view_as(m.main))
         if moments is not None:
-            state = self._state_of(main)
             for k in MOMENTS:
-                state[k] = moments[k].reshape(-1)[start:end].view_as(main).to(main).clone()
-            state["step"] = torch.tensor(float(step))
+                flat = moments[k].reshape(-1)[m.start : m.end]
+                m.state[k] = flat.view_as(m.main).to(m.main).clone()
+            m.state["step"] = torch.tensor(float(step))
 
     def data_shard(self) -> tuple[int, int]:
         return self.dp_rank, self.dp
@@ -488,19 +501,9 @@ class MegatronLearner(Learner):
             logp, entropy = self._logprobs(logits[:, :-1], ids[:, 1:], sub.temperature)
             zero = logp.new_zeros(b, 1)
             return torch.cat([zero, logp], dim=1), torch.cat([zero, entropy], dim=1), None
-        from megatron.core.packed_seq_params import PackedSeqParams
-
         lens = [int(n) for n in sub.seq_lens]
         packed = torch.cat([ids[i, :n] for i, n in enumerate(lens)]).unsqueeze(0)  # [1, t]
-        cu = torch.tensor([0, *itertools.accumulate(lens)], dtype=torch.int32, device=self.device)
-        longest = max(lens)
-        params = PackedSeqParams(
-            qkv_format="thd",
-            cu_seqlens_q=cu,
-            cu_seqlens_kv=cu,
-            max_seqlen_q=longest,
-            max_seqlen_kv=longest,
-        )
+        params, cu = self._packed_params(lens)
         positions = torch.cat([torch.arange(n, device=self.device) for n in lens]).unsqueeze(0)
         logits = module(packed, positions, None, packed_seq_params=params)  # [1, t, V / tp]
         logp, entropy = self._logprobs(logits[:, :-1], packed[:, 1:], sub.temperature)
@@ -508,10 +511,7 @@ class MegatronLearner(Learner):
         rows = torch.cat([torch.full((n - 1,), i, device=self.device) for i, n in enumerate(lens)])
         cols = torch.cat([torch.arange(1, n, device=self.device) for n in lens])
         at = torch.cat(
-            [
-                torch.arange(s, s + n - 1, device=self.device)
-                for s, n in zip(cu.tolist()[:-1], lens, strict=True)
-            ]
+            [torch.arange(s, s + n - 1, device=self.device) for s, n in zip(cu, lens, strict=True)]
         )
         out_logp = logp.new_zeros(b, w)
         out_ent = logp.new_zeros(b, w)
@@ -526,8 +526,6 @@ class MegatronLearner(Learner):
         to a multiple of ``2 * cp``, and this CP rank's load-balanced chunks of it
         (:mod:`or1_plugins.megatron.context_parallel`); TE's attention exchanges keys and
         values over the CP group. Returns what :meth:`_forward` does, for this rank's tokens."""
-        from megatron.core.packed_seq_params import PackedSeqParams
-
         from .context_parallel import padded_lengths, partition
 
         b, w = ids.shape
@@ -550,19 +548,7 @@ class MegatronLearner(Learner):
             where_col[start : start + n - 1] = torch.arange(1, n, device=self.device)
             start += m
         mine = partition(lens, self.cp, self.cp_rank).to(self.device)
-        cu = torch.tensor([0, *itertools.accumulate(lens)], dtype=torch.int32, device=self.device)
-        cu_padded = torch.tensor(
-            [0, *itertools.accumulate(padded)], dtype=torch.int32, device=self.device
-        )
-        params = PackedSeqParams(
-            qkv_format="thd",
-            cu_seqlens_q=cu,
-            cu_seqlens_kv=cu,
-            cu_seqlens_q_padded=cu_padded,
-            cu_seqlens_kv_padded=cu_padded,
-            max_seqlen_q=max(padded),
-            max_seqlen_kv=max(padded),
-        )
+        params, _ = self._packed_params(lens, padded)
         logits = module(
             row[mine].unsqueeze(0), positions[mine].unsqueeze(0), None, packed_seq_params=params
         )
@@ -575,6 +561,37 @@ class MegatronLearner(Learner):
         out_ent[r, c] = entropy[0, keep]
         held[r, c] = True
         return out_logp, out_ent, held
+
+    def _packed_params(
+        self, lens: list[int], padded: list[int] | None = None
+    ) -> tuple[Any, list[int]]:
+        """Megatron's THD ``PackedSeqParams`` for sequences of ``lens`` tokens laid end to
+        end (with context parallelism each padded to ``padded``, the layout TE's CP attention
+        takes), and the sequences' start offsets in the packed row."""
+        from megatron.core.packed_seq_params import PackedSeqParams
+
+        def offsets(ns: list[int]) -> torch.Tensor:
+            return torch.tensor(
+                [0, *itertools.accumulate(ns)], dtype=torch.int32, device=self.device
+            )
+
+        cu = offsets(lens)
+        extra = {}
+        if padded is not None:
+            extra = {
+                "cu_seqlens_q_padded": offsets(padded),
+                "cu_seqlens_kv_padded": offsets(padded),
+            }
+        longest = max(padded or lens)
+        params = PackedSeqParams(
+            qkv_format="thd",
+            cu_seqlens_q=cu,
+            cu_seqlens_kv=cu,
+            max_seqlen_q=longest,
+            max_seqlen_kv=longest,
+            **extra,
+        )
+        return params, cu.tolist()[:-1]
 
     def _logprobs(
         self, logits: torch.Tensor, targets: torch.Tensor, temperature: float
@@ -726,14 +743,12 @@ class MegatronLearner(Learner):
         ``device``: host memory between updates, the GPU for the update. No-op otherwise."""
         if not self.cfg.offload_optimizer or self.device.type != "cuda":
             return
-        model = {p.untyped_storage().data_ptr() for p in self.model.parameters()}
-        for main, _, _ in self._main_params().values():
-            if main.untyped_storage().data_ptr() not in model:
-                main.data = main.data.to(device)
-            state = self._state_of(main)
+        for m in self._main_params().values():
+            if m.own:
+                m.main.data = m.main.data.to(device)
             for k in MOMENTS:
-                if k in state:
-                    state[k] = state[k].to(device)
+                if k in m.state:
+                    m.state[k] = m.state[k].to(device)
 
     def _clip_and_step(self, grad_norm: float) -> None:
         """Clip to ``cfg.grad_clip`` by the global norm already computed, then Megatron's
@@ -836,13 +851,10 @@ class MegatronLearner(Learner):
     def optimizer_state_bytes(self) -> int:
         """Bytes of optimiser state on this rank: AdamW moments, and fp32 master weights
         where they are not the model's own parameters (bf16)."""
-        model = {p.untyped_storage().data_ptr() for p in self.model.parameters()}
         total = 0
-        for main, _, _ in self._main_params().values():
-            if main.untyped_storage().data_ptr() not in model:
-                total += main.numel() * main.element_size()
-            state = self._state_of(main)
-            total += sum(state[k].numel() * state[k].element_size() for k in MOMENTS if k in state)
+        for m in self._main_params().values():
+            tensors = [m.state[k] for k in MOMENTS if k in m.state] + ([m.main] if m.own else [])
+            total += sum(t.numel() * t.element_size() for t in tensors)
         return total
 
     def _fp32_state(
@@ -854,23 +866,18 @@ class MegatronLearner(Learner):
         over the data-parallel group into whole tensors (a collective per parameter)."""
         mains = self._main_params()
         spread = bool(self.cfg.distributed_optimizer) and self.dp * self.cp > 1
-        local_step = 0.0
-        for main, _, _ in mains.values():
-            local_step = max(local_step, float(self._state_of(main).get("step", 0.0)))
+        local_step = max((float(m.state.get("step", 0.0)) for m in mains.values()), default=0.0)
         (step,) = distributed.all_reduce([local_step], "max")
         keys = ("param", *MOMENTS) if step > 0 else ("param",)
         for name, p in self.model.named_parameters():
-            entry = mains.get(id(p))
+            m = mains.get(id(p))
             out = {}
             for k in keys:
-                src = None
-                if entry is not None:
-                    main, start, end = entry
-                    src = main if k == "param" else self._state_of(main)[k]
+                src = None if m is None else (m.main if k == "param" else m.state[k])
                 if spread:
                     flat = torch.zeros(p.numel(), dtype=torch.float32, device=self.device)
                     if src is not None:
-                        flat[start:end] = src.detach().reshape(-1)
+                        flat[m.start : m.end] = src.detach().reshape(-1)
                     dist.all_reduce(flat, group=self.dp_cp_group)
                 else:
                     flat = src.detach().reshape(-1).float()
@@ -910,10 +917,9 @@ class MegatronLearner(Learner):
             layout = tp_layout(name)
             limit = self.arch.vocab_size if name in VOCAB_PARAMS else None
             tensors.append((name, state["param"], layout, limit))
-            for k in MOMENTS:
-                if k in state:
-                    tensors.append((f"{name}::{k}", state[k], layout, limit))
-                    steps[name] = step
+            if all(k in state for k in MOMENTS):
+                tensors += [(f"{name}::{k}", state[k], layout, limit) for k in MOMENTS]
+                steps[name] = step
         sharded_checkpoint.save(
             Path(folder),
             tensors,
