@@ -279,7 +279,8 @@ class Learner(Stateful, ABC):
         ``query.shape`` at ``query.stage``. Returns a :class:`~or1.memory_plan.MemoryEstimate`:
         bytes per item (``weights``, ``gradients``, ``optimizer``, ``activations``) for phase
         ``learner`` (its step's peak: ``activations`` is the peak of the stage's largest
-        micro-batch above the resident state) and phase ``rollout`` (what stays resident while
+        micro-batch above the resident state, or of whatever else is on the GPU only during
+        the step if larger, such as offloaded optimiser state during the update) and phase ``rollout`` (what stays resident while
         the engine generates), ``levers``: settings not set now that would lower its memory,
         in the order to try them. ``cfg`` is read with ``getattr(cfg, key, default)`` (the
         plan passes namespaces with tried values). Raises ``ConfigError`` for a layout it
