@@ -13,6 +13,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
+"""The AIME evaluation files beside the project on its own machines; a user's clone has none."""
+
+
+def shared_data(name: str) -> Path:
+    """``SHARED_DATA / name``, or skip the test with a reason naming the missing file."""
+    path = SHARED_DATA / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (the AIME files live beside the project, not in it)")
+    return path
+
 
 # The portable reference engines (HF generate, plain PyTorch): tests of everything but the
 # engines themselves use them, since they start in a second (vLLM's import alone takes ~11 s).

@@ -16,7 +16,7 @@ from or1.evaluation import (
     pass_at_k,
     summarize,
 )
-from tests.conftest import SHARED_DATA, UNTRAINED_MODEL, read_jsonl, run_cli
+from tests.conftest import UNTRAINED_MODEL, read_jsonl, run_cli, shared_data
 from tests.test_cli import assert_one_line_error
 
 # ------------------------------------------------------------------------- hand-computed metrics
@@ -158,19 +158,30 @@ def test_or1_eval_reports_and_resumes_per_problem(tmp_path, cache_dir):
 
 
 def test_or1_eval_bad_input(tmp_path, cache_dir):
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(SHARED_DATA / "aime24.parquet").drop_columns(["reward_model"])
+    rows = [  # the OR1 row schema without its reward_model column
+        {
+            "data_source": "hand",
+            "prompt": [{"role": "user", "content": f"{i} + 1 = ?"}],
+            "ability": "math",
+            "extra_info": {"index": i, "split": "test"},
+        }
+        for i in range(3)
+    ]
     bad = tmp_path / "no_answers.parquet"
-    pq.write_table(table, bad)
+    pq.write_table(pa.Table.from_pylist(rows), bad)
     proc = run_cli("or1-eval", [*EVAL, f"eval.datasets=[{bad}]"], tmp_path)
     assert_one_line_error(proc, str(bad), "row 0", "reward_model.ground_truth")
 
     proc = run_cli("or1-eval", [*EVAL, "eval.k=2", "eval.pass_k=[1,4]"], tmp_path)
     assert_one_line_error(proc, "eval.pass_k", "pass@4 needs at least 4 samples", "eval.k=2")
 
+
+def test_or1_eval_prompts_longer_than_the_context(tmp_path, cache_dir):
     # AIME prompts do not fit the tiny model's 256-token context: one line naming the set
-    aime = SHARED_DATA / "aime25.parquet"
+    aime = shared_data("aime25.parquet")
     proc = run_cli(
         "or1-eval",
         [*EVAL, f"eval.datasets=[{aime}]", f"hydra.run.dir={tmp_path / 'aime'}"],
