@@ -20,21 +20,28 @@ class ComponentConfig:
     """Every component section names the registered component that fills it."""
 
     name: str = MISSING
+    """The registered component that fills this section (``GROUP=NAME`` selects it)."""
 
 
 @dataclass
 class RolloutConfig(ComponentConfig):
     temperature: float = 1.0
+    """Sampling temperature of the training rollouts."""
     top_p: float = 1.0
+    """Nucleus sampling: keep the smallest token set of this total probability (1.0: off)."""
     top_k: int = -1  # <= 0: off
 
 
 @dataclass
 class LearnerConfig(ComponentConfig):
     lr: float = 1e-6
+    """AdamW learning rate (constant)."""
     betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW's moment decay rates."""
     weight_decay: float = 0.01
+    """AdamW's decoupled weight decay, on every parameter."""
     grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (<= 0: no clipping)."""
 
 
 @dataclass
@@ -45,6 +52,8 @@ class VerifierConfig(ComponentConfig):
 @dataclass
 class FilterConfig(ComponentConfig):
     refill: bool = False
+    """True: sample more prompts (up to ``trainer.max_refill_rounds`` rounds) until the step's
+    batch is full again after filtering."""
 
 
 @dataclass
@@ -78,24 +87,29 @@ class DataStageConfig(ComponentConfig):
     ``enabled: false`` keeps the stage in the list but passes rows through untouched."""
 
     enabled: bool = True
+    """False: the stage stays in the list but passes rows through untouched."""
 
 
 @dataclass
 class DataConfig(ComponentConfig):
-    """``path``/``val_path``: a parquet or JSONL file or a list of them; when ``path`` is
-    unset the named data source builds the files."""
+    """The training prompts and the held-out sets, in the OR1 row schema."""
 
     path: Any = None
+    """Training rows: a parquet or JSONL file or a list of them (None: the source builds them)."""
     val_path: Any = None
+    """Held-out rows evaluated during training: a file or a list of them."""
     max_prompt_length: int = 2048
+    """Prompts longer than this many tokens are an error naming the row."""
     shuffle: bool = True
+    """Shuffle the training prompts every epoch (seeded by ``trainer.seed``)."""
 
 
 @dataclass
 class ModelConfig(ComponentConfig):
-    """``path``: a local Hugging Face folder; when unset the named model source builds one."""
+    """The policy's initial weights and tokenizer."""
 
     path: str | None = None
+    """A local Hugging Face model folder (None: the named model source builds one)."""
 
 
 # ------------------------------------------------------------------------- core sections
@@ -103,24 +117,33 @@ class ModelConfig(ComponentConfig):
 
 @dataclass
 class TrainerConfig:
-    total_steps: int | None = None  # None: the stage schedule's total
+    total_steps: int | None = None
+    """RL steps of the run (None: the stage schedule's total)."""
     seed: int = 0
+    """Seeds Python, NumPy, PyTorch, the data order and the rollout engine."""
     prompts_per_step: int = 16
+    """Prompts sampled per RL step (the rollout batch is ``prompts_per_step x group_size``)."""
     group_size: int = 8
-    save_every: int = 0  # 0: only at the end
+    """Responses sampled per prompt; GRPO's advantages are relative to the group."""
+    save_every: int = 0
+    """Save a resumable checkpoint every this many steps (0: only at the end)."""
     keep_checkpoints: int = 2
+    """The newest checkpoints kept in ``<run>/checkpoints``; older ones are deleted."""
     resume: str = "auto"  # auto | never | path of a checkpoint folder
     dump_samples: bool = False  # true: every step's samples (same as samples_every=1)
     samples_every: int = 0  # N > 0: every N steps, prompts/responses/rewards/advantages to loggers
     eval_every: int = 0  # 0: only before the first and after the last step
     eval_at_start: bool = True
+    """Evaluate the held-out sets before the first step (the curve's starting point)."""
     export_final: bool = True
+    """Write the final policy as a Hugging Face folder, ``<run>/final``."""
     max_refill_rounds: int = 2  # with filter.refill: extra sampling rounds to fill the batch
     max_nonfinite_steps: int = 3  # stop after this many skipped non-finite updates in a row
     min_free_disk_gb: float | None = (
         None  # None: ((keep_checkpoints+1)*3+1) x the weights' fp32 size
     )
     cache_dir: str = "${oc.env:OR1_CACHE_DIR,${oc.env:HOME}/.cache/or1}"
+    """Where generated data and built models are cached (``OR1_CACHE_DIR`` overrides)."""
     num_threads: int = 0  # torch intra-op threads; 0: all cores
     dist_timeout_s: int = 1800  # torchrun launches: bound on any wait between ranks
     profile: bool = False  # true: torch profiler Chrome traces <run dir>/profile/step_<N>.json
@@ -135,10 +158,14 @@ class EvalConfig:
 
     datasets: list[str] = field(default_factory=list)  # empty: the data section's val files
     k: int = 4
+    """Samples per problem: Avg@k is their mean accuracy."""
     temperature: float = 1.0
+    """Sampling temperature of the evaluation (the released OR1 scripts use 0.6)."""
     top_p: float = 1.0
+    """Nucleus sampling of the evaluation (1.0: off)."""
     max_tokens: int | None = None  # None: the stage's max response length (or1-eval: the last)
     max_problems: int | None = None
+    """Evaluate only the first this many problems of each set (None: all)."""
     pass_k: list[int] = field(default_factory=list)  # empty: 1, 2, 4, ... below k, and k
     chunk: int = 64  # problems per rollout call
 
@@ -150,11 +177,16 @@ class OfflineFilterConfig:
 
     output: str | None = None  # default: <input stem>.filtered.parquet beside the input
     samples: int = 16
+    """Responses sampled per prompt to estimate its pass rate."""
     min_correct: int = 1
+    """Keep prompts with at least this many correct responses."""
     max_correct: int | None = None
+    """Keep prompts with at most this many correct responses (None: ``samples - 1``)."""
     temperature: float = 1.0
+    """Sampling temperature of the pass-rate estimate."""
     max_tokens: int | None = None  # None: the first stage's max response length
     prompts_per_call: int = 32
+    """Prompts per rollout call (progress is saved after each call)."""
     keep_all: bool = False  # true: write every row with its pass rate, dropping none
 
 
@@ -166,7 +198,9 @@ class DataPrepConfig:
     run again with the same folder to resume)."""
 
     inputs: list[str] = field(default_factory=list)
+    """Parquet / JSONL files to prepare (empty: the data section's train files)."""
     output_dir: str | None = None
+    """Where every stage writes its output and report (None: the Hydra run folder)."""
     workers: int = 0  # sandboxes at once in validate_code; 0: all cores
 
 
@@ -175,7 +209,9 @@ class ClusterConfig:
     """``or1-plan``: the GPUs the run is planned for (``world = nodes x gpus_per_node``)."""
 
     nodes: int = 1
+    """Nodes of the planned cluster."""
     gpus_per_node: int = 8
+    """GPUs per node."""
     gpu_memory_gib: float = 80.0  # memory of one GPU (an "80 GB" H100 shows ~79.2 GiB to PyTorch)
 
 
@@ -188,8 +224,11 @@ class PlanConfig:
     hold ``min_kv_sequences`` sequences of the stage's full length at once."""
 
     model: str | None = None
+    """An HF id the plan knows or a local HF folder (None: ``model.path``, else the preset's)."""
     reserve_gib: float = 4.0
+    """GiB per GPU kept out of the plan (CUDA context, NCCL buffers, fragmentation)."""
     min_kv_sequences: int = 8
+    """The rollout KV cache must hold this many full-length sequences at once."""
 
 
 @dataclass
@@ -198,6 +237,40 @@ class PlanSections:
 
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
+
+
+COMMON_KEYS: tuple[tuple[str, str], ...] = (
+    ("model.path", "A local Hugging Face model folder (None: the named model source builds one)."),
+    (
+        "data.path",
+        "Training rows: a parquet or JSONL file or a list of them (None: the source builds them).",
+    ),
+    ("data.val_path", "Held-out rows evaluated during training: a file or a list of them."),
+    ("trainer.total_steps", "RL steps of the run (None: the stage schedule's total)."),
+    (
+        "trainer.prompts_per_step",
+        "Prompts sampled per RL step (the rollout batch is ``prompts_per_step x group_size``).",
+    ),
+    (
+        "trainer.group_size",
+        "Responses sampled per prompt; GRPO's advantages are relative to the group.",
+    ),
+    ("learner.lr", "AdamW learning rate (constant)."),
+    (
+        "stages.stages.0.max_response_length",
+        "Response token budget of the stage's rollouts (the context-length stage).",
+    ),
+    (
+        "trainer.save_every",
+        "Save a resumable checkpoint every this many steps (0: only at the end).",
+    ),
+    (
+        "eval.temperature",
+        "Sampling temperature of the evaluation (the released OR1 scripts use 0.6).",
+    ),
+)
+"""The keys a user changes first, with their descriptions (``or1-train --help`` prints them
+without importing the plugins; a test checks that each description is its schema field's)."""
 
 
 HOOK_GROUPS: dict[str, type] = {

@@ -19,3 +19,68 @@ def test_config_reference_is_generated_from_the_schemas():
 def test_readme_gives_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     assert "make train" in readme and "make test" in readme
+
+
+def test_every_config_key_has_a_description():
+    from or1.field_docs import undocumented
+    from or1.reference import all_schemas
+
+    missing = [
+        f"{where}.{name} ({schema.__module__}.{schema.__qualname__})"
+        for where, schema in all_schemas(get_registry())
+        for name in undocumented(schema)
+    ]
+    assert not missing, (
+        "config keys without a description (add a docstring under the field):\n"
+        + "\n".join(missing)
+    )
+
+
+def _field_doc(schema: type, parts: list[str]) -> str | None:
+    import dataclasses
+    import typing
+
+    from or1.field_docs import field_docs
+
+    head, rest = parts[0], [p for p in parts[1:] if not p.isdigit()]
+    if not rest:
+        return field_docs(schema).get(head)
+    hint = typing.get_type_hints(schema).get(head)
+    for tp in (hint, *typing.get_args(hint)):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            return _field_doc(tp, rest)
+    return None
+
+
+def test_the_common_keys_are_described_as_their_schema_fields_are():
+    from or1.config import COMMON_KEYS, HOOK_GROUPS
+    from or1.reference import CORE_SECTIONS
+
+    core = {prefix: schema for prefix, schema, _ in CORE_SECTIONS}
+    registry = get_registry()
+    for key, text in COMMON_KEYS:
+        section, *parts = key.split(".")
+        if section in core:
+            schemas = [core[section]]
+        else:  # the base schema where it declares the key, else the group's components
+            schemas = [HOOK_GROUPS[section]] + [
+                c.schema for c in registry.components[section].values()
+            ]
+        docs = [d for d in (_field_doc(s, parts) for s in schemas) if d is not None]
+        assert docs, f"{key}: no schema declares it"
+        assert docs[0] == text, f"{key}: COMMON_KEYS says {text!r}, the schema {docs[0]!r}"
+
+
+def test_train_help_needs_neither_hydra_nor_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from or1.cli.train import main; sys.argv = ['or1-train', '--help']; main(); "
+        "assert not {'torch', 'hydra', 'or1.plugins'} & set(sys.modules), sorted(sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert out.startswith("usage: or1-train")
+    assert "stages.stages.0.max_response_length" in out and "or1_7b" in out

@@ -7,9 +7,41 @@ or1-train -m entropy=adaptive,none          # a sweep with Hydra's multirun
 
 from __future__ import annotations
 
+import sys
+from importlib import resources
 from pathlib import Path
 
 from or1.cli.common import guarded, run_hydra_app
+
+USAGE = "usage: or1-train [experiment=PRESET] [GROUP=NAME ...] [KEY=VALUE ...] [-m] [--cfg job]"
+
+
+def help_text() -> str:
+    """``or1-train --help``: usage, examples, the keys users change first, the presets, and
+    where everything else is; built without importing Hydra, torch or the plugins."""
+    from or1.config import COMMON_KEYS
+
+    presets = sorted(
+        p.name.removesuffix(".yaml")
+        for p in (resources.files("or1_conf") / "experiment").iterdir()
+        if p.name.endswith(".yaml")
+    )
+    width = max(len(k) for k, _ in COMMON_KEYS)
+    lines = [
+        USAGE,
+        "",
+        *(ln for ln in (__doc__ or "").strip().splitlines()[2:]),
+        "",
+        "the keys you will change:",
+        *(f"  {k.ljust(width)}  {text.replace('``', '')}" for k, text in COMMON_KEYS),
+        "",
+        f"presets (experiment=...): {', '.join(presets)} (default: cpu_demo)",
+        "components (GROUP=NAME, e.g. rollout=transformers learner=torch): or1-plugins",
+        "every key with its default and description: docs/config-reference.md",
+        "every value this run would use: or1-train [overrides] --cfg job",
+        "Hydra's own options: or1-train --hydra-help",
+    ]
+    return "\n".join(lines)
 
 
 def run_training(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
@@ -25,6 +57,9 @@ def run_training(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
 
 @guarded
 def main() -> None:
+    if any(a in ("-h", "--help") for a in sys.argv[1:]):
+        print(help_text())
+        return
     run_hydra_app(run_training)
 
 

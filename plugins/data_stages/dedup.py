@@ -56,6 +56,7 @@ class DedupConfig(DataStageConfig):
     boilerplate_fraction: float = 0.05
     boilerplate_min_rows: int = 10
     seed: int = 0
+    """Seed of the MinHash functions."""
 
 
 class Dedup(DataStage):

@@ -33,11 +33,17 @@ class DifficultyConfig(DataStageConfig):
 
     name: str = "difficulty"
     samples: int = 16
+    """Responses sampled per problem to estimate its pass rate."""
     min_correct: int = 1
+    """Keep problems with at least this many correct responses."""
     max_correct: int | None = None
+    """Keep problems with at most this many correct responses (None: ``samples - 1``)."""
     temperature: float = 1.0
+    """Sampling temperature of the estimate."""
     max_tokens: int | None = None
+    """Response token budget (None: the first training stage's max response length)."""
     prompts_per_call: int = 32
+    """Problems per rollout call (progress is saved after each)."""
 
 
 class Difficulty(DataStage):

@@ -17,16 +17,22 @@ ESTIMATORS = ("full_vocab", "sampled_nll")
 class AdaptiveEntropyConfig(EntropyConfig):
     name: str = "adaptive"
     target: float = 0.2
+    """Target entropy (nats per token): the bonus is active while the entropy is below it."""
     delta: float = 1e-4
+    """Step of the coefficient per RL step: up while below the target, down above it."""
     coef_init: float = 0.0
+    """The coefficient at the first step (and after a stage's ``reset_entropy``)."""
     coef_min: float = 0.0
+    """Lower bound of the coefficient."""
     coef_max: float = 0.005
+    """Upper bound of the coefficient."""
 
 
 @dataclass
 class ConstantEntropyConfig(EntropyConfig):
     name: str = "constant"
     coef: float = 0.0
+    """The entropy bonus coefficient of every step."""
 
 
 @dataclass

@@ -16,6 +16,7 @@ from or1.types import Group
 class ZeroVarianceConfig(FilterConfig):
     name: str = "zero_variance"
     tolerance: float = 1e-6
+    """A group is dropped when ``max(r) - min(r) <= tolerance`` (all its rewards equal)."""
 
 
 @dataclass

@@ -17,6 +17,7 @@ from or1.types import TRUNCATION_MODES
 class GRPOConfig(AdvantageConfig):
     name: str = "grpo"
     eps: float = 1e-6
+    """Added to the group's std before dividing: ``(r - mean) / (std + eps)``."""
     norm_by_std: bool = True  # false: Dr. GRPO style (r - mean) only
 
 

@@ -18,6 +18,7 @@ from or1.interfaces import Logger
 class ConsoleConfig(LoggerConfig):
     name: str = "console"
     show: tuple[str, ...] = ("reward/mean", "entropy/value", "response_length/mean")
+    """Metrics shown on the progress bar."""
     table_every: int = 10  # every N steps a compact table of the step's metrics (0: never)
     table: tuple[str, ...] = (
         "reward/mean",
@@ -30,13 +31,16 @@ class ConsoleConfig(LoggerConfig):
         "grad_norm",
         "timing/step_s",
     )
+    """Metrics of the periodic table (``table_every``)."""
 
 
 @dataclass
 class JsonlConfig(LoggerConfig):
     name: str = "jsonl"
     metrics_file: str = "metrics.jsonl"
+    """One JSON line of metrics per step, in the run folder."""
     samples_file: str = "samples.jsonl"
+    """Sample dumps (``trainer.samples_every``), in the run folder."""
 
 
 SHORT = {

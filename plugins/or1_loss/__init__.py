@@ -34,7 +34,10 @@ AGG_MODES = ("token_mean", "seq_mean_token_sum", "seq_mean_token_mean", "microba
 class OR1LossConfig(LossConfig):
     name: str = "or1"
     agg: str = "token_mean"
+    """Loss aggregation: token_mean (OR1: every token of the batch weighs the same),
+    seq_mean_token_sum, seq_mean_token_mean or microbatch_token_mean."""
     clip_eps_low: float = 0.2
+    """PPO clip below: the ratio is clipped at ``1 - clip_eps_low``."""
     clip_eps_high: float = 0.2  # > clip_eps_low: DAPO's clip-higher
     dual_clip: float | None = None  # e.g. 3.0: bound the loss of negative-advantage tokens
     kl_coef: float = 0.0  # > 0: add kl_coef * k3(policy || reference); 0: no reference model

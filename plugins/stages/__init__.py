@@ -15,19 +15,26 @@ from or1.types import TRUNCATION_MODES, Stage
 @dataclass
 class StageSpec:
     name: str = "stage"
+    """The stage's name in logs and plots."""
     steps: int = 100
+    """RL steps of this stage."""
     max_response_length: int = 64
+    """Response token budget of the stage's rollouts (the context-length stage)."""
     micro_batch_tokens: int = 0  # 0: the whole batch in one micro-batch
     truncation: str = "none"  # none | mask_after | mask_before
     reset_optimizer: bool = False
+    """True: forget the optimiser's moments when this stage starts."""
     reset_entropy: bool = False
+    """True: restart the entropy controller when this stage starts."""
     reset_data: bool = False
+    """True: restart the data order (a new epoch) when this stage starts."""
 
 
 @dataclass
 class ScheduleConfig(StagesConfig):
     name: str = "schedule"
     stages: list[StageSpec] = field(default_factory=lambda: [StageSpec()])
+    """The stages in order; see the items below."""
 
 
 class Schedule(StageScheduler):

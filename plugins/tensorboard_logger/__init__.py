@@ -24,6 +24,7 @@ class TensorBoardConfig(LoggerConfig):
     log_dir: str = "tensorboard"  # relative to the run folder
     max_sample_rows: int = 16  # rows of the text table per sample log
     flush_secs: int = 30
+    """Seconds between TensorBoard's flushes to disk."""
 
 
 def _cell(value: Any, width: int = 200) -> str:

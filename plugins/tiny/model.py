@@ -71,34 +71,57 @@ class TinyModelConfig(ModelConfig):
 
     name: str = "tiny"
     seed: int = 0
+    """Seed of the initialisation and the warm-up."""
     # architecture
     hidden_size: int = 128
+    """Qwen2 hidden size."""
     intermediate_size: int = 384
+    """Qwen2 MLP size."""
     num_layers: int = 2
+    """Transformer layers."""
     num_heads: int = 4
+    """Attention heads."""
     num_kv_heads: int = 2
+    """Key/value heads (GQA)."""
     max_position_embeddings: int = 256
+    """Context length of the model."""
     tie_word_embeddings: bool = False
+    """Share the input embedding and the output head."""
     initializer_range: float = 0.02
+    """Std of the normal weight initialisation."""
     tokenizer_vocab_size: int = 128  # BPE cap (alphabet + specials + merges)
     tokenizer_byte_alphabet: bool = False  # True: all 256 bytes; False: the task text's bytes
     # the task the warm-up learns (must match the data section's tiny_arith settings)
     task_ops: str = "+"
+    """Operators of the warm-up task (keep equal to ``data.ops``)."""
     task_min_operand: int = 0
+    """Smallest operand of the warm-up task (keep equal to ``data.min_operand``)."""
     task_max_operand: int = 99
+    """Largest operand of the warm-up task (keep equal to ``data.max_operand``)."""
     task_split_seed: int = 0
+    """Pool seed of the warm-up task (keep equal to ``data.split_seed``)."""
     # supervised warm-up
     warmup_lr: float = 3e-3
+    """AdamW learning rate of the supervised warm-up."""
     warmup_betas: tuple[float, float] = (0.9, 0.98)
+    """AdamW betas of the warm-up."""
     warmup_weight_decay: float = 0.0
+    """AdamW weight decay of the warm-up."""
     warmup_label_smoothing: float = 0.0
+    """Label smoothing of the warm-up's cross-entropy."""
     warmup_batch_size: int = 64
+    """Problems per warm-up step."""
     warmup_max_steps: int = 3000
+    """Warm-up step limit (0: no warm-up, an untrained model)."""
     warmup_eval_every: int = 25
+    """Warm-up steps between probe checks."""
     warmup_eval_every_near: int = 5  # once probe accuracy >= half the target
     warmup_probe_size: int = 256
+    """Probe problems of each check."""
     warmup_target_accuracy: float = 0.45
+    """Stop the warm-up once the probe accuracy reaches this."""
     warmup_max_new_tokens: int = 48
+    """Token budget of the probe's samples."""
     num_threads: int = 2  # torch threads while building (fixed for determinism); 0: unchanged
 
 

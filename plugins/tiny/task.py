@@ -43,14 +43,23 @@ class TinyArithDataConfig(DataConfig):
 
     name: str = "tiny_arith"
     num_train: int = 4000
+    """Training problems sampled from the train pool."""
     num_val: int = 200
+    """Held-out problems sampled from the val pool."""
     seed: int = 0
+    """Seed of the sampling from the pools."""
     split_seed: int = 0
+    """Seed that fixes the train / val / probe pools."""
     min_operand: int = 0
+    """Smallest operand."""
     max_operand: int = 99
+    """Largest operand."""
     ops: str = "+"
+    """Operators drawn from (e.g. ``+-*``)."""
     val_fraction: float = 0.1
+    """Fraction of all problems in the val pool."""
     probe_fraction: float = 0.05
+    """Fraction in the probe pool (the tiny model's warm-up check)."""
 
 
 @dataclass(frozen=True)

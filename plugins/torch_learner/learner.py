@@ -35,8 +35,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 class TorchLearnerConfig(LearnerConfig):
     name: str = "torch"
     dtype: str = "float32"
+    """Weights and compute dtype: float32, bfloat16 or float16 (AdamW state in the same dtype)."""
     device: str = "auto"  # auto: cuda if available, else cpu
     gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass (Hugging Face's gradient
+    checkpointing)."""
 
 
 def token_logprobs_and_entropy(

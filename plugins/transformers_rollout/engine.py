@@ -20,6 +20,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 class TransformersRolloutConfig(RolloutConfig):
     name: str = "transformers"
     dtype: str = "float32"
+    """Weights and compute dtype: float32, bfloat16 or float16."""
     device: str = "auto"  # auto: cuda if available, else cpu
     max_batch_sequences: int = 256  # sequences generated together (prompts x n)
 

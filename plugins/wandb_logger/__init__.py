@@ -47,10 +47,14 @@ SAMPLE_COLUMNS = (
 class WandbConfig(LoggerConfig):
     name: str = "wandb"
     project: str = "or1"
+    """The wandb project."""
     entity: str | None = None
+    """The wandb entity (team or user; None: your default)."""
     run_name: str | None = None  # None: the run folder's name
     group: str | None = None
+    """The wandb group (e.g. one per sweep)."""
     tags: list[str] = field(default_factory=list)
+    """wandb tags of the run."""
     mode: str = "auto"  # auto | online | offline | disabled
     connect_timeout_s: float = 3.0  # auto: how long the server may take to accept a connection
     init_timeout_s: float = 30.0  # wandb.init's own limit
