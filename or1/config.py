@@ -149,6 +149,9 @@ class TrainerConfig:
     profile: bool = False  # true: torch profiler Chrome traces <run dir>/profile/step_<N>.json
     profile_steps: list[int] = field(default_factory=lambda: [2, 3])  # the steps profiled
     check_memory: bool = True  # GPU launches: refuse a run the memory plan says does not fit
+    default_loggers: bool = True
+    """Keep the console and JSONL loggers when ``logger=`` names neither (``logger=wandb``
+    adds wandb to them; ``logger=[jsonl,wandb]`` is taken as written); false: only the named."""
 
 
 @dataclass

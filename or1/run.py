@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from or1 import checkpoint, distributed
 from or1.data import PromptSampler, as_path_list, read_dataset, tokenize_prompts
@@ -290,9 +290,28 @@ def build(cfg: DictConfig, registry: Registry, ctx: BuildContext) -> Components:
     )
 
 
+DEFAULT_LOGGERS = ("console", "jsonl")
+"""The loggers every run keeps unless ``trainer.default_loggers=false``: the progress bar and
+``metrics.jsonl`` (which ``or1-plot`` and the sweep summary read)."""
+
+
+def add_default_loggers(cfg: DictConfig, registry: Registry) -> None:
+    """``logger=wandb`` replaces Hydra's default list; put the console and JSONL loggers back
+    (with their schema defaults). A list that names either of them (``logger=[jsonl,wandb]``)
+    is taken as written, and ``trainer.default_loggers=false`` keeps only the loggers named."""
+    if not cfg.trainer.default_loggers or any(name in cfg.logger for name in DEFAULT_LOGGERS):
+        return
+    missing = list(DEFAULT_LOGGERS)
+    with open_dict(cfg):
+        for name in missing:
+            node = OmegaConf.structured(registry.get("logger", name).schema)
+            cfg.logger[name] = node
+
+
 def prepare(cfg: DictConfig, run_dir: Path) -> Run:
     """Everything a run needs, in the order that fails cheapest first."""
     registry = get_registry()
+    add_default_loggers(cfg, registry)
     for group in (*BUILT_GROUPS, "data", "model"):
         registry.get(group, cfg[group].name)
     for node in cfg.logger.values():

@@ -209,3 +209,27 @@ def test_training_goes_on_when_wandb_is_unreachable(tmp_path, cache_dir):
         "or1-train", [*args, "logger=[jsonl,wandb]", "logger.wandb.mode=sometimes"], tmp_path
     )
     assert proc.returncode != 0 and "logger.wandb.mode=sometimes" in proc.stderr
+
+
+def test_adding_a_logger_keeps_the_console_and_jsonl_loggers(tmp_path, cache_dir):
+    import yaml
+
+    args = [a for a in FAST_RUN if not a.startswith("logger=")]
+    args += ["trainer.total_steps=1", "trainer.eval_at_start=false", "trainer.export_final=false"]
+    kept, alone = tmp_path / "kept", tmp_path / "alone"
+    proc = run_cli("or1-train", [f"hydra.run.dir={kept}", *args, "logger=tensorboard"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = yaml.safe_load((kept / ".hydra" / "config.yaml").read_text())
+    assert set(saved["logger"]) == {"tensorboard", "console", "jsonl"}
+    assert [m["step"] for m in read_jsonl(kept / "metrics.jsonl")] == [1]
+    assert list((kept / "tensorboard").glob("events.out.tfevents.*"))
+    assert "or1 step 1/1" in proc.stdout  # the console logger's progress bar
+
+    proc = run_cli(
+        "or1-train",
+        [f"hydra.run.dir={alone}", *args, "logger=tensorboard", "trainer.default_loggers=false"],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (alone / "metrics.jsonl").exists()
+    assert list((alone / "tensorboard").glob("events.out.tfevents.*"))
