@@ -154,6 +154,37 @@ class NonFiniteGuard:
         metrics["train/nonfinite_total"] = float(self.total)
 
 
+class SkippedSteps:
+    """Warns (once per streak) when ``warn_after`` steps in a row trained nothing because the
+    filter kept no group, naming the likely cause: every group's rewards equal (all wrong:
+    the verifier or the prompt format; all right: the data is too easy) or a group of one."""
+
+    def __init__(self, warn_after: int = 3) -> None:
+        self.warn_after, self.in_a_row = warn_after, 0
+
+    def check(self, step: int, trained: bool, metrics: dict[str, float], group_size: int) -> str:
+        """Count this step; return the warning to show now, or ``""``."""
+        self.in_a_row = 0 if trained else self.in_a_row + 1
+        if self.in_a_row != self.warn_after:
+            return ""
+        reward = metrics.get("reward/mean", float("nan"))
+        if group_size < 2:
+            why = "trainer.group_size=1: a group of one never has reward variance"
+        elif reward <= 0.0:
+            why = (
+                "every sample scored 0: check the verifier and the prompt format "
+                "(trainer.samples_every=1 logs the samples)"
+            )
+        elif reward >= 1.0:
+            why = "every sample scored 1: the data is too easy for this model"
+        else:
+            why = "every group's rewards were equal"
+        return (
+            f"steps {step - self.in_a_row + 1}-{step} trained nothing: the filter kept no group "
+            f"(reward mean {reward:.2f}); {why}"
+        )
+
+
 class OverlappedScoring:
     """Scores each group on a helper thread as soon as the rollout engine hands it over
     (:meth:`submit` is the ``on_group`` of ``generate_stream``), so rewards are computed while

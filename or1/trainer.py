@@ -24,6 +24,7 @@ from or1.steps import (
     EntropyCoefficient,
     NonFiniteGuard,
     OverlappedScoring,
+    SkippedSteps,
     Timer,
     WeightSyncMeter,
     apply_filter,
@@ -58,6 +59,7 @@ def train(run: Run) -> dict[str, Any]:
 def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
     cfg, c, t = run.cfg, run.components, run.cfg.trainer
     nonfinite = NonFiniteGuard(t.max_nonfinite_steps)
+    skipped = SkippedSteps()
     run.hook.or1_train_start(config=cfg, run_dir=run.run_dir, start_step=run.start_step)
     if run.start_metrics is None and t.eval_at_start and run.val_sets:
         run.start_metrics = validate(run, run.start_step)
@@ -138,6 +140,8 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
             metrics["weight_sync/s"] = timer.seconds["weight_sync"]
             metrics |= entropy_coef.metrics()
         metrics["train/skipped"] = float(not trained)
+        if warning := skipped.check(step, trained, metrics, t.group_size):
+            loggers.message(warning, logging.WARNING)
 
         step_s = time.perf_counter() - t_step
         metrics |= {f"timing/{k}_s": v for k, v in timer.seconds.items()}
@@ -291,9 +295,9 @@ class LoggerSet:
     def samples(self, step: int, samples: list[dict[str, Any]]) -> None:
         self._each("log_samples", step, samples)
 
-    def message(self, text: str) -> None:
+    def message(self, text: str, level: int = logging.INFO) -> None:
         if distributed.is_main():  # one voice per launch
-            log.info(text)
+            log.log(level, text)
         self._each("log_message", text)
 
     def artifact(self, name: str, path: Any, kind: str) -> None:

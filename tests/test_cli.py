@@ -142,3 +142,46 @@ def test_resume_never_refuses_to_overwrite_a_run(tmp_path, cache_dir):
     )
     assert_one_line_error(proc, "checkpoints")
     assert (tmp_path / "run" / "checkpoints" / "step_1").is_dir()
+
+
+def test_steps_that_train_nothing_are_warned_about(tmp_path, cache_dir):
+    # the untrained model earns no reward: every group is all-zero and the zero-variance
+    # filter drops it, so no step trains; the third such step in a row is warned about
+    run = tmp_path / "run"
+    proc = run_cli(
+        "or1-train",
+        [
+            f"hydra.run.dir={run}",
+            *FAST_RUN,
+            "filter=zero_variance",
+            "trainer.total_steps=4",
+            "trainer.eval_at_start=false",
+            "trainer.export_final=false",
+        ],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = read_jsonl(run / "metrics.jsonl")
+    assert [m["train/skipped"] for m in metrics if "train/skipped" in m] == [1.0] * 4
+    log = (run / "train.log").read_text()
+    warned = [ln for ln in log.splitlines() if "trained nothing" in ln]
+    assert len(warned) == 1, warned  # once per streak
+    assert "steps 1-3 trained nothing" in warned[0] and "every sample scored 0" in warned[0]
+    assert "WARNING" in warned[0]
+
+
+def test_skipped_steps_name_the_cause():
+    from or1.steps import SkippedSteps
+
+    def streak(reward: float, group_size: int = 4) -> list[str]:
+        watch = SkippedSteps(warn_after=2)
+        return [watch.check(s, False, {"reward/mean": reward}, group_size) for s in (1, 2, 3)]
+
+    assert streak(0.0)[0] == "" and "every sample scored 0" in streak(0.0)[1]
+    assert streak(0.0)[2] == ""  # once per streak
+    assert "too easy" in streak(1.0)[1]
+    assert "group_size=1" in streak(0.5, group_size=1)[1]
+    watch = SkippedSteps(warn_after=2)
+    assert [
+        watch.check(s, t, {"reward/mean": 0.0}, 4) for s, t in ((1, False), (2, True), (3, False))
+    ] == ["", "", ""]
