@@ -236,6 +236,7 @@ class PrepContext(DataStageContext):
         return self._verifiers[key]
 
     def rollout(self, model_path: str | None = None) -> tuple[RolloutEngine, Any]:
+        from or1.model_support import check_model_support
         from or1.run import load_tokenizer, resolve_model
 
         key = model_path or "__policy__"
@@ -245,6 +246,7 @@ class PrepContext(DataStageContext):
             else:
                 cfg = self.config
             path = resolve_model(cfg, self.registry, self.cache_dir)
+            check_model_support(self.config, self.registry, path, groups=("rollout",))
             tokenizer = load_tokenizer(path)
             comp = self.registry.get("rollout", self.config.rollout.name)
             engine = comp.factory(self.config.rollout, self._build_context(path))

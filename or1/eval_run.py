@@ -25,6 +25,7 @@ from or1.data import read_dataset, tokenize_prompts
 from or1.errors import ConfigError
 from or1.evaluation import ProblemResult, check_pass_ks, is_math, score_chunks, summarize
 from or1.interfaces import BuildContext
+from or1.model_support import check_model_support
 from or1.plugins import get_registry
 from or1.types import Prompt, SamplingParams
 
@@ -140,6 +141,7 @@ def run_evaluation(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]
     rows = {name: read_dataset([path], e.max_problems) for name, path in files.items()}
     save_config_snapshot(cfg, run_dir)
     model_path, model_name = resolve_eval_model(cfg, registry, cache_dir, run_dir)
+    check_model_support(cfg, registry, model_path, groups=("rollout",))
     tokenizer = load_tokenizer(model_path)
     sets = {
         name: tokenize_prompts(r, tokenizer, cfg.data.max_prompt_length) for name, r in rows.items()

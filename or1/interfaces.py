@@ -58,6 +58,20 @@ class BuildContext:
         )
 
 
+class Component:
+    """What every component class shares: a check of its config section that runs before
+    anything is built or written."""
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Called once, by ``or1-train`` before Hydra creates the run folder and its log and
+        before any engine starts (and again at the start of :func:`or1.run.prepare`), with
+        this component's config section: raise :class:`~or1.errors.ConfigError` with one line
+        naming the key and the value for values its schema's types cannot rule out (a
+        negative target, an unknown mode). Pure and cheap: reads ``cfg`` only, imports no
+        engine library, touches no file or device. The default accepts everything."""
+
+
 class Stateful:
     """Components with state that a checkpoint must hold override these two methods.
 
@@ -72,7 +86,7 @@ class Stateful:
         return None
 
 
-class RolloutEngine(Stateful, ABC):
+class RolloutEngine(Component, Stateful, ABC):
     """Samples completions from the current policy.
 
     Under ``torchrun`` every rank builds its engine (an engine may span
@@ -132,6 +146,18 @@ class RolloutEngine(Stateful, ABC):
         """Release every resource; the engine is not used afterwards. Default no-op."""
 
     @classmethod
+    def check_model(cls, cfg: Any, hf_config: Any, model_path: Path) -> None:
+        """Called once per rank before any engine is built, right after the model folder's
+        config.json is read, with the engine's config section, that config
+        (``transformers.AutoConfig``) and the folder: raise
+        :class:`~or1.errors.ConfigError` with one line naming the model folder, the
+        architecture and the limit it breaks for a model this engine cannot serve here (an
+        architecture it does not implement, a head dimension its attention kernels lack on
+        this device). Reads the config only: loads no weights, imports no engine library,
+        touches no device beyond asking which kind is present. The default accepts every
+        model."""
+
+    @classmethod
     def memory_estimate(cls, cfg: Any, query: MemoryQuery) -> MemoryEstimate | None:
         """By calculation only (nothing built, no device touched): what an engine built from
         config section ``cfg`` holds on one GPU of ``query.layout`` (``query.gpu_memory``
@@ -147,7 +173,7 @@ class RolloutEngine(Stateful, ABC):
         return None
 
 
-class Learner(Stateful, ABC):
+class Learner(Component, Stateful, ABC):
     """Holds the trainable policy and its optimiser."""
 
     @abstractmethod
@@ -248,6 +274,18 @@ class Learner(Stateful, ABC):
         layout that does not divide the world, a precision the device lacks). The default
         accepts everything."""
 
+    @classmethod
+    def check_model(cls, cfg: Any, hf_config: Any, model_path: Path) -> None:
+        """Called once per rank before any engine is built, right after the model folder's
+        config.json is read, with the learner's config section, that config
+        (``transformers.AutoConfig``) and the folder: raise
+        :class:`~or1.errors.ConfigError` with one line naming the model folder, the
+        architecture and the limit it breaks for a model this learner cannot train (an
+        architecture it has no implementation or weight mapping for, a setting of it such as
+        RoPE scaling it does not reproduce, a parallel size that does not divide it). Reads
+        the config (and may list the folder's files) only: loads no weights, builds nothing.
+        The default accepts every model."""
+
     sharded_checkpoints: bool = False
     """True for learners that write their checkpoint state rank by rank
     (:meth:`save_sharded` / :meth:`load_sharded`) instead of one ``state_dict``."""
@@ -289,7 +327,7 @@ class Learner(Stateful, ABC):
         return None
 
 
-class RewardVerifier(ABC):
+class RewardVerifier(Component, ABC):
     """Scores responses against a row's ground truth."""
 
     @abstractmethod
@@ -312,7 +350,7 @@ class RewardVerifier(ABC):
         """Release workers. Default no-op."""
 
 
-class OnlineFilter(Stateful, ABC):
+class OnlineFilter(Component, Stateful, ABC):
     """Chooses which whole groups of a step train."""
 
     refill: bool = False
@@ -325,7 +363,7 @@ class OnlineFilter(Stateful, ABC):
         set). Never splits a group; does not mutate groups (the trainer sets ``kept``)."""
 
 
-class AdvantageEstimator(Stateful, ABC):
+class AdvantageEstimator(Component, Stateful, ABC):
     """Turns grouped rewards into advantages."""
 
     @abstractmethod
@@ -342,7 +380,7 @@ class AdvantageEstimator(Stateful, ABC):
         """
 
 
-class PolicyLoss(ABC):
+class PolicyLoss(Component, ABC):
     """The per-token policy loss and how it aggregates over a batch."""
 
     needs_reference: bool = False
@@ -377,7 +415,7 @@ class PolicyLoss(ABC):
         ``ref_logprobs`` is given exactly when ``needs_reference`` is true."""
 
 
-class EntropyController(Stateful, ABC):
+class EntropyController(Component, Stateful, ABC):
     """Chooses the entropy-bonus coefficient of each step."""
 
     estimator: str = "full_vocab"
@@ -397,7 +435,7 @@ class EntropyController(Stateful, ABC):
         """Return to the initial state (a stage asked for it)."""
 
 
-class StageScheduler(Stateful, ABC):
+class StageScheduler(Component, Stateful, ABC):
     """The multi-stage schedule."""
 
     @abstractmethod
@@ -410,7 +448,7 @@ class StageScheduler(Stateful, ABC):
         """Steps over all stages."""
 
 
-class Logger(ABC):
+class Logger(Component, ABC):
     """Receives metrics, samples and artifacts."""
 
     def start(
@@ -476,7 +514,7 @@ class DataStageContext(ABC):
         """The data section's held-out files (``data.val_path``, or the data source's)."""
 
 
-class DataStage(ABC):
+class DataStage(Component, ABC):
     """One stage of ``or1-data``: keeps, drops and may annotate rows."""
 
     raw_input: bool = False

@@ -308,15 +308,27 @@ def add_default_loggers(cfg: DictConfig, registry: Registry) -> None:
             cfg.logger[name] = node
 
 
-def prepare(cfg: DictConfig, run_dir: Path) -> Run:
-    """Everything a run needs, in the order that fails cheapest first."""
-    registry = get_registry()
-    add_default_loggers(cfg, registry)
+def check_config(cfg: DictConfig, registry: Registry) -> None:
+    """Every check that needs no engine, no model and no file: each selected component is
+    registered, the core's range checks, and each component's own ``check_config``. Run by
+    ``or1-train`` before Hydra writes anything, and again by :func:`prepare`."""
     for group in (*BUILT_GROUPS, "data", "model"):
         registry.get(group, cfg[group].name)
     for node in cfg.logger.values():
         registry.get("logger", node.name)
     check_values(cfg)
+    sections = [(g, cfg[g]) for g in (*BUILT_GROUPS, "data", "model")]
+    for group, node in [*sections, *(("logger", n) for n in cfg.logger.values())]:
+        check = getattr(registry.get(group, node.name).factory, "check_config", None)
+        if check is not None:
+            check(node)
+
+
+def prepare(cfg: DictConfig, run_dir: Path) -> Run:
+    """Everything a run needs, in the order that fails cheapest first."""
+    registry = get_registry()
+    add_default_loggers(cfg, registry)
+    check_config(cfg, registry)
     layout = check_launch(cfg, registry)
     if cfg.trainer.num_threads > 0:
         torch.set_num_threads(cfg.trainer.num_threads)
@@ -336,6 +348,9 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
         }
         model_path = resolve_model(cfg, registry, cache_dir)
     check_parallel_sizes(cfg, model_path)
+    from or1.model_support import check_model_support  # every engine's check_model
+
+    check_model_support(cfg, registry, model_path)
     check_memory(cfg, model_path)
     check_free_disk(cfg, run_dir, model_path)
     tokenizer = load_tokenizer(model_path)

@@ -254,7 +254,20 @@ def recompute_modes(model_path: str, modes: list[str]) -> dict:
     return out
 
 
+def forward_and_weights(model_path: str, tp: int, lengths: list[int]) -> dict:
+    """For ``test_models``: the learner's full weights under HF names (the HF -> Megatron ->
+    HF round trip), its log-probs and entropies of a random batch of ``lengths`` (whole on
+    every rank: one data-parallel share) and its RoPE inverse frequencies."""
+    learner = make_learner(model_path, tp)
+    batch = make_batch(lengths, learner.arch.vocab_size, budget=sum(lengths))
+    logp, ent = learner.compute_logprobs(batch)
+    weights = {n: t.detach().cpu().clone() for n, t in learner.named_weights()}
+    inv_freq = learner.model.rotary_pos_emb.inv_freq.detach().cpu().clone()
+    return {"batch": batch, "logp": logp, "ent": ent, "weights": weights, "inv_freq": inv_freq}
+
+
 JOBS = {
+    "forward_and_weights": forward_and_weights,
     "recompute": recompute_modes,
     "equivalence": equivalence,
     "sequence": sequence,

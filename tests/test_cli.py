@@ -56,9 +56,26 @@ def test_row_without_ground_truth_names_file_and_row(tmp_path, cache_dir):
     assert_one_line_error(proc, str(data), "row 2", "ground_truth")
 
 
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("trainer.group_size=0", "trainer.group_size=0 must be >= 1"),
+        ("stages.stages.0.max_response_length=0", "stages.stages[0].max_response_length=0"),
+        ("entropy.target=-1", "entropy.target=-1.0 must be >= 0"),
+        ("loss.agg=tokenmean", "loss.agg=tokenmean is not one of token_mean"),
+        ("loss.dual_clip=0.5", "loss.dual_clip=0.5 must be > 1"),
+        ("trainer.totl_steps=3", "did you mean 'trainer.total_steps'?"),
+    ],
+)
+def test_bad_values_fail_before_anything_is_written(tmp_path, override, named):
+    # checked before Hydra creates the run folder and before any engine starts
+    run = tmp_path / "run"
+    proc = run_cli("or1-train", [f"hydra.run.dir={run}", *FAST_RUN, override], tmp_path)
+    assert_one_line_error(proc, named)
+    assert not run.exists()
+
+
 def test_bad_values_are_config_errors(tmp_path, cache_dir):
-    proc = run_cli("or1-train", [*FAST_RUN, "trainer.group_size=0"], tmp_path)
-    assert_one_line_error(proc, "trainer.group_size=0")
     proc = run_cli("or1-train", [*FAST_RUN, "model.path=/nonexistent/model"], tmp_path)
     assert_one_line_error(proc, "model.path=/nonexistent/model")
 

@@ -30,9 +30,14 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def run_hydra_app(task: Callable[[Any], Any], config_name: str | None = None) -> None:
+def run_hydra_app(
+    task: Callable[[Any], Any],
+    config_name: str | None = None,
+    check: Callable[[Any], None] | None = None,
+) -> None:
     """Run ``task(cfg)`` as a Hydra app over or1's config (``conf/<config_name>.yaml``,
-    default ``conf/train.yaml``): plugins' schemas registered, overrides checked first, an
+    default ``conf/train.yaml``): plugins' schemas registered, overrides checked first (and
+    ``check(cfg)`` on each composed config, before Hydra creates the run folder), an
     Or1Error inside the task one line."""
     import hydra
 
@@ -42,7 +47,7 @@ def run_hydra_app(task: Callable[[Any], Any], config_name: str | None = None) ->
     name = config_name or CONFIG_NAME
     quiet_transformers()
     store_schemas(get_registry())
-    check_overrides(CONFIG_MODULE, name, sys.argv[1:])
+    check_overrides(CONFIG_MODULE, name, sys.argv[1:], check)
     hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=name, version_base=None)(
         guarded(task)
     )()
@@ -74,6 +79,47 @@ def describe_config_error(exc: BaseException) -> str:
     return head
 
 
+def config_keys(node: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of a composed config (list items by index)."""
+    from omegaconf import DictConfig, ListConfig
+
+    out = []
+    if isinstance(node, DictConfig):
+        items = [(str(k), node._get_node(k)) for k in node.keys()]
+    elif isinstance(node, ListConfig):
+        items = [(str(i), node._get_node(i)) for i in range(len(node))]
+    else:
+        return out
+    for key, child in items:
+        path = f"{prefix}.{key}" if prefix else key
+        out.append(path)
+        if isinstance(child, (DictConfig, ListConfig)):
+            out += config_keys(child, path)
+    return out
+
+
+def did_you_mean(exc: BaseException, compose_default: Callable[[], Any]) -> str:
+    """``"; did you mean 'trainer.total_steps'?"`` for an override of a key the config lacks
+    (the closest keys of the config composed without the command line), else ``""``."""
+    import difflib
+    import re
+
+    m = re.search(r"Could not override '([^']+)'|Key '([^']+)' is not in struct", str(exc))
+    if not m:
+        return ""
+    wrong = (m.group(1) or m.group(2)).lstrip("+~")
+    try:
+        keys = config_keys(compose_default())
+    except Exception:
+        return ""
+    section = wrong.rsplit(".", 1)[0] if "." in wrong else ""
+    near = [k for k in keys if k.rsplit(".", 1)[0] == section] if section in keys else keys
+    close = difflib.get_close_matches(wrong, near, n=1, cutoff=0.6) or difflib.get_close_matches(
+        wrong, keys, n=1, cutoff=0.75
+    )
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 MULTIRUN_FLAGS = ("-m", "--multirun")
 MAX_CHECKED_SWEEP_RUNS = 1000
 """A sweep with more runs than this is checked on its first run only."""
@@ -93,7 +139,12 @@ def sweep_runs(overrides: Sequence[str]) -> list[list[str]] | None:
     return [list(run) for batch in batches for run in batch]
 
 
-def check_overrides(config_module: str, config_name: str, argv: Sequence[str]) -> None:
+def check_overrides(
+    config_module: str,
+    config_name: str,
+    argv: Sequence[str],
+    check: Callable[[Any], None] | None = None,
+) -> None:
     """Compose the config with the command line's overrides so a typo, a wrong type or an
     unknown group option is one clear line before Hydra starts. A sweep (``-m``) is checked
     run by run (the error names the run's overrides); other Hydra flags are left to Hydra."""
@@ -113,11 +164,17 @@ def check_overrides(config_module: str, config_name: str, argv: Sequence[str]) -
     try:
         with initialize_config_module(config_module=config_module, version_base=None):
             for run in runs:
+                where = f" (sweep run: {' '.join(run)})" if flags else ""
                 try:
                     cfg = compose(config_name=config_name, overrides=run)
                     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
                 except Exception as exc:
-                    where = f" (sweep run: {' '.join(run)})" if flags else ""
-                    fail(f"config: {describe_config_error(exc)}{where}")
+                    hint = did_you_mean(exc, lambda: compose(config_name=config_name))
+                    fail(f"config: {describe_config_error(exc)}{hint}{where}")
+                if check is not None:
+                    try:
+                        check(cfg)
+                    except Or1Error as exc:
+                        fail(f"{exc}{where}")
     finally:
         GlobalHydra.instance().clear()

@@ -55,12 +55,20 @@ def run_training(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
     return train(prepare(cfg, Path(HydraConfig.get().runtime.output_dir)))
 
 
+def check_before_start(cfg) -> None:  # noqa: ANN001 - a DictConfig composed by Hydra
+    """Every value check that needs no engine or file, before Hydra creates the run folder."""
+    from or1.plugins import get_registry
+    from or1.run import check_config
+
+    check_config(cfg, get_registry())
+
+
 @guarded
 def main() -> None:
     if any(a in ("-h", "--help") for a in sys.argv[1:]):
         print(help_text())
         return
-    run_hydra_app(run_training)
+    run_hydra_app(run_training, check=check_before_start)
 
 
 if __name__ == "__main__":

@@ -53,14 +53,20 @@ class AdaptiveEntropy(EntropyController):
     the loss uses ``c_k * [e_k < target]``; then ``c_{k+1} = clip(c_k + delta)`` if
     ``e_k < target`` else ``clip(c_k - delta)``, clipped to ``[coef_min, coef_max]``."""
 
-    def __init__(self, cfg: Any, ctx: Any = None) -> None:
-        self.estimator = _check_estimator(cfg)
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        _check_estimator(cfg)
+        for key in ("target", "delta"):
+            if cfg[key] < 0:
+                raise ConfigError(f"entropy.{key}={cfg[key]} must be >= 0")
         if not cfg.coef_min <= cfg.coef_init <= cfg.coef_max:
             raise ConfigError(
                 f"entropy.coef_init={cfg.coef_init} must lie in [coef_min={cfg.coef_min}, coef_max={cfg.coef_max}]"
             )
-        if cfg.delta < 0 or cfg.target < 0:
-            raise ConfigError("entropy.delta and entropy.target must be >= 0")
+
+    def __init__(self, cfg: Any, ctx: Any = None) -> None:
+        self.check_config(cfg)
+        self.estimator = str(cfg.estimator)
         self.cfg = cfg
         self.coef = float(cfg.coef_init)
 
@@ -83,6 +89,10 @@ class AdaptiveEntropy(EntropyController):
 
 class ConstantEntropy(EntropyController):
     """A fixed coefficient, always active."""
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        _check_estimator(cfg)
 
     def __init__(self, cfg: Any, ctx: Any = None) -> None:
         self.estimator = _check_estimator(cfg)

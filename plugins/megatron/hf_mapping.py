@@ -1,6 +1,9 @@
-"""Hugging Face Qwen2 / Llama <-> Megatron-core ``GPTModel`` (local or TE layer spec).
+"""Hugging Face Qwen2 / Qwen2.5, Qwen3 (dense) and Llama 3 <-> Megatron-core ``GPTModel``
+(local or TE layer spec).
 
-megatron-core ships no converter, so this module is the mapping, in three parts:
+megatron-core ships no converter, and the maintained bridges (``mbridge``,
+``megatron-bridge``) need Transformer Engine or a GPU (``docs/learner-megatron.md`` says what
+they did here), so this module is the mapping, in three parts:
 
 * :func:`architecture` reads an HF config into an :class:`Arch` (or raises a ConfigError naming
   what cannot be mapped, and checks the tensor-parallel size divides heads, KV groups, FFN
@@ -15,6 +18,10 @@ Layouts (full tensors, ``nh`` heads, ``ng`` KV groups, head size ``d``):
   0..ng-1 (HF keeps separate q/k/v projections); TP cuts whole groups;
 * ``linear_fc1`` = ``[gate; up]``; TP uses partition stride 2 (each rank holds
   ``[gate_r; up_r]``);
+* Qwen3's per-head q/k RMSNorms (``self_attn.q_norm`` / ``k_norm``, ``[d]``, applied before
+  RoPE) are Megatron's ``qk_layernorm`` (``self_attention.q_layernorm`` / ``k_layernorm``),
+  replicated; Qwen3 has no QKV bias and its head size ``d`` is ``head_dim``, not
+  ``hidden_size / nh``;
 * ``linear_proj`` / ``linear_fc2`` are row-parallel (dim 1); embeddings and the output layer
   are vocab-parallel (dim 0); norms are replicated.
 * With ``pad_vocab`` the vocabulary is padded with zero rows to a multiple of the TP size
@@ -31,7 +38,17 @@ import torch
 
 from or1.errors import ConfigError
 
-SUPPORTED = {"Qwen2ForCausalLM": "qwen2", "LlamaForCausalLM": "llama"}
+SUPPORTED = {"Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3", "LlamaForCausalLM": "llama"}
+"""HF model class -> family (Qwen2.5 and DeepSeek-R1-Distill-Qwen are ``Qwen2ForCausalLM``,
+Llama 3.x and DeepSeek-R1-Distill-Llama ``LlamaForCausalLM``)."""
+
+LLAMA3_ROPE = {
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 8192,
+}
+"""The Llama 3.1 / 3.2 RoPE scaling constants that megatron-core's ``rope_scaling`` fixes
+(only the factor is a parameter there); a ``llama3`` scaling with other values is refused."""
 
 
 @dataclass(frozen=True)
@@ -52,14 +69,26 @@ class Arch:
     norm_eps: float
     qkv_bias: bool
     tie_embeddings: bool
+    qk_norm: bool = False
+    rope_scaling_factor: float | None = None  # Llama 3.1 / 3.2 (rope_type llama3)
 
 
-def _rope(cfg: Any) -> tuple[str, float]:
-    params = getattr(cfg, "rope_parameters", None) or {}
-    scaling = getattr(cfg, "rope_scaling", None) or {}
+def _rope(cfg: Any) -> tuple[str, float, dict[str, Any]]:
+    """RoPE type, base and the scaling parameters (transformers 5 ``rope_parameters`` or the
+    older ``rope_scaling`` / ``rope_theta``)."""
+    params = dict(getattr(cfg, "rope_parameters", None) or {})
+    scaling = dict(getattr(cfg, "rope_scaling", None) or {})
     kind = params.get("rope_type") or scaling.get("rope_type") or scaling.get("type") or "default"
     theta = params.get("rope_theta", getattr(cfg, "rope_theta", 10000.0))
-    return str(kind), float(theta)
+    return str(kind), float(theta), scaling | params
+
+
+def _llama3_factor(scaling: dict[str, Any]) -> float | None:
+    """The factor of a ``llama3`` RoPE scaling that megatron-core reproduces, else None."""
+    for key, value in LLAMA3_ROPE.items():
+        if key not in scaling or float(scaling[key]) != value:
+            return None
+    return float(scaling["factor"]) if "factor" in scaling else None
 
 
 def architecture(cfg: Any, tp: int, where: str = "model", pad_vocab: bool = True) -> Arch:
@@ -72,15 +101,21 @@ def architecture(cfg: Any, tp: int, where: str = "model", pad_vocab: bool = True
     if name not in SUPPORTED:
         raise ConfigError(
             f"{where}: architecture {name} cannot be mapped to Megatron by learner=megatron "
-            f"(supported: {', '.join(SUPPORTED)})"
+            f"(supported: {', '.join(SUPPORTED)}; learner=torch trains any transformers causal LM)"
         )
-    kind, theta = _rope(cfg)
+    kind, theta, scaling = _rope(cfg)
     problems = []
-    if kind != "default":
+    llama3 = _llama3_factor(scaling) if kind == "llama3" else None
+    if kind == "llama3" and llama3 is None:
+        fixed = "/".join(f"{k}={v:g}" for k, v in LLAMA3_ROPE.items())
+        problems.append(f"llama3 rope scaling other than {fixed} (megatron-core's)")
+    elif kind not in ("default", "llama3"):
         problems.append(f"rope scaling '{kind}'")
     if getattr(cfg, "hidden_act", "silu") != "silu":
         problems.append(f"hidden_act={cfg.hidden_act}")
-    if getattr(cfg, "use_sliding_window", False):
+    if getattr(cfg, "use_sliding_window", False) or "sliding_attention" in (
+        getattr(cfg, "layer_types", None) or []
+    ):
         problems.append("use_sliding_window=true")
     if getattr(cfg, "attention_bias", False) or getattr(cfg, "mlp_bias", False):
         problems.append("attention_bias/mlp_bias")
@@ -90,8 +125,9 @@ def architecture(cfg: Any, tp: int, where: str = "model", pad_vocab: bool = True
         )
     heads = cfg.num_attention_heads
     kv = getattr(cfg, "num_key_value_heads", None) or heads
+    family = SUPPORTED[name]
     arch = Arch(
-        model_type=SUPPORTED[name],
+        model_type=family,
         num_layers=cfg.num_hidden_layers,
         hidden_size=cfg.hidden_size,
         ffn_hidden_size=cfg.intermediate_size,
@@ -103,8 +139,10 @@ def architecture(cfg: Any, tp: int, where: str = "model", pad_vocab: bool = True
         max_positions=cfg.max_position_embeddings,
         rope_theta=theta,
         norm_eps=cfg.rms_norm_eps,
-        qkv_bias=SUPPORTED[name] == "qwen2",
+        qkv_bias=family == "qwen2",  # Qwen2's q/k/v always have one; Qwen3's and Llama's not
         tie_embeddings=bool(getattr(cfg, "tie_word_embeddings", False)),
+        qk_norm=family == "qwen3",
+        rope_scaling_factor=llama3,
     )
     for what, value in [
         ("attention heads", arch.num_heads),
@@ -129,6 +167,11 @@ def megatron_names(arch: Arch, te: bool = False) -> list[str]:
             p + ("self_attention.linear_qkv.layer_norm_weight" if te else "input_layernorm.weight"),
             p + "self_attention.linear_qkv.weight",
             *([p + "self_attention.linear_qkv.bias"] if arch.qkv_bias else []),
+            *(
+                [p + "self_attention.q_layernorm.weight", p + "self_attention.k_layernorm.weight"]
+                if arch.qk_norm
+                else []
+            ),
             p + "self_attention.linear_proj.weight",
             p + ("mlp.linear_fc1.layer_norm_weight" if te else "pre_mlp_layernorm.weight"),
             p + "mlp.linear_fc1.weight",
@@ -144,6 +187,8 @@ _SIMPLE = {  # megatron suffix (within a layer) -> HF suffix
     "input_layernorm.weight": "input_layernorm.weight",
     "self_attention.linear_qkv.layer_norm_weight": "input_layernorm.weight",
     "self_attention.linear_proj.weight": "self_attn.o_proj.weight",
+    "self_attention.q_layernorm.weight": "self_attn.q_norm.weight",
+    "self_attention.k_layernorm.weight": "self_attn.k_norm.weight",
     "pre_mlp_layernorm.weight": "post_attention_layernorm.weight",
     "mlp.linear_fc1.layer_norm_weight": "post_attention_layernorm.weight",
     "mlp.linear_fc2.weight": "mlp.down_proj.weight",

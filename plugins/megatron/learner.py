@@ -189,6 +189,18 @@ class MegatronLearner(Learner):
         check_settings(cfg, world_size)
 
     @classmethod
+    def check_model(cls, cfg: Any, hf_config: Any, model_path: Path) -> None:
+        """The mapped architectures and settings (:func:`~or1_plugins.megatron.hf_mapping.
+        architecture`: Qwen2 / Qwen2.5, Qwen3 dense, Llama 3; tensor-parallel divisibility),
+        and safetensors weights (the learner reads no ``*.bin``)."""
+        where = f"model.path={model_path}"
+        architecture(hf_config, int(cfg.tensor_parallel_size), where, bool(cfg.pad_vocab))
+        if not any(Path(model_path).glob("*.safetensors")):
+            raise ConfigError(
+                f"{where}: no *.safetensors weights (learner=megatron reads no *.bin)"
+            )
+
+    @classmethod
     def memory_estimate(cls, cfg: Any, query: Any) -> Any:
         """By calculation: :func:`or1_plugins.megatron.memory.estimate`."""
         from .memory import estimate
@@ -280,6 +292,7 @@ class MegatronLearner(Learner):
             layernorm_epsilon=a.norm_eps,
             add_bias_linear=False,
             add_qkv_bias=a.qkv_bias,
+            qk_layernorm=a.qk_norm,  # Qwen3: RMSNorm over each head's q and k before RoPE
             gated_linear_unit=True,
             activation_func=F.silu,
             hidden_dropout=0.0,
@@ -311,9 +324,9 @@ class MegatronLearner(Learner):
         a = self.arch
         self.tconfig = self._transformer_config()
         if self.te:
-            spec = specs.get_gpt_layer_with_transformer_engine_spec()
+            spec = specs.get_gpt_layer_with_transformer_engine_spec(qk_layernorm=a.qk_norm)
         else:
-            spec = specs.get_gpt_layer_local_spec(normalization="RMSNorm")
+            spec = specs.get_gpt_layer_local_spec(normalization="RMSNorm", qk_layernorm=a.qk_norm)
             spec.submodules.self_attention.submodules.core_attention = PackedDotProductAttention
         model = GPTModel(
             config=self.tconfig,
@@ -326,6 +339,8 @@ class MegatronLearner(Learner):
             share_embeddings_and_output_weights=a.tie_embeddings,
             position_embedding_type="rope",
             rotary_base=a.rope_theta,
+            rope_scaling=a.rope_scaling_factor is not None,
+            rope_scaling_factor=a.rope_scaling_factor or 8.0,
         ).to(self.device)
         params = dict(model.named_parameters())
         expected = set(megatron_names(self.arch, self.te))

@@ -99,15 +99,20 @@ def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
 
 
 class OR1Loss(PolicyLoss):
-    def __init__(self, cfg: Any, ctx: Any = None) -> None:
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        from or1.errors import ConfigError
+
         if cfg.agg not in AGG_MODES:
-            from or1.errors import ConfigError
-
             raise ConfigError(f"loss.agg={cfg.agg} is not one of {', '.join(AGG_MODES)}")
-        if cfg.kl_coef < 0:
-            from or1.errors import ConfigError
+        for key in ("kl_coef", "clip_eps_low", "clip_eps_high"):
+            if cfg[key] < 0:
+                raise ConfigError(f"loss.{key}={cfg[key]} must be >= 0")
+        if cfg.dual_clip is not None and cfg.dual_clip <= 1:
+            raise ConfigError(f"loss.dual_clip={cfg.dual_clip} must be > 1 (or null)")
 
-            raise ConfigError(f"loss.kl_coef={cfg.kl_coef} must be >= 0")
+    def __init__(self, cfg: Any, ctx: Any = None) -> None:
+        self.check_config(cfg)
         self.cfg = cfg
         self.needs_reference = cfg.kl_coef > 0
 

@@ -41,12 +41,11 @@ class Schedule(StageScheduler):
     """Stage ``i`` covers steps ``[sum(steps[:i]), sum(steps[:i+1]))``; the last stage also
     covers any step past the end (when ``trainer.total_steps`` is larger)."""
 
-    def __init__(self, cfg: Any, ctx: Any = None) -> None:
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
         specs = list(cfg.stages)
         if not specs:
             raise ConfigError("stages.stages is empty: give at least one stage")
-        self.stages: list[Stage] = []
-        start = 0
         for i, s in enumerate(specs):
             where = f"stages.stages[{i}]"
             if s.steps < 1:
@@ -55,15 +54,27 @@ class Schedule(StageScheduler):
                 raise ConfigError(
                     f"{where}.max_response_length={s.max_response_length} must be >= 1"
                 )
+            if s.micro_batch_tokens < 0:
+                raise ConfigError(
+                    f"{where}.micro_batch_tokens={s.micro_batch_tokens} must be >= 0 (0: one "
+                    "micro-batch)"
+                )
             if s.truncation not in TRUNCATION_MODES:
                 raise ConfigError(
                     f"{where}.truncation={s.truncation} is not one of {', '.join(TRUNCATION_MODES)}"
                 )
-            if self.stages and s.max_response_length <= self.stages[-1].max_response_length:
+            if i and s.max_response_length <= specs[i - 1].max_response_length:
                 raise ConfigError(
                     f"{where}.max_response_length={s.max_response_length} must be larger than the "
-                    f"previous stage's {self.stages[-1].max_response_length}"
+                    f"previous stage's {specs[i - 1].max_response_length}"
                 )
+
+    def __init__(self, cfg: Any, ctx: Any = None) -> None:
+        self.check_config(cfg)
+        specs = list(cfg.stages)
+        self.stages: list[Stage] = []
+        start = 0
+        for i, s in enumerate(specs):
             self.stages.append(
                 Stage(
                     index=i,

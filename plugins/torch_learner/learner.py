@@ -60,13 +60,24 @@ def token_logprobs_and_entropy(
 
 
 class TorchLearner(Learner):
-    def __init__(self, cfg: Any, ctx: BuildContext) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    @classmethod
+    def check_model(cls, cfg: Any, hf_config: Any, model_path: Path) -> None:
+        """Any causal LM that transformers implements (``AutoModelForCausalLM``)."""
+        from or1.model_support import check_transformers_causal_lm
 
+        check_transformers_causal_lm(hf_config, model_path, "learner=torch")
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
         if cfg.dtype not in DTYPES:
             from or1.errors import ConfigError
 
             raise ConfigError(f"learner.dtype={cfg.dtype} is not one of {', '.join(DTYPES)}")
+
+    def __init__(self, cfg: Any, ctx: BuildContext) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.check_config(cfg)
         self.cfg = cfg
         self.model_path = ctx.model_path
         self.device = torch.device(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,6 +27,13 @@ class TransformersRolloutConfig(RolloutConfig):
 
 
 class TransformersEngine(RolloutEngine):
+    @classmethod
+    def check_model(cls, cfg: Any, hf_config: Any, model_path: Path) -> None:
+        """Any causal LM that transformers implements (``AutoModelForCausalLM``)."""
+        from or1.model_support import check_transformers_causal_lm
+
+        check_transformers_causal_lm(hf_config, model_path, "rollout=transformers")
+
     def __init__(self, cfg: Any, ctx: BuildContext) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -112,12 +112,16 @@ class WandbLogger(Logger):
     """Metrics via ``run.log(..., step=step)``, samples as a ``wandb.Table`` under ``samples``,
     the run config as wandb config, the final model as an artifact of type ``model``."""
 
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        if cfg.mode not in MODES:
+            raise ConfigError(f"logger.wandb.mode={cfg.mode} is not one of {', '.join(MODES)}")
+
     def __init__(self, cfg: Any, ctx: Any = None) -> None:
+        self.check_config(cfg)
         self.cfg = cfg
         self.run: Any = None
         self.mode = "disabled"
-        if cfg.mode not in MODES:
-            raise ConfigError(f"logger.wandb.mode={cfg.mode} is not one of {', '.join(MODES)}")
 
     def start(
         self, run_dir: Path, config: dict[str, Any], total_steps: int, start_step: int
