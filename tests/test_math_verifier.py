@@ -20,6 +20,11 @@ from or1_plugins.math_verifier.verify import (
     verify_one,
 )
 
+try:  # helpers added with the issue-20 rules; their tests fail (not error) on older code
+    from or1_plugins.math_verifier.verify import decimal_comma, gold_parts, numeric_verdict
+except ImportError:  # pragma: no cover - only on the code before the rules
+    decimal_comma = gold_parts = numeric_verdict = None
+
 TIMEOUT_S = 1.0
 SLACK_S = 2.0  # elapsed-time margin on a shared 2-core machine
 
@@ -101,6 +106,12 @@ def test_config_and_registration():
     cfg = MathVerifierConfig()
     assert isinstance(cfg, VerifierConfig)
     assert (cfg.name, cfg.timeout_s, cfg.workers) == ("math", 5.0, 2)
+    assert (cfg.precision, cfg.numeric_precision, cfg.strict) == (6, 15, True)
+    assert (cfg.allow_set_relation_comp, cfg.extraction, cfg.sources) == (
+        True,
+        ["latex", "expr"],
+        {},
+    )
     seen = []
     or1_register_verifiers(register=lambda *a: seen.append(a))
     assert seen == [("math", MathVerifier, MathVerifierConfig)]
@@ -300,3 +311,189 @@ def test_a_worker_that_dies_mid_verification_scores_error_and_is_replaced(verifi
     assert elapsed < TIMEOUT_S + SLACK_S  # status "error", not "timeout": the crash was seen
     assert verifier.warmup() and len(pool.pids()) == 2  # replaced; the verifier goes on
     assert verifier.score("\\boxed{\\frac{8}{2}}", row("4")).status == "correct"
+
+
+# ------------------------------------------------------------------ issue 20: faithful verdicts
+# Each of these failed on the code before the rules (checked by running them against it).
+
+
+def score(response: str, gold) -> tuple[float, str]:
+    return verify_one(response, gold)[:2]
+
+
+def test_an_equation_gold_is_not_matched_by_its_right_hand_side():
+    # The reverse check verify(answer, gold) unwrapped the *gold* equation to its rhs.
+    assert score("\\boxed{2}", "x^2+y^2=2") == (0.0, "wrong")
+    assert score("\\boxed{2}", "x \\ge 2") == (0.0, "wrong")
+    assert score("\\boxed{y^2+x^2=2}", "x^2+y^2=2") == (1.0, "correct")
+
+
+def test_a_box_is_read_whole_not_for_its_last_number():
+    # math-verify's plain-expression target, on LaTeX it cannot parse, took the last number of
+    # the box: "4 or 5" (a hedge) and "4 implies 5" scored 1 against the gold 5.
+    for box in ("4 \\lor 5", "4 \\vee 5", "4 \\Rightarrow 5", "4 \\in 5", "4, \\dots, 5"):
+        assert score(f"\\boxed{{{box}}}", "5") == (0.0, "wrong"), box
+    # what that target reads whole still counts: a percentage, and a number with a unit
+    assert score("\\boxed{10\\%}", "10") == (1.0, "correct")
+    assert score("\\boxed{5 \\text{ cm}}", "5") == (1.0, "correct")
+
+
+def test_a_set_is_not_an_ordered_tuple_or_interval():
+    assert score("\\boxed{\\{1,3\\}}", "(1,3)") == (0.0, "wrong")
+    assert score("\\boxed{(1,3)}", "\\{1,3\\}") == (0.0, "wrong")
+    assert score("\\boxed{\\{1,2,3\\}}", "(1,2,3)") == (0.0, "wrong")
+    assert score("\\boxed{(1,3)}", "(1,3)") == (1.0, "correct")
+
+
+def test_an_unsolved_relation_is_not_its_solution_set():
+    # math-verify's set/relation comparison solves x^2-3x+2=0 into {1,2}: a restated problem.
+    assert score("\\boxed{x^2-3x+2=0}", "\\{1,2\\}") == (0.0, "wrong")
+    assert score("\\boxed{x^2 < 4}", "(-2,2)") == (0.0, "wrong")
+    assert score("\\boxed{x<3}", "(-\\infty,3)") == (1.0, "correct")  # solved: the same set
+
+
+@pytest.mark.parametrize(
+    "response, gold, expected",
+    [
+        ("\\boxed{1}, \\boxed{2}, \\boxed{3}", "{1,2,3}", "correct"),
+        ("\\boxed{3}, \\boxed{1} and \\boxed{2}", "\\{1,2,3\\}", "correct"),
+        ("$\\boxed{1}$, $\\boxed{2}$, $\\boxed{3}$.", "1, 2, 3", "correct"),
+        ("\\boxed{1}, \\boxed{2}", "\\{1,2,3\\}", "wrong"),  # one solution missing
+        ("\\boxed{4} or \\boxed{5}", "5", "wrong"),  # a hedge is not the answer 5
+        ("\\boxed{1}. Hmm, no: \\boxed{2}, \\boxed{3}", "\\{2,3\\}", "correct"),  # final run
+    ],
+)
+def test_several_boxes_are_one_answer_of_several_values(verifier, response, gold, expected):
+    s = verifier.score(response, row(gold))
+    assert s.status == expected, s
+
+
+def test_a_gold_with_several_boxes_keeps_every_box(verifier):
+    gold = "\\boxed{1}, \\boxed{3}"
+    assert gold_answers(gold) == [gold]
+    assert gold_parts is not None and gold_parts(gold) == ["1", "3"]
+    assert verifier.score("\\boxed{3}", row(gold)).status == "wrong"  # was: cut to "3"
+    assert verifier.score("\\boxed{1}, \\boxed{3}", row(gold)).status == "correct"
+    assert verifier.score("\\boxed{\\{3, 1\\}}", row(gold)).status == "correct"
+    assert verifier.score("\\boxed{1} and \\boxed{3}", row(["7", gold])).status == "correct"
+
+
+def test_decimal_comma_only_where_unambiguous(verifier):
+    assert decimal_comma is not None
+    assert decimal_comma("1,22") == "1.22" and decimal_comma("-0,5") == "-0.5"
+    assert decimal_comma("0,125") == "0.125"  # a thousands group never follows a leading 0
+    assert decimal_comma("1{,}5") == "1.5"
+    for not_decimal in ("1,000", "12,345,678", "(1,22)", "1, 22", "1,2,3", "x,y"):
+        assert decimal_comma(not_decimal) is None, not_decimal
+    assert verifier.score("\\boxed{1.22}", row("1,22")).status == "correct"
+    assert verifier.score("\\boxed{1, 22}", row("1,22")).status == "wrong"  # not a pair
+    assert verifier.score("\\boxed{1,22}", row("1.22")).status == "correct"
+    assert verifier.score("\\boxed{1000}", row("1,000")).status == "correct"
+    assert verifier.score("\\boxed{(1,22)}", row("(1,22)")).status == "correct"
+    assert verifier.score("\\boxed{1.22}", row("(1,22)")).status == "wrong"
+
+
+def test_inline_math_broken_over_lines_is_not_read():
+    # math-verify's own rule: inline $...$ / \(...\) is single-line; its plain-number
+    # extraction used to pick a fragment out of the broken span.
+    assert score("The answer is $1\n+1$", "1") == (0.0, "no_answer")
+    assert score("Answer $ \n 9 \n $", "9") == (0.0, "no_answer")
+    assert score("Answer \\( \n 9 \n \\)", "9") == (0.0, "no_answer")
+    assert score("Answer $$ \n 9 \n $$", "9") == (1.0, "correct")  # display math may span
+    assert score("Answer \\[ \n 9 \n \\]", "9") == (1.0, "correct")
+    matrix = "\\begin{pmatrix} 0 & 3 \\\\ 0 & -1 \\end{pmatrix}"
+    assert score(f"\\boxed{{\n{matrix}\n}}", matrix) == (1.0, "correct")  # a box is explicit
+
+
+def test_options_per_data_source():
+    cfg = MathVerifierConfig(
+        timeout_s=TIMEOUT_S,
+        workers=1,
+        sources={
+            "coarse": {"precision": 3},
+            "loose": {"strict": False},
+            "latex_only": {"extraction": ["latex"]},
+            "no_comma": {"decimal_comma": False},
+        },
+    )
+    with MathVerifier(cfg) as v:
+
+        def status(response, gold, source):
+            r = {"data_source": source, "reward_model": {"ground_truth": gold}}
+            return v.score(response, r).status
+
+        assert status("\\boxed{0.333}", "\\frac{1}{3}", "other") == "wrong"  # 6 places
+        assert status("\\boxed{0.333}", "\\frac{1}{3}", "coarse") == "correct"  # 3 places
+        assert status("\\boxed{y+1}", "x+1", "other") == "wrong"
+        assert status("\\boxed{y+1}", "x+1", "loose") == "correct"  # variables by position
+        assert status("The result is 42.", "42", "other") == "correct"  # plain-number target
+        assert status("The result is 42.", "42", "latex_only") == "no_answer"
+        assert status("\\boxed{1.22}", "1,22", "other") == "correct"
+        assert status("\\boxed{1.22}", "1,22", "no_comma") == "wrong"
+        assert v.options_for({"data_source": "coarse"}).precision == 3
+    with pytest.raises(ValueError, match="sources.bad"):
+        MathVerifier({"sources": {"bad": {"precison": 3}}})
+    with pytest.raises(ValueError, match="extraction"):
+        MathVerifier({"extraction": ["latx"]})
+
+
+# (answer, gold) pairs of plain numbers and fractions: the fast path's verdict (where it gives
+# one) must be math-verify's own forward verdict.
+NUMERIC_PAIRS = [
+    ("68", "68"),
+    ("69", "68"),
+    ("068", "68"),
+    ("-68", "68"),
+    ("68.0", "68"),
+    ("68.5", "68"),
+    ("0.5", "\\frac{1}{2}"),
+    ("\\frac{1}{2}", "0.5"),
+    ("\\dfrac{2}{4}", "0.5"),
+    ("0.25", "1/4"),
+    ("\\frac{1}{3}", "0.333333"),
+    ("\\frac{1}{3}", "0.3333"),
+    ("0.3333", "\\frac{1}{3}"),
+    ("\\frac{2}{3}", "0.666667"),
+    ("1.0000004", "1"),
+    ("1.00001", "1"),
+    ("-\\frac{3}{4}", "-0.75"),
+    ("\\frac{-3}{4}", "0.75"),
+    ("3/4", "\\frac{6}{8}"),
+    ("\\frac{7}{1}", "7"),
+    ("7.", "7"),
+    (".5", "0.5"),
+    ("2.50", "2.5"),
+    ("100000000000000000001", "100000000000000000000"),
+    ("123456.75", "123456.75"),
+    ("0.1", "\\frac{1}{10}"),
+    ("0.1", "0.2"),
+    ("-0", "0"),
+    ("12.345", "12.346"),
+    ("\\frac{10}{9}", "1.111111"),
+    ("0.000001", "0"),
+    ("5", "-5"),
+]
+
+
+def test_numeric_fast_path_agrees_with_math_verify():
+    from math_verify import parse, verify
+
+    assert numeric_verdict is not None
+    decided = 0
+    for answer, gold in NUMERIC_PAIRS:
+        fast = numeric_verdict(answer, gold)
+        if fast is None:
+            continue
+        decided += 1
+        mv = verify(parse(f"${gold}$"), parse(f"${answer}$"))
+        assert fast == mv, (answer, gold, fast, mv)
+    assert decided >= 26  # the fast path decides most plain pairs (the benchmark's, too)
+    assert numeric_verdict("\\frac{1}{2}", "0.5") is True
+    assert numeric_verdict("69", "68") is False
+    assert numeric_verdict("10\\%", "10") is None  # percent, units, ...: math-verify decides
+    assert numeric_verdict("\\frac{1}{0}", "1") is None
+
+
+def test_answer_key_of_several_boxes(verifier):
+    assert verifier.answer_key("\\boxed{1}, \\boxed{ 2 }", row("1")) == "1,2"
+    assert verifier.answer_key("</think>\\boxed{\\dfrac{1}{2}}", row("1")) == "\\frac{1}{2}"

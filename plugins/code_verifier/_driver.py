@@ -2,11 +2,16 @@
 as the model's code, and reports plain data. Standard library only; never imported by or1.
 
 Protocol: argv ``FD_OUT``. One JSON job on stdin (read before any model code runs):
-``{"nonce", "prefix", "solution", "entry", "tests": [...]}``. For every test it writes
-``{"n": nonce, "s": i}`` when test ``i`` starts and ``{"n": nonce, "i": i, ...}`` when it ends
-to ``FD_OUT`` (one JSON document per line). A test record carries either ``value`` (the data
+``{"nonce", "prefix", "solution", "entry", "tests": [...]}``. ``prefix`` is trusted test code
+(run in the tests' namespace and before the solution), optionally preceded by the solution's
+import prefix and :data:`HEADER_END`: that part runs only before the solution, and its names
+are neither the tests' nor the solution's own (a call test never resolves to one of them).
+For every test it writes ``{"n": nonce, "s": i}`` when test ``i`` starts and
+``{"n": nonce, "i": i, ...}`` when it ends to ``FD_OUT`` (one JSON document per line). A test record carries either ``value`` (the data
 the call / expression produced, encoded by :func:`to_data`) or ``ok`` (for ``bool``/``exec``
-tests: whether the expression was exactly true / the code raised nothing), or ``error``.
+tests: whether the expression was exactly true / the code raised nothing), or ``error``. An
+``exec`` test runs ``src``, then calls ``check(candidate)`` (``call``) or runs ``run`` (a pytest
+function's call); ``modules`` names ``import solution`` aliases.
 
 Verdicts on values are not taken here: the harness outside the sandbox compares them with
 expected answers it never sends in. Only ``bool``/``exec`` tests (asserts that cannot be
@@ -14,6 +19,8 @@ split into "expression == literal") are decided in this process; their results c
 per-run nonce.
 """
 
+import _ast  # the C module: ``ast`` itself costs milliseconds to import
+import _operator
 import builtins
 import json
 import os
@@ -28,6 +35,9 @@ _dumps = json.dumps
 _write = os.write
 _PLAIN = (int, float, str, bool, _type(None))
 _MAX_ITEMS = 1_000_000
+_FunctionType = _type(lambda: None)
+_Namespace = _type(sys.implementation)  # types.SimpleNamespace
+HEADER_END = "\n# --- or1: end of the solution's import prefix ---\n"
 
 
 class NotData(Exception):
@@ -80,6 +90,113 @@ def to_data(value, trusted=()):
     return _encode(value, trusted, 0, set(), [_MAX_ITEMS])
 
 
+def bound_names(src):
+    """Names the code binds at module level (definitions, assignments, imports), read from
+    its syntax tree without running it; empty when it does not parse."""
+    try:
+        tree = compile(src, "solution.py", "exec", _ast.PyCF_ONLY_AST)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    names = set()
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if _isinstance(node, (_ast.FunctionDef, _ast.AsyncFunctionDef, _ast.ClassDef)):
+            names.add(node.name)
+            continue
+        if _isinstance(node, (_ast.Import, _ast.ImportFrom)):
+            for a in node.names:
+                if a.name != "*":
+                    names.add(a.asname or a.name.split(".")[0])
+            continue
+        if _isinstance(node, _ast.Name):
+            if _isinstance(node.ctx, _ast.Store):
+                names.add(node.id)
+            continue
+        if _isinstance(node, (_ast.Lambda, _ast.comprehension)):
+            continue  # their own scope
+        for name in node._fields:
+            value = getattr(node, name, None)
+            for child in value if _isinstance(value, list) else (value,):
+                if _isinstance(child, (_ast.stmt, _ast.expr, _ast.excepthandler, _ast.withitem)):
+                    todo.append(child)
+    return names
+
+
+_COMPARE = {
+    "==": _operator.eq,
+    "!=": _operator.ne,
+    "<": _operator.lt,
+    "<=": _operator.le,
+    ">": _operator.gt,
+    ">=": _operator.ge,
+    "in": lambda a, b: _operator.contains(b, a),
+    "not in": lambda a, b: not _operator.contains(b, a),
+}
+# Built-in views compared by their contents (``d.keys() == {"a"}``): C types, no custom __eq__.
+_VIEWS = (_type({}.keys()), _type({}.values()), _type({}.items()), range)
+
+
+def _comparable(value, trusted):
+    """Whether a test may compare ``value``: plain data (or a trusted class's instance), or a
+    built-in view of such data; an instance of a class the solution defined is the solution's
+    to compare (see :func:`compare`)."""
+    try:
+        to_data(value, trusted)
+        return True
+    except NotData:
+        pass
+    if _type(value) in _VIEWS:
+        try:
+            to_data(list(value), trusted)
+            return True
+        except NotData:
+            return False
+    return False
+
+
+def _solutions_object(value, trusted):
+    t = _type(value)
+    return t not in trusted and getattr(t, "__module__", None) == "solution"
+
+
+def compare(values, ops, trusted=()):
+    """A comparison chain of test code (``a == b``, ``x in ys``, ``lo < v <= hi``) whose
+    operands are all data: a custom ``__eq__`` / ``__lt__`` of the solution's (an object equal
+    to everything) never decides a test. The one exception: two objects of classes the
+    solution itself defined (a problem that asks for ``__eq__``) compare as they say."""
+    result = True
+    for k, op in enumerate(ops):
+        a, b = values[k], values[k + 1]
+        if not (_comparable(a, trusted) and _comparable(b, trusted)):
+            if not (_solutions_object(a, trusted) and _solutions_object(b, trusted)):
+                bad = b if _comparable(a, trusted) else a
+                raise NotData(f"a test compared a {_type(bad).__name__} object, not data")
+        result = _COMPARE[op](a, b)
+        if _type(result) is not bool:
+            result = bool(result) if _comparable(result, trusted) else False
+        if not result:
+            return False
+    return result
+
+
+def truth(value, trusted=()):
+    """An assert's condition that is not a comparison: data only (no ``__bool__`` of the
+    solution's)."""
+    if _type(value) is bool:
+        return value
+    if not _comparable(value, trusted):
+        raise NotData(f"a test asserted a {_type(value).__name__} object, not data")
+    return bool(value)
+
+
+def _defined_by_tests(value):
+    return (
+        _isinstance(value, (type, _FunctionType))
+        and getattr(value, "__module__", None) == "or1_tests"
+    )
+
+
 def main():
     fd_out = int(sys.argv[1])
     raw = sys.stdin.buffer.read()
@@ -102,7 +219,9 @@ def main():
 
     pristine = dict(builtins.__dict__)
     trusted_ns = {"__name__": "or1_tests", "__builtins__": pristine}
-    prefix = job.get("prefix") or ""
+    header, sep, prefix = (job.get("prefix") or "").partition(HEADER_END)
+    if not sep:
+        header, prefix = "", header
     trusted_types = ()
     try:
         exec(compile(prefix, "<prefix>", "exec"), trusted_ns)
@@ -114,16 +233,28 @@ def main():
             emit({"i": t["i"], "error": f"test prefix failed: {_type(e).__name__}: {e}"})
         return
 
+    solution = job["solution"]
+    written = bound_names(solution)
     ns = {"__name__": "solution", "__builtins__": builtins}
     setup_error = None
+    header_names = set()
+    before = {}
     try:
+        exec(compile(header, "<imports>", "exec"), ns)
+        header_names = set(ns)
         exec(compile(prefix, "<prefix>", "exec"), ns)
-        exec(compile(job["solution"], "solution.py", "exec"), ns)
+        before = dict(ns)
+        exec(compile(solution, "solution.py", "exec"), ns)
     except BaseException as e:  # noqa: BLE001 - SystemExit included: exiting is not passing
         setup_error = f"the code failed to load: {_type(e).__name__}: {e}"
-    # Trusted helpers win over the solution's names of the same name.
+    # The solution's own names: what it bound or rebound, not what a prefix left there.
+    missing = object()
+    own = {k: v for k, v in ns.items() if k in written or before.get(k, missing) is not v}
+    hidden = {k for k in header_names if k not in own and k not in trusted_ns}
+    # Classes and functions the trusted prefix defined win over the solution's of the same
+    # name (its ListNode is the tests' ListNode); imported names stay the solution's.
     for k, v in trusted_ns.items():
-        if k != "__builtins__":
+        if _defined_by_tests(v):
             ns[k] = v
 
     def checked(value):
@@ -131,12 +262,12 @@ def main():
         return value
 
     def resolve(name):
-        sol = ns.get("Solution")
+        sol = own.get("Solution")
         if _isinstance(sol, type) and hasattr(sol, name):
             return getattr(sol(), name)
-        if name in ns:
-            return ns[name]
-        raise NameError(f"no function '{name}' (nor Solution.{name}) defined")
+        if name in own:
+            return own[name]
+        raise NameError(f"the code defines no function '{name}' (nor Solution.{name})")
 
     candidate = None
     entry = job.get("entry")
@@ -159,11 +290,17 @@ def main():
                 def candidate(*a, _real=real, **k):
                     return checked(_real(*a, **k))
 
-            env = dict(ns)
+            # The tests see the solution's names, but never one that shadows a built-in (a
+            # global ``abs`` returning 0 would pass ``assert abs(f(x) - y) < 1e-9``).
+            env = {k: v for k, v in ns.items() if k not in hidden and k not in pristine}
             env.update(trusted_ns)
             env["__builtins__"] = pristine
             env["candidate"] = candidate
             env["__or1_data__"] = checked
+            env["__or1_compare__"] = lambda values, ops: compare(values, ops, trusted_types)
+            env["__or1_truth__"] = lambda value: truth(value, trusted_types)
+            for alias in t.get("modules", ()):  # ``import solution`` in a test file
+                env[alias] = _Namespace(**{k: v for k, v in own.items() if _isinstance(k, str)})
             if kind == "expr":
                 value = eval(compile(t["src"], "<test>", "eval"), env)
                 emit({"i": i, "value": to_data(value, trusted_types)})
@@ -177,6 +314,8 @@ def main():
                 exec(compile(t["src"], "<test>", "exec"), env)
                 if t.get("call"):
                     env[t["call"]](candidate)
+                if t.get("run"):
+                    exec(compile(t["run"], "<test>", "exec"), env)
                 emit({"i": i, "ok": True})
             else:
                 emit({"i": i, "error": f"unknown test kind {kind!r}"})

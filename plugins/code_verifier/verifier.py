@@ -6,28 +6,73 @@ block -> the ground truth's test suite (:mod:`.cases`) -> one sandbox run (:mod:
 whose records are checked here, as data, against expected answers that never entered the
 sandbox. Every test must report; a test that did not run fails. Responses run in parallel,
 ``workers`` sandboxes at a time.
+
+Call-based tests get a default import prefix (:func:`.cases.default_import_prefix`) unless the
+row has an ``import_prefix`` of its own. Stdout is compared by an output checker
+(:func:`.cases.output_matches`): the row's ``checker``, else the one of its data source
+(``checkers``, matched against ``data_source`` and then the layout), else ``checker``. A row
+whose ground truth cannot be used scores ``error`` with one line naming the row's id and the
+field at fault.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from or1.config import VerifierConfig
+from or1.errors import ConfigError
 from or1.interfaces import RewardVerifier
 from or1.types import Score
 
-from .cases import Case, GroundTruthError, Suite, data_equal, parse_ground_truth, stdout_matches
+from ._driver import HEADER_END
+from .cases import (
+    CHECKERS,
+    DEFAULT_TOLERANCE,
+    Case,
+    GroundTruthError,
+    Suite,
+    default_import_prefix,
+    output_matches,
+    parse_ground_truth,
+    value_matches,
+)
 from .sandbox import Limits, Sandbox
 
 THINK_END = "</think>"
 _FENCE_RE = re.compile(r"```[ \t]*(python3?|py)[ \t]*\r?\n(.*?)```", re.IGNORECASE | re.DOTALL)
 _SHOW = 60
+
+# The checker each source's own judge applies (see docs/verifiers.md, "Output checkers"); a key
+# matches a row whose ``data_source`` contains it (the longest such key wins), or the layout.
+SOURCE_CHECKERS: dict[str, str] = {
+    "taco": "float_tol",
+    "apps": "float_tol",
+    "primeintellect": "float_tol",
+    "codeforces": "float_tol",
+    "code_contests": "float_tol",
+    "codecontests": "float_tol",
+    "livecodebench": "tokens",
+    "lcb": "tokens",
+    "leetcode": "exact",
+    "kodcode": "exact",
+}
+# The data source a layout implies when the row's data_source names none of the keys above.
+_LAYOUT_SOURCE = {
+    "taco_call": "taco",
+    "taco_stdio": "taco",
+    "code_contests": "code_contests",
+    "codeforces": "codeforces",
+    "livecodebench": "livecodebench",
+    "leetcode": "leetcode",
+    "pytest": "kodcode",
+}
 
 
 @dataclass
@@ -38,7 +83,14 @@ class CodeVerifierConfig(VerifierConfig):
     ``max_procs``, ``max_output_bytes``, ``max_file_mb``, ``tmpfs_mb``: per-test resource
     limits and the scratch size; ``partial_credit``: reward = fraction of tests passed instead
     of all-or-nothing; ``python``: interpreter for model code (empty: the system python3);
-    ``sandbox_uid``: the unprivileged host user bubblewrap runs as when or1 runs as root."""
+    ``sandbox_uid``: the unprivileged host user bubblewrap runs as when or1 runs as root;
+    ``import_prefix``: prepend the default import prefix (typing, collections, itertools,
+    functools, heapq, bisect, math names) to call-based tests of rows without an
+    ``import_prefix`` of their own; ``checker``: the output checker (``exact``, ``tokens``,
+    ``case_insensitive``, ``float_tol``) of rows whose source has none in ``checkers``;
+    ``checkers``: data source -> checker (a key matches a row whose ``data_source`` contains
+    it, else the source its layout implies); ``tolerance``: the ``float_tol`` tolerance (a
+    row's ground truth may set ``checker`` and ``tolerance`` itself)."""
 
     name: str = "code"
     sandbox: str = "bwrap"
@@ -53,6 +105,10 @@ class CodeVerifierConfig(VerifierConfig):
     partial_credit: bool = False
     python: str = ""
     sandbox_uid: int = 65534
+    import_prefix: bool = True
+    checker: str = "float_tol"
+    checkers: dict[str, str] = field(default_factory=lambda: dict(SOURCE_CHECKERS))
+    tolerance: float = DEFAULT_TOLERANCE
 
 
 def _get(cfg: Any, key: str, default: Any) -> Any:
@@ -85,9 +141,38 @@ def _short(value: Any) -> str:
     return s if len(s) <= _SHOW else s[: _SHOW - 3] + "..."
 
 
-def judge(case: Case, rec: dict[str, Any] | None) -> tuple[bool, str, str]:
+def row_id(row: Any) -> str:
+    """How an error names a row: its ``id`` (or ``uid`` / ``problem_id`` / ``task_id``), else
+    its ``extra_info.index`` / ``extra_info.id``, else ``?``."""
+    if not isinstance(row, Mapping):
+        return "?"
+    for key in ("id", "uid", "problem_id", "task_id"):
+        value = row.get(key)
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return str(value)
+    extra = row.get("extra_info")
+    if isinstance(extra, str):
+        try:
+            extra = json.loads(extra)
+        except ValueError:
+            extra = None
+    if isinstance(extra, Mapping):
+        for key in ("index", "id"):
+            value = extra.get(key)
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                return str(value)
+    return "?"
+
+
+def judge(
+    case: Case,
+    rec: dict[str, Any] | None,
+    checker: str = "float_tol",
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> tuple[bool, str, str]:
     """``(passed, failure_status, why)`` of one test from its sandbox record (None: it never
-    reported). ``failure_status`` is ``timeout`` or ``wrong``."""
+    reported), stdout and values compared under ``checker``. ``failure_status`` is
+    ``timeout`` or ``wrong``."""
     if rec is None:
         return False, "wrong", "did not run"
     status = rec.get("status")
@@ -107,13 +192,15 @@ def judge(case: Case, rec: dict[str, Any] | None) -> tuple[bool, str, str]:
     kind = case.test["kind"]
     if kind == "stdio":
         out = rec.get("out")
-        if isinstance(out, str) and any(stdout_matches(out, e) for e in case.expected):
+        if isinstance(out, str) and any(
+            output_matches(checker, out, e, tolerance) for e in case.expected
+        ):
             return True, "", ""
         return False, "wrong", f"expected {_short(case.expected[0])}, got {_short(out or '')}"
     if kind in ("call", "expr"):
         if "value" not in rec:
             return False, "wrong", "no value returned"
-        if any(data_equal(rec["value"], e) for e in case.expected):
+        if any(value_matches(checker, rec["value"], e, tolerance) for e in case.expected):
             return True, "", ""
         return False, "wrong", f"expected {_short(case.expected[0])}, got {_short(rec['value'])}"
     if rec.get("ok") is True:
@@ -145,6 +232,23 @@ class CodeVerifier(RewardVerifier):
             python=str(_get(cfg, "python", "")),
             sandbox_uid=int(_get(cfg, "sandbox_uid", 65534)),
         )
+        self.import_prefix = bool(_get(cfg, "import_prefix", True))
+        self.checker = str(_get(cfg, "checker", "float_tol"))
+        if self.checker not in CHECKERS:
+            raise ConfigError(
+                f"verifier.checker: unknown checker {self.checker!r} (one of {', '.join(CHECKERS)})"
+            )
+        checkers = _get(cfg, "checkers", SOURCE_CHECKERS)
+        self.checkers = {str(k).lower(): str(v) for k, v in dict(checkers).items()}
+        for source, name in self.checkers.items():
+            if name not in CHECKERS:
+                raise ConfigError(
+                    f"verifier.checkers.{source}: unknown checker {name!r} "
+                    f"(one of {', '.join(CHECKERS)})"
+                )
+        self.tolerance = float(_get(cfg, "tolerance", DEFAULT_TOLERANCE))
+        if not 0 <= self.tolerance < 1:
+            raise ConfigError(f"verifier.tolerance must be in [0, 1), got {self.tolerance}")
         self.sandbox.probe()  # refuse now, with the reason, rather than score everything 0
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -156,11 +260,34 @@ class CodeVerifier(RewardVerifier):
         rm = row.get("reward_model") if isinstance(row, Mapping) else None
         gt = rm.get("ground_truth") if isinstance(rm, Mapping) else None
         if gt is None:
-            return Score(0.0, "error", "row has no reward_model.ground_truth")
+            return Score(0.0, "error", f"row {row_id(row)}: no reward_model.ground_truth")
         try:
             return parse_ground_truth(gt)
         except GroundTruthError as e:
-            return Score(0.0, "error", f"ground truth: {e}")
+            where = "ground_truth"
+            if e.field:
+                where += e.field if e.field.startswith("[") else f".{e.field}"
+            reason = " ".join(e.reason.split())
+            return Score(0.0, "error", f"row {row_id(row)}: {where}: {reason}")
+
+    def checker_for(self, suite: Suite, row: Any) -> tuple[str, float]:
+        """``(checker, tolerance)`` of a row: its ground truth's own, else its data source's
+        (``checkers`` keys found in ``data_source``, longest first, then the layout's source),
+        else the default ``checker``."""
+        tolerance = self.tolerance if suite.tolerance is None else suite.tolerance
+        if suite.checker:
+            return suite.checker, tolerance
+        source = row.get("data_source") if isinstance(row, Mapping) else None
+        source = str(source).lower() if source else ""
+        if source in self.checkers:
+            return self.checkers[source], tolerance
+        for key in sorted(self.checkers, key=len, reverse=True):
+            if key and key in source:
+                return self.checkers[key], tolerance
+        layout_source = _LAYOUT_SOURCE.get(suite.schema)
+        if layout_source in self.checkers:
+            return self.checkers[layout_source], tolerance
+        return self.checker, tolerance
 
     def score(self, response: str, row: dict[str, Any]) -> Score:
         suite = self._suite(row)
@@ -169,9 +296,25 @@ class CodeVerifier(RewardVerifier):
         code = extract_code(response)
         if code is None:
             return Score(0.0, "no_answer", "no ```python block after </think>")
-        return self._run(code, suite)
+        checker, tolerance = self.checker_for(suite, row)
+        return self._run(code, suite, checker, tolerance)
 
-    def _run(self, code: str, suite: Suite) -> Score:
+    def prefix_for(self, code: str, suite: Suite) -> str:
+        """The driver's prefix: the default import prefix for ``code`` (call-based tests of a
+        row without an ``import_prefix`` of its own), then the suite's trusted prefix."""
+        if self.import_prefix and suite.call_based and not suite.own_prefix:
+            imports = default_import_prefix(code)
+            if imports:
+                return imports + HEADER_END + suite.prefix
+        return suite.prefix
+
+    def _run(
+        self,
+        code: str,
+        suite: Suite,
+        checker: str = "float_tol",
+        tolerance: float = DEFAULT_TOLERANCE,
+    ) -> Score:
         n = len(suite.cases)
         stop = not self.partial_credit
         verdicts: dict[int, tuple[bool, str, str]] = {}
@@ -179,7 +322,7 @@ class CodeVerifier(RewardVerifier):
         def on_record(rec: dict[str, Any]) -> bool:
             i = rec["i"]
             if 0 <= i < n:
-                verdicts[i] = judge(suite.cases[i], rec)
+                verdicts[i] = judge(suite.cases[i], rec, checker, tolerance)
                 return verdicts[i][0] or not stop
             return True
 
@@ -188,7 +331,7 @@ class CodeVerifier(RewardVerifier):
         res = self.sandbox.run(
             code,
             [c.test for c in suite.cases],
-            prefix=suite.prefix,
+            prefix=self.prefix_for(code, suite),
             entry=suite.entry,
             wall_s=wall,
             stop_on_failure=stop,
