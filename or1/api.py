@@ -37,7 +37,12 @@ def _compose(
     from hydra.core.utils import configure_log
     from omegaconf import OmegaConf, open_dict
 
-    from or1.cli.common import describe_config_error, did_you_mean, quiet_transformers
+    from or1.cli.common import (
+        describe_config_error,
+        did_you_mean,
+        implied_overrides,
+        quiet_transformers,
+    )
     from or1.errors import ConfigError
     from or1.plugins import get_registry
     from or1.schemas import CONFIG_MODULE, store_schemas
@@ -47,6 +52,10 @@ def _compose(
         raise ConfigError(f"overrides must be KEY=VALUE strings, not {bad[0]!r}")
     quiet_transformers()
     store_schemas(get_registry())
+    overrides = [
+        *overrides,
+        *implied_overrides(overrides, None if config_name == "train" else ("model",)),
+    ]
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
         try:

@@ -166,7 +166,9 @@ class EvalConfig:
     """Sampling temperature of the evaluation (the released OR1 scripts use 0.6)."""
     top_p: float = 1.0
     """Nucleus sampling of the evaluation (1.0: off)."""
-    max_tokens: int | None = None  # None: the stage's max response length (or1-eval: the last)
+    max_tokens: int | None = None
+    """Response token budget of every evaluation (None: the last stage's max response length,
+    the same at every validation of a run, so its start and end accuracy compare)."""
     max_problems: int | None = None
     """Evaluate only the first this many problems of each set (None: all)."""
     pass_k: list[int] = field(default_factory=list)  # empty: 1, 2, 4, ... below k, and k

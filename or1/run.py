@@ -324,11 +324,37 @@ def check_config(cfg: DictConfig, registry: Registry) -> None:
             check(node)
 
 
+def run_description(cfg: DictConfig) -> str:
+    """One line of what a run will do, for the start of its log: the preset, the model, the
+    engines and the handful of values that decide a run (batch, learning rate, stages, eval)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    t, e, lr = cfg.trainer, cfg.eval, cfg.learner.get("lr")
+    model = cfg.model.path or f"model={cfg.model.name}"
+    parts = [
+        f"experiment={choices.get('experiment', '?')}",
+        f"model {model}",
+        f"rollout={cfg.rollout.name} learner={cfg.learner.name} verifier={cfg.verifier.name}",
+        f"{t.prompts_per_step} prompts x {t.group_size} samples per step, lr {lr}",
+    ]
+    stages = cfg.stages.get("stages")
+    if stages:
+        parts.append(
+            "stages "
+            + ", ".join(f"{s.name} {s.max_response_length} tokens x {s.steps} steps" for s in stages)
+        )
+    parts.append(f"eval {e.k} samples at T={e.temperature} every {t.eval_every or 'end'}")
+    return "; ".join(parts)
+
+
 def prepare(cfg: DictConfig, run_dir: Path) -> Run:
     """Everything a run needs, in the order that fails cheapest first."""
     registry = get_registry()
     add_default_loggers(cfg, registry)
     check_config(cfg, registry)
+    if distributed.is_main():
+        log.info("or1-train: %s", run_description(cfg))
     layout = check_launch(cfg, registry)
     if cfg.trainer.num_threads > 0:
         torch.set_num_threads(cfg.trainer.num_threads)

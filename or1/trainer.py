@@ -177,10 +177,10 @@ def validate(run: Run, step: int) -> dict[str, float]:
     ``eval.top_p``, fixed seed): ``val/<set>/avg@K``, ``val/<set>/pass@1`` and the other
     metrics of :func:`or1.evaluation.evaluate`. Under torchrun each engine samples its share
     of every set (whole problems) and the results are gathered."""
-    e, layout = run.cfg.eval, run.layout
-    max_tokens = (
-        e.max_tokens or run.components.stages.stage_at(max(step - 1, 0)).max_response_length
-    )
+    e, layout, stages = run.cfg.eval, run.layout, run.components.stages
+    # one budget for every validation of a run (the last stage's unless eval.max_tokens), so
+    # the accuracy before the first step and after the last compare like with like
+    max_tokens = e.max_tokens or stages.stage_at(max(stages.total_steps - 1, 0)).max_response_length
     params = SamplingParams(
         n=e.k,
         temperature=e.temperature,

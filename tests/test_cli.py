@@ -202,3 +202,34 @@ def test_skipped_steps_name_the_cause():
     assert [
         watch.check(s, t, {"reward/mean": 0.0}, 4) for s, t in ((1, False), (2, True), (3, False))
     ] == ["", "", ""]
+
+
+def test_own_model_runs_get_the_recipe_not_the_demo(tmp_path):
+    import yaml
+
+    own = ["model.path=/models/qwen", "data.path=/data/train.parquet", "--cfg", "job"]
+    proc = run_cli("or1-train", own, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "experiment=recipe" in proc.stderr and "model=hf" in proc.stderr
+    cfg = yaml.safe_load(proc.stdout)
+    assert (cfg["model"]["name"], cfg["model"]["path"]) == ("hf", "/models/qwen")
+    assert cfg["data"]["name"] == "files"
+    assert cfg["learner"]["lr"] == 1e-6 and cfg["trainer"]["prompts_per_step"] == 256
+    assert cfg["trainer"]["group_size"] == 16 and cfg["eval"]["temperature"] == 0.6
+    lengths = [s["max_response_length"] for s in cfg["stages"]["stages"]]
+    assert lengths == [8192, 16384, 32768]
+
+    # a preset the command line names wins
+    proc = run_cli("or1-train", ["experiment=cpu_demo", *own], tmp_path)
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["learner"]["lr"] == 3e-4 and cfg["model"]["name"] == "hf"
+
+
+def test_implied_overrides():
+    from or1.cli.common import implied_overrides
+
+    assert implied_overrides(["trainer.seed=1"]) == []
+    assert implied_overrides(["model.path=/m"]) == ["model=hf", "experiment=recipe"]
+    assert implied_overrides(["model.path=/m", "model=tiny", "experiment=or1_7b"]) == []
+    assert implied_overrides(["data.path=a.parquet", "data=tiny_arith"]) == []
+    assert implied_overrides(["model.path=/m", "data.path=x"], groups=("model",)) == ["model=hf"]

@@ -47,6 +47,13 @@ def run_hydra_app(
     name = config_name or CONFIG_NAME
     quiet_transformers()
     store_schemas(get_registry())
+    implied = implied_overrides(sys.argv[1:], None if name == CONFIG_NAME else ("model",))
+    if implied:  # before Hydra parses the command line
+        print(
+            f"or1: {' '.join(implied)} (implied by the command line; {IMPLIED_NOTE})",
+            file=sys.stderr,
+        )
+        sys.argv[1:] = [*implied, *sys.argv[1:]]
     check_overrides(CONFIG_MODULE, name, sys.argv[1:], check)
     hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=name, version_base=None)(
         guarded(task)
@@ -118,6 +125,34 @@ def did_you_mean(exc: BaseException, compose_default: Callable[[], Any]) -> str:
         wrong, keys, n=1, cutoff=0.75
     )
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+IMPLIED_CHOICES: dict[str, tuple[tuple[str, str], ...]] = {
+    "model.path": (("model", "hf"), ("experiment", "recipe")),
+    "data.path": (("data", "files"),),
+}
+"""A key given on the command line -> the group choices it implies unless the command line
+makes them itself: your own model folder means the ``hf`` model source and the OR1 recipe's
+values (not the CPU demo's), your own data files the ``files`` data source."""
+
+
+def implied_overrides(argv: Sequence[str], groups: Sequence[str] | None = None) -> list[str]:
+    """The group choices (``model=hf``, ``experiment=recipe``, ``data=files``) that the
+    command line's keys imply and that it does not choose itself; ``groups`` limits which
+    groups may be implied (``or1-eval`` keeps its presets: only ``model``)."""
+    given = {a.split("=", 1)[0].lstrip("+~") for a in argv if "=" in a and not a.startswith("-")}
+    out: list[str] = []
+    for key, choices in IMPLIED_CHOICES.items():
+        if key not in given:
+            continue
+        for group, choice in choices:
+            if group not in given and (groups is None or group in groups):
+                if f"{group}={choice}" not in out:
+                    out.append(f"{group}={choice}")
+    return out
+
+
+IMPLIED_NOTE = "give experiment=... / model=... / data=... yourself to choose otherwise"
 
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
