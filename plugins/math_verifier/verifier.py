@@ -3,9 +3,9 @@
 Design. math-verify (latex2sympy + sympy) can hang or eat memory on model text
 (``9^{9^{9^9}}``), and its own ``signal.alarm`` timeout only works in a main thread and cannot
 interrupt long C-level big-integer work. So verification runs in a small pool of persistent
-worker processes (plain ``subprocess`` children running ``verify.py`` by path, so they never
-import the trainer's modules or torch, and need no ``spawn``/``fork`` of a threaded parent),
-talking over private pipes:
+worker processes (or1's :class:`~or1.worker_pool.WorkerPool`: plain ``subprocess`` children
+running ``verify.py`` by path, so they never import the trainer's modules or torch, and need no
+``spawn``/``fork`` of a threaded parent), talking over private pipes:
 
 * a request is sent only to an idle worker; its *hard* deadline is ``timeout_s`` after it was
   sent. The caller waits on all busy workers at once (``multiprocessing.connection.wait``) and
@@ -25,23 +25,17 @@ Comparison options come from the config, overridden per row ``data_source``
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import threading
-import time
 import weakref
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 from or1.config import VerifierConfig
 from or1.interfaces import RewardVerifier
 from or1.types import Score
+from or1.worker_pool import WorkerFailure, WorkerPool
 
 from .verify import (
     MathOptions,
@@ -53,8 +47,6 @@ from .verify import (
 )
 
 _VERIFY_PY = str(Path(__file__).with_name("verify.py"))
-_START_TIMEOUT_S = 120.0  # a worker that is not ready by then is killed
-_MAX_START_FAILURES = 3  # consecutive failed starts before a call gives up (items -> error)
 
 
 @dataclass
@@ -166,216 +158,6 @@ def math_options(cfg: Any) -> tuple[MathOptions, dict[str, MathOptions]]:
     return base, per_source
 
 
-class _Worker:
-    """One worker process and its two pipe ends."""
-
-    def __init__(self, mem_mb: int):
-        r_in, w_in = os.pipe()  # parent -> worker
-        r_out, w_out = os.pipe()  # worker -> parent
-        try:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-P",
-                    _VERIFY_PY,
-                    str(r_in),
-                    str(w_out),
-                    str(os.getpid()),
-                    str(int(mem_mb)),
-                    str(int(threading.current_thread() is threading.main_thread())),
-                ],
-                pass_fds=(r_in, w_out),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                close_fds=True,
-            )
-        except BaseException:
-            for fd in (r_in, w_in, r_out, w_out):
-                os.close(fd)
-            raise
-        os.close(r_in)
-        os.close(w_out)
-        self.tx = Connection(w_in, readable=False)
-        self.rx = Connection(r_out, writable=False)
-        self.started = time.monotonic()
-        self.ready = False
-        self.task: int | None = None  # index of the item in flight
-        self.deadline = 0.0
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def kill(self) -> None:
-        try:
-            self.proc.kill()
-        except OSError:
-            pass
-        for conn in (self.tx, self.rx):
-            try:
-                conn.close()
-            except OSError:
-                pass
-        try:
-            self.proc.wait(timeout=2.0)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not ignorable
-            pass
-
-
-class _Pool:
-    """A fixed number of persistent workers, started lazily, replaced when killed or dead."""
-
-    def __init__(self, size: int, timeout_s: float, mem_mb: int):
-        self.size = max(1, int(size))
-        self.timeout_s = float(timeout_s)
-        grace = min(max(0.25, 0.1 * self.timeout_s), 0.5 * self.timeout_s)
-        self.soft_timeout_s = max(self.timeout_s - grace, 0.0)  # 0 disables the worker's alarm
-        self.mem_mb = int(mem_mb)
-        self.workers: list[_Worker] = []
-        self.lock = threading.Lock()
-        self.owner = os.getpid()
-        self.restarts = 0  # workers replaced after a kill or death (for tests and metrics)
-        self._start_failures = 0
-        self._last_start_error = ""
-
-    # -- lifecycle
-
-    def _spawn(self) -> _Worker | None:
-        try:
-            return _Worker(self.mem_mb)
-        except OSError as e:
-            self._start_failures += 1
-            self._last_start_error = f"cannot start a worker: {e}"
-            return None
-
-    def _fill(self) -> None:
-        while len(self.workers) < self.size and self._start_failures < _MAX_START_FAILURES:
-            w = self._spawn()
-            if w is None:
-                continue
-            self.workers.append(w)
-
-    def _drop(self, w: _Worker, replace: bool) -> None:
-        w.kill()
-        self.workers.remove(w)
-        if replace:
-            self.restarts += 1
-
-    def close(self) -> None:
-        with self.lock:
-            if os.getpid() == self.owner:  # never kill a parent's workers from a forked child
-                for w in self.workers:
-                    w.kill()
-            self.workers = []
-
-    def start(self, timeout: float = _START_TIMEOUT_S) -> bool:
-        """Start the missing workers and wait until all are ready (or ``timeout``)."""
-        with self.lock:
-            self._start_failures = 0
-            end = time.monotonic() + timeout
-            while True:
-                self._fill()
-                starting = [w for w in self.workers if not w.ready]
-                left = end - time.monotonic()
-                if not starting or left <= 0:
-                    return bool(self.workers) and not starting
-                for conn in wait([w.rx for w in starting], left):
-                    w = next(w for w in starting if w.rx is conn)
-                    try:
-                        conn.recv_bytes()
-                        w.ready = True
-                    except (EOFError, OSError):
-                        self._start_failures += 1
-                        self._drop(w, replace=False)
-                if self._start_failures >= _MAX_START_FAILURES:
-                    return False
-
-    def pids(self) -> list[int]:
-        return [w.pid for w in self.workers]
-
-    # -- dispatch
-
-    def run(self, tasks: list[tuple[int, dict[str, Any]]], results: list[Score | None]) -> None:
-        """Run ``tasks`` (index, request) and put each Score at ``results[index]``."""
-        with self.lock:
-            self._start_failures = 0
-            queue = deque(tasks)
-            sends: dict[int, int] = {}
-            while True:
-                self._fill()
-                now = time.monotonic()
-                for w in [w for w in self.workers if w.ready and w.task is None]:
-                    if not queue:
-                        break
-                    idx, req = queue.popleft()
-                    try:
-                        w.tx.send_bytes(json.dumps(req).encode())
-                    except OSError:  # died while idle: replace it, retry the item
-                        self._drop(w, replace=True)
-                        sends[idx] = sends.get(idx, 0) + 1
-                        if sends[idx] > 2:
-                            results[idx] = Score(0.0, "error", "math verifier worker died")
-                        else:
-                            queue.appendleft((idx, req))
-                        break
-                    w.task = idx
-                    w.deadline = now + self.timeout_s
-                if not queue and not any(w.task is not None for w in self.workers):
-                    return
-                if len(self.workers) < self.size and self._start_failures < _MAX_START_FAILURES:
-                    continue  # replace the dead worker first
-                if not self.workers:  # every start failed
-                    reason = self._last_start_error or "math verifier workers did not start"
-                    while queue:
-                        results[queue.popleft()[0]] = Score(0.0, "error", reason)
-                    return
-                self._wait(results, bool(queue))
-
-    def _wait(self, results: list[Score | None], have_queue: bool) -> None:
-        now = time.monotonic()
-        busy = [w for w in self.workers if w.task is not None]
-        starting = [w for w in self.workers if not w.ready] if have_queue or not busy else []
-        ends = [w.deadline for w in busy] + [w.started + _START_TIMEOUT_S for w in starting]
-        if not busy and not starting:
-            return
-        timeout = max(0.0, min(ends) - now) if ends else None
-        ready = wait([w.rx for w in busy + starting], timeout)
-        by_conn = {id(w.rx): w for w in busy + starting}
-        for conn in ready:
-            w = by_conn[id(conn)]
-            try:
-                msg = json.loads(conn.recv_bytes())
-            except (EOFError, OSError, ValueError):
-                if w.task is not None:
-                    results[w.task] = Score(0.0, "error", "math verifier worker died")
-                else:
-                    self._start_failures += 1
-                    code = w.proc.poll()
-                    self._last_start_error = f"math verifier worker exited at start (code {code})"
-                self._drop(w, replace=w.task is not None)
-                continue
-            if not w.ready:
-                w.ready = True
-                self._start_failures = 0
-                continue
-            score, status, reason = msg
-            results[w.task] = Score(float(score), str(status), str(reason))
-            w.task = None
-        now = time.monotonic()
-        for w in list(self.workers):
-            if w.task is not None and now >= w.deadline:
-                results[w.task] = Score(
-                    0.0, "timeout", f"verification killed after {self.timeout_s:g}s"
-                )
-                self._drop(w, replace=True)
-            elif not w.ready and now >= w.started + _START_TIMEOUT_S:
-                self._start_failures += 1
-                self._last_start_error = (
-                    f"math verifier worker not ready after {_START_TIMEOUT_S:g}s"
-                )
-                self._drop(w, replace=False)
-
-
 class MathVerifier(RewardVerifier):
     """Binary math reward: the final ``\\boxed{}`` answer(s) after ``</think>`` vs
     ``reward_model.ground_truth`` (a string, a number or a list of acceptable answers), by
@@ -390,7 +172,13 @@ class MathVerifier(RewardVerifier):
             workers = min(2, os.cpu_count() or 1)
         mem_mb = int(_cfg_get(cfg, "max_memory_mb", 4096))
         self.options, self.source_options = math_options(cfg)
-        self._pool = _Pool(workers, self.timeout_s, mem_mb)
+        self._pool = WorkerPool(
+            _VERIFY_PY,
+            size=workers,
+            timeout_s=self.timeout_s,
+            max_memory_mb=mem_mb,
+            name="math verifier",
+        )
         self._finalizer = weakref.finalize(self, self._pool.close)
 
     def options_for(self, row: Any) -> MathOptions:
@@ -443,10 +231,16 @@ class MathVerifier(RewardVerifier):
             else:
                 tasks.append((i, prepared))
         if tasks:
-            self._pool.run(tasks, results)
+            replies = self._pool.run([request for _, request in tasks])
+            for (i, _), reply in zip(tasks, replies, strict=True):
+                if isinstance(reply, WorkerFailure):
+                    results[i] = Score(0.0, reply.status, reply.reason)
+                else:
+                    score, status, reason = reply
+                    results[i] = Score(float(score), str(status), str(reason))
         return [r if r is not None else Score(0.0, "error", "not scored") for r in results]
 
-    def warmup(self, timeout: float = _START_TIMEOUT_S) -> bool:
+    def warmup(self, timeout: float | None = None) -> bool:
         """Start the workers now (they otherwise start on first use); True once all are ready."""
         return self._pool.start(timeout)
 

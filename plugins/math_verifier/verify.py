@@ -4,9 +4,9 @@ Pure functions, cheap to import: ``math_verify`` (and sympy) are imported on fir
 the trainer process can use :func:`answer_region`, :func:`final_answers`, :func:`gold_answers`
 and the fast paths (:func:`quick_verdict`: textual, plain numbers and fractions) without
 loading them. :func:`verify_region` is what the worker processes run; this file is also the
-worker's entry point (``python -P verify.py ...``, see :func:`serve`), run by path so that a
-worker never imports the trainer's modules (torch). Arguments: ``FD_IN FD_OUT PPID MEM_MB
-PDEATHSIG``.
+worker's entry point (``python -P verify.py ...``, see :func:`serve`, built on
+:mod:`or1.pool_worker`), run by path so that a worker never imports the trainer's modules
+(torch). Arguments: ``FD_IN FD_OUT PPID MEM_MB PDEATHSIG``.
 
 The rules (each with an example in ``docs/verifiers.md``, section "Math"):
 
@@ -750,117 +750,42 @@ def verify_one(
 # ------------------------------------------------------------------------------ worker
 
 
-class _Deadline(BaseException):
-    """Raised by the worker's alarm; a BaseException so that math-verify's ``except Exception``
-    does not swallow it."""
+def _handle(req: dict[str, Any]) -> list[Any]:  # pragma: no cover - worker
+    """``[score, status, reason]`` for one request, bounded by the worker's own alarm."""
+    from or1.pool_worker import SoftTimeout, soft_deadline
 
-
-_ARMED = False
-
-
-def _on_alarm(signum, frame):  # pragma: no cover - runs in the worker
-    if _ARMED:
-        raise _Deadline()
-
-
-def _die_with_parent(ppid: int, pdeathsig: bool) -> None:  # pragma: no cover - worker
-    """Exit when the trainer does: ``PR_SET_PDEATHSIG`` (only when the spawning thread is the
-    trainer's main thread: the signal follows the *thread* that forked) and a watchdog thread
-    that notices re-parenting (it cannot run while sympy holds the GIL in C code; the pipe's end
-    of input and the alarm cover the rest)."""
-    import os
-    import signal
-    import threading
-    import time
-
-    if pdeathsig:
-        try:
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except Exception:
-            pass
-    if os.getppid() != ppid:
-        os._exit(0)
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != ppid:
-                os._exit(0)
-
-    threading.Thread(target=watch, name="or1-parent-watch", daemon=True).start()
-
-
-def _handle(req: dict[str, Any]) -> tuple[float, str, str]:  # pragma: no cover - worker
-    import signal
-
-    global _ARMED
     limit = float(req.get("t") or 0.0)
     try:
-        try:
-            if limit > 0:
-                _ARMED = True
-                signal.setitimer(signal.ITIMER_REAL, limit)
-            return verify_region(req["r"], req["g"], req.get("o"))
-        finally:
-            _ARMED = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
-    except _Deadline:
-        return 0.0, "timeout", f"verification took longer than {limit:g}s"
+        with soft_deadline(limit):
+            return list(verify_region(req["r"], req["g"], req.get("o")))
+    except SoftTimeout:
+        return [0.0, "timeout", f"verification took longer than {limit:g}s"]
     except MemoryError:
-        return 0.0, "error", "out of memory"
+        return [0.0, "error", "out of memory"]
     except RecursionError:
-        return 0.0, "error", "recursion too deep"
+        return [0.0, "error", "recursion too deep"]
     except Exception as e:  # math-verify normally returns False instead of raising
-        return 0.0, "error", _short(f"{type(e).__name__}: {e}")
+        return [0.0, "error", _short(f"{type(e).__name__}: {e}")]
 
 
-def serve(  # pragma: no cover
-    fd_in: int, fd_out: int, ppid: int, mem_mb: int = 0, pdeathsig: bool = False
-) -> None:
-    """The worker loop: read JSON requests ``{"r": region, "g": golds, "t": soft_timeout, "o":
-    options}`` (``o``: :meth:`MathOptions.to_dict`, optional) from
-    ``fd_in``, answer ``[score, status, reason]`` on ``fd_out`` (``multiprocessing`` framing),
-    exit at end of input. Sends ``{"ready": true}`` once math-verify is loaded."""
+def _load() -> None:  # pragma: no cover - worker
+    """Import math-verify and warm up the parser, the set and the relation code."""
     import logging
-    import signal
-    from multiprocessing.connection import Connection
 
-    _die_with_parent(ppid, pdeathsig)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle
-    if mem_mb > 0:
-        import resource
-
-        _, hard = resource.getrlimit(resource.RLIMIT_AS)
-        soft = mem_mb * 2**20
-        if hard != resource.RLIM_INFINITY:
-            soft = min(soft, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-        except (ValueError, OSError):
-            pass
-    rx = Connection(fd_in, writable=False)
-    tx = Connection(fd_out, readable=False)
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    mv = _mv()
-    mv.verify(_parse_gold("\\frac{1}{2}"), _parse_math("0.5"), timeout_seconds=None)  # warm up
-    verify_region("\\boxed{(-\\infty, 3)}", ["x<3"])  # loads the set and relation code too
-    signal.signal(signal.SIGALRM, _on_alarm)
-    tx.send_bytes(b'{"ready": true}')
-    while True:
-        try:
-            req = json.loads(rx.recv_bytes())
-        except (EOFError, OSError):
-            return
-        try:
-            tx.send_bytes(json.dumps(list(_handle(req))).encode())
-        except OSError:  # the trainer is gone
-            return
+    _mv().verify(_parse_gold("\\frac{1}{2}"), _parse_math("0.5"), timeout_seconds=None)
+    verify_region("\\boxed{(-\\infty, 3)}", ["x<3"])
+
+
+def serve(argv: list[str] | None = None) -> None:  # pragma: no cover
+    """The worker loop (:func:`or1.pool_worker.serve`): JSON requests ``{"r": region, "g":
+    golds, "t": soft_timeout, "o": options}`` (``o``: :meth:`MathOptions.to_dict`, optional),
+    replies ``[score, status, reason]``; ready once math-verify is loaded."""
+    from or1.pool_worker import WorkerArgs
+    from or1.pool_worker import serve as serve_requests
+
+    serve_requests(_handle, WorkerArgs.parse(argv), load=_load)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    fd_in, fd_out, ppid, mem_mb, pdeathsig = (int(a) for a in sys.argv[1:6])
-    serve(fd_in, fd_out, ppid, mem_mb, bool(pdeathsig))
+    serve()
