@@ -342,7 +342,9 @@ def run_description(cfg: DictConfig) -> str:
     if stages:
         parts.append(
             "stages "
-            + ", ".join(f"{s.name} {s.max_response_length} tokens x {s.steps} steps" for s in stages)
+            + ", ".join(
+                f"{s.name} {s.max_response_length} tokens x {s.steps} steps" for s in stages
+            )
         )
     parts.append(f"eval {e.k} samples at T={e.temperature} every {t.eval_every or 'end'}")
     return "; ".join(parts)
@@ -374,6 +376,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
         }
         model_path = resolve_model(cfg, registry, cache_dir)
     check_parallel_sizes(cfg, model_path)
+    check_context(cfg, model_path)
     from or1.model_support import check_model_support  # every engine's check_model
 
     check_model_support(cfg, registry, model_path)
@@ -475,6 +478,31 @@ def check_parallel_sizes(cfg: DictConfig, model_path: Path) -> None:
                 )
 
 
+def check_context(cfg: DictConfig, model_path: Path) -> None:
+    """Every response budget (each stage's ``max_response_length``, ``eval.max_tokens``) must
+    leave room for a prompt in the model's context (``max_position_embeddings``): one line
+    naming the key, before any engine starts (a run would otherwise fail at its first
+    validation, or at the stage that outgrows the model)."""
+    from transformers import AutoConfig
+
+    context = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+    if not context:
+        return
+    budgets = [
+        (f"stages.stages[{i}].max_response_length", s.max_response_length)
+        for i, s in enumerate(cfg.stages.get("stages") or [])
+    ]
+    if cfg.eval.max_tokens:
+        budgets.append(("eval.max_tokens", cfg.eval.max_tokens))
+    for key, tokens in budgets:
+        if int(tokens) >= int(context):
+            raise ConfigError(
+                f"{key}={tokens} leaves no room for a prompt in the model's context of {context} "
+                f"tokens (max_position_embeddings, model.path={model_path}); shorten it, e.g. "
+                f"stages=single stages.stages.0.max_response_length={max(1, int(context) // 2)}"
+            )
+
+
 def check_memory(cfg: DictConfig, model_path: Path) -> None:
     """GPU launches (``trainer.check_memory``): the memory plan of this launch's layout on its
     GPUs (:func:`or1.memory_plan.check_fits`), one line naming the keys and the numbers when it
@@ -505,6 +533,68 @@ def restart_rollout(run: Run) -> RolloutEngine:
     return engine
 
 
+RESUME_MAY_CHANGE = (
+    "trainer.total_steps",
+    "trainer.save_every",
+    "trainer.keep_checkpoints",
+    "trainer.eval_every",
+    "trainer.eval_at_start",
+    "trainer.export_final",
+    "trainer.resume",
+    "trainer.cache_dir",
+    "trainer.num_threads",
+    "trainer.dist_timeout_s",
+    "trainer.profile",
+    "trainer.profile_steps",
+    "trainer.samples_every",
+    "trainer.dump_samples",
+    "trainer.check_memory",
+    "trainer.min_free_disk_gb",
+    "trainer.max_nonfinite_steps",
+    "trainer.default_loggers",
+    "eval.chunk",
+    "logger",
+)
+"""Keys a resumed run may set differently from the run it continues: bookkeeping, logging,
+how far it goes; anything else would train the second half of a run with other settings."""
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out |= _flat(value, f"{prefix}.{key}" if prefix else str(key))
+        return out
+    return {prefix: node}
+
+
+def check_same_settings(cfg: DictConfig, run_dir: Path) -> None:
+    """A run folder resumes only with the settings it was started with (its saved
+    ``.hydra/config.yaml``), but for :data:`RESUME_MAY_CHANGE`; one line naming the keys."""
+    saved_file = run_dir / ".hydra" / "config.yaml"
+    if not saved_file.is_file():
+        return
+    saved = _flat(OmegaConf.to_container(OmegaConf.load(saved_file), resolve=False))
+    now = _flat(OmegaConf.to_container(cfg, resolve=False))  # both as written, unresolved
+    free = tuple(RESUME_MAY_CHANGE)
+    changed = [
+        k
+        for k in sorted(set(saved) | set(now))
+        if saved.get(k, "<unset>") != now.get(k, "<unset>")
+        and not any(k == f or k.startswith(f + ".") for f in free)
+    ]
+    if changed:
+        shown = ", ".join(
+            f"{k}={saved.get(k, '<unset>')} -> {now.get(k, '<unset>')}" for k in changed[:3]
+        )
+        more = f" (and {len(changed) - 3} more)" if len(changed) > 3 else ""
+        raise ConfigError(
+            f"hydra.run.dir={run_dir} holds a run started with other settings: {shown}{more}; "
+            f"resume it with its own settings ({run_dir}/.hydra/overrides.yaml) or choose "
+            "another hydra.run.dir"
+        )
+
+
 def find_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
     mode = str(cfg.trainer.resume)
     if mode == "never":
@@ -517,6 +607,8 @@ def find_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
     if mode == "auto":  # checksums read once, on rank 0 (the folder is shared)
         latest = checkpoint.latest(run_dir / "checkpoints") if distributed.is_main() else None
         found = distributed.broadcast_object(None if latest is None else str(latest))
+        if found is not None:
+            check_same_settings(cfg, run_dir)
         return None if found is None else Path(found)
     path = Path(mode).expanduser()
     problem = checkpoint.verify(path) if path.is_dir() else "not a folder"

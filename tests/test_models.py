@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -426,6 +427,12 @@ def test_vllm_generates_from_qwen3_with_the_transformers_logprobs(models, tmp_pa
 # ------------------------------------------------------------------ the README's command
 
 
+def vllm_logged(text: str) -> bool:
+    """Whether vLLM wrote anything: its log lines carry ``[file.py:line]``, its warnings name
+    its package path."""
+    return bool(re.search(r"\[[a-z_]+\.py:\d+\]|site-packages/vllm", text))
+
+
 def own_model_command(model: Path, data: tuple[list[Path], list[Path]]) -> list[str]:
     """The README's "your own model" command (model, train and held-out files, steps, save
     interval), made small enough for a 2-core CPU."""
@@ -439,6 +446,7 @@ def own_model_command(model: Path, data: tuple[list[Path], list[Path]]) -> list[
         "trainer.prompts_per_step=4",
         "trainer.group_size=4",
         "trainer.num_threads=1",
+        "stages=single",  # the recipe's 8K-32K stages outgrow these models' 256-token context
         "stages.stages.0.max_response_length=24",
         "eval.max_problems=8",
         "eval.k=2",
@@ -497,11 +505,26 @@ def test_own_model_command_with_head_dimension_16_stops_at_once(models, tiny_dat
         "vLLM's CPU attention",
     )
     assert proc.returncode == 2, line
-    assert "vllm" not in (proc.stdout + proc.stderr).replace("vLLM", "").lower()
+    assert not vllm_logged(proc.stdout + proc.stderr)
     print(f"head-dim-16 run stopped after {took:.1f} s: {line}")
     # or1-eval checks its rollout engine the same way
     proc = run_cli("or1-eval", [f"model.path={folder}", "eval.max_problems=2"], tmp_path)
     assert_one_line_error(proc, f"model.path={folder}", "head dimension 16")
+
+
+def test_own_model_command_with_stages_longer_than_the_context_stops_at_once(
+    models, tiny_data, tmp_path
+):
+    # without stages=single the recipe keeps its 16K and 32K stages: more than the model's
+    # 256 positions, refused before any engine starts (not at the first validation)
+    folder = models["qwen3"]
+    command = [a for a in own_model_command(folder, tiny_data) if a != "stages=single"]
+    proc = run_cli("or1-train", command, tmp_path)
+    assert_one_line_error(
+        proc, "stages.stages[1].max_response_length=16384", "context of 256 tokens", str(folder)
+    )
+    assert "experiment=recipe" in proc.stdout  # what the command line implied, said on stdout
+    assert not vllm_logged(proc.stdout + proc.stderr)
 
 
 def test_check_model_support_leaves_a_folder_without_config_to_resolve_model(tmp_path):

@@ -49,10 +49,8 @@ def run_hydra_app(
     store_schemas(get_registry())
     implied = implied_overrides(sys.argv[1:], None if name == CONFIG_NAME else ("model",))
     if implied:  # before Hydra parses the command line
-        print(
-            f"or1: {' '.join(implied)} (implied by the command line; {IMPLIED_NOTE})",
-            file=sys.stderr,
-        )
+        if not any(a.startswith(("--cfg", "--info", "-c", "-i")) for a in sys.argv[1:]):
+            print(f"or1: {' '.join(implied)} (implied by the command line; {IMPLIED_NOTE})")
         sys.argv[1:] = [*implied, *sys.argv[1:]]
     check_overrides(CONFIG_MODULE, name, sys.argv[1:], check)
     hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=name, version_base=None)(
