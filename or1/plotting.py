@@ -9,6 +9,9 @@ skipped.
 * ``validation.png``: held-out Avg@K (solid) and the largest pass@k (dashed) per dataset.
 * ``entropy.png``: measured entropy with the controller's target line; the entropy coefficient.
 * ``length.png``: mean response length with the stage's max length; truncation rate.
+* ``training.png``: the policy loss, the gradient norm, the PPO clip fraction and the groups
+  the filter kept per step, and the rollout/learner mismatch metrics (``mismatch/*``) when a
+  run logs them.
 * ``timing.png``: mean seconds per step by phase (stacked, per run); step time over the run.
 """
 
@@ -69,8 +72,8 @@ class RunData:
         if index < len(stages) and isinstance(stages[index], dict) and stages[index].get("name"):
             name = stages[index]["name"]
             length = stages[index].get("max_response_length")
-            return f"stage {index + 1}: {name}" + (f" ({length} tok)" if length else "")
-        return f"stage {index + 1}"
+            return f"stage {index}: {name}" + (f" ({length} tok)" if length else "")
+        return f"stage {index}"  # 0-based like the logs and ``stages.stages.N``
 
     def entropy_target(self) -> float | None:
         ent = self.config.get("entropy") or {}
@@ -342,6 +345,37 @@ def plot_length(runs: Sequence[RunData], out: Path) -> Path | None:
     return _finish(fig, [top, bottom], out, "Response length and truncation", runs)
 
 
+TRAINING_PANELS = (
+    ("loss/pg", "policy loss"),
+    ("grad_norm", "gradient norm (before clipping)"),
+    ("loss/clipfrac", "PPO clip fraction"),
+    ("filter/groups_kept", "groups kept by the filter"),
+)
+"""``training.png``'s panels: (metric, axis label); ``mismatch/*`` panels follow when logged."""
+
+
+def plot_training(runs: Sequence[RunData], out: Path) -> Path | None:
+    mismatch = sorted(
+        {k for run in runs for row in run.rows for k in row if k.startswith("mismatch/")}
+    )
+    panels = [(k, label) for k, label in TRAINING_PANELS if any(run.has(k) for run in runs)]
+    panels += [(k, k) for k in mismatch]
+    if not panels:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.2 * len(panels) + 0.8), sharex=True)
+    axes = list(axes) if len(panels) > 1 else [axes]
+    many = len(runs) > 1
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        for run, color in zip(runs, _colors(len(runs)), strict=True):
+            xs, ys = run.series(key)
+            ax.plot(xs, ys, color=color, lw=1.2, label=run.label if many else label)
+        shade_stages(ax, runs[0], label_top=ax is axes[0])
+        ax.set_ylabel(label, fontsize=8)
+    axes[-1].set_xlabel("RL step")
+    return _finish(fig, axes, out, "Training signals", runs)
+
+
 def plot_timing(runs: Sequence[RunData], out: Path) -> Path | None:
     if not any(run.has("timing/step_s") for run in runs):
         return None
@@ -403,6 +437,7 @@ FIGURES = {
     "validation.png": plot_validation,
     "entropy.png": plot_entropy,
     "length.png": plot_length,
+    "training.png": plot_training,
     "timing.png": plot_timing,
 }
 

@@ -176,7 +176,14 @@ def test_or1_plot_on_the_run(run_dir, tmp_path):
     proc = run_cli("or1-plot", [str(run_dir)], tmp_path)
     assert proc.returncode == 0, proc.stderr
     names = sorted(p.name for p in (run_dir / "plots").iterdir())
-    assert names == ["entropy.png", "length.png", "reward.png", "timing.png", "validation.png"]
+    assert names == [
+        "entropy.png",
+        "length.png",
+        "reward.png",
+        "timing.png",
+        "training.png",
+        "validation.png",
+    ]
     for name in names:
         assert (run_dir / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

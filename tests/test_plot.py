@@ -32,6 +32,10 @@ def write_run(folder, steps, stage_of, reward, val_every=5):
             "timing/weight_sync_s": 0.01,
             "timing/other_s": 0.09,
             "timing/step_s": 1.7,
+            "loss/pg": -0.01 * s,
+            "grad_norm": 0.5,
+            "loss/clipfrac": 0.02,
+            "filter/groups_kept": 4,
         }
         if s % val_every == 0:
             row |= {
@@ -63,7 +67,7 @@ def test_helpers_by_hand(tmp_path):
     run = load_run(write_run(tmp_path / "a", 12, lambda s: 0 if s <= 5 else 1, lambda s: 0.1))
     assert len(run.rows) == 13  # the torn last line is skipped
     assert run.stage_spans() == [(0, 1, 5), (1, 6, 12)]
-    assert run.stage_name(1) == "stage 2: long (64 tok)" and run.entropy_target() == 0.2
+    assert run.stage_name(1) == "stage 1: long (64 tok)" and run.entropy_target() == 0.2
     assert run.series("val/val/avg@4", train_only=False)[0] == [0, 5, 10]
     assert val_metrics([run]) == {"val": {"avg": "val/val/avg@4", "pass": "val/val/pass@4"}}
     assert moving_average([1, 2, 3, 4], 2) == [1, 1.5, 2.5, 3.5]
@@ -76,7 +80,14 @@ def test_or1_plot_overlays_two_runs(tmp_path):
     proc = run_cli("or1-plot", [str(a), str(b), "-o", str(tmp_path / "cmp")], tmp_path)
     assert proc.returncode == 0, proc.stderr
     written = sorted(p.name for p in (tmp_path / "cmp").iterdir())
-    assert written == ["entropy.png", "length.png", "reward.png", "timing.png", "validation.png"]
+    assert written == [
+        "entropy.png",
+        "length.png",
+        "reward.png",
+        "timing.png",
+        "training.png",
+        "validation.png",
+    ]
     for name in written:
         width, height = png_size(tmp_path / "cmp" / name)
         assert width >= 800 and height >= 450, (name, width, height)
@@ -89,3 +100,19 @@ def test_or1_plot_bad_input(tmp_path, make):
         folder.mkdir()
     proc = run_cli("or1-plot", [str(folder)], tmp_path)
     assert_one_line_error(proc, str(folder))
+
+
+def test_training_figure_has_a_panel_per_signal_and_the_mismatch_ones_when_logged(tmp_path):
+    from or1.plotting import load_run, plot_training
+
+    plain = load_run(write_run(tmp_path / "plain", 6, lambda s: 0, lambda s: 0.3))
+    assert plot_training([plain], tmp_path / "a.png") is not None
+    _, plain_h = png_size(tmp_path / "a.png")
+    folder = write_run(tmp_path / "mm", 6, lambda s: 0, lambda s: 0.3)
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()[:-1]]
+    for r in rows:
+        r |= {"mismatch/kl": 0.001, "mismatch/ratio_max": 1.5}
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert plot_training([load_run(folder)], tmp_path / "b.png") is not None
+    _, mm_h = png_size(tmp_path / "b.png")
+    assert mm_h > plain_h  # two more panels (4 -> 6)
