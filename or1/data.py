@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from or1.errors import DataError
+from or1.errors import ConfigError, DataError
 from or1.interfaces import Stateful
 from or1.types import Prompt
 
@@ -29,6 +29,29 @@ def as_path_list(value: Any) -> list[Path]:
     if isinstance(value, (str, Path)):
         return [Path(value)]
     return [Path(v) for v in value]
+
+
+def held_out_sets(cfg: Any, files: list[Path] | None = None) -> dict[str, Path]:
+    """The held-out sets by name, for metric keys (``val/<name>/avg@K``) and reports:
+    ``eval.datasets``, else ``data.val_path``, else the data source's held-out files (``files``).
+    Files given by path are named by their stem (``aime24``); a data source's own files by the
+    source (``tiny_arith``, not the ``val`` of ``val.parquet``). Two sets of one name are an
+    error naming both files."""
+    given = as_path_list(list(cfg.eval.datasets)) or as_path_list(cfg.data.val_path)
+    if given:
+        named = [(f.stem, f) for f in given]
+    else:
+        source = str(cfg.data.name)
+        files = list(files or [])
+        named = [(source if len(files) == 1 else f"{source}_{f.stem}", f) for f in files]
+    out: dict[str, Path] = {}
+    for name, f in named:
+        if name in out:
+            raise ConfigError(
+                f"eval.datasets: two files share the name '{name}' ({out[name]}, {f})"
+            )
+        out[name] = f
+    return out
 
 
 def _plain(value: Any) -> Any:

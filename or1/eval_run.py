@@ -83,23 +83,18 @@ class Progress:
 
 
 def dataset_files(cfg: DictConfig, registry: Any, cache_dir: Path) -> dict[str, Path]:
-    """``eval.datasets`` (or the data section's held-out files) by file stem."""
-    from or1.data import as_path_list
+    """``eval.datasets`` (or the data section's held-out files) by name
+    (:func:`or1.data.held_out_sets`)."""
+    from or1.data import as_path_list, held_out_sets
     from or1.run import resolve_data
 
-    files = as_path_list(list(cfg.eval.datasets))
-    if not files:
+    files = None
+    if not as_path_list(list(cfg.eval.datasets)):
         _, files = resolve_data(cfg, registry, cache_dir)
-    if not files:
+    sets = held_out_sets(cfg, files)
+    if not sets:
         raise ConfigError("no dataset to evaluate: set eval.datasets=[FILE,...] (or data.val_path)")
-    out: dict[str, Path] = {}
-    for f in files:
-        if f.stem in out:
-            raise ConfigError(
-                f"eval.datasets: two files share the name '{f.stem}' ({out[f.stem]}, {f})"
-            )
-        out[f.stem] = f
-    return out
+    return sets
 
 
 def resolve_eval_model(

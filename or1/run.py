@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from or1 import checkpoint, distributed
-from or1.data import PromptSampler, as_path_list, read_dataset, tokenize_prompts
+from or1.data import PromptSampler, as_path_list, held_out_sets, read_dataset, tokenize_prompts
 from or1.errors import ConfigError
 from or1.interfaces import (
     AdvantageEstimator,
@@ -251,8 +251,7 @@ def resolve_data(
 
 
 def eval_files(cfg: DictConfig, val_files: list[Path]) -> dict[str, list[Path]]:
-    files = as_path_list(list(cfg.eval.datasets)) or val_files
-    return {p.stem: [p] for p in files}
+    return {name: [path] for name, path in held_out_sets(cfg, val_files).items()}
 
 
 def seed_everything(seed: int) -> None:

@@ -35,7 +35,7 @@ def test_the_documented_example_trains_and_evaluates(tmp_path, cache_dir):
     overrides = (run / ".hydra" / "overrides.yaml").read_text()
     assert "trainer.total_steps=2" in overrides
     report = json.loads((tmp_path / "runs" / "api-demo-eval" / "eval_report.json").read_text())
-    assert str(report["val"]["avg@2"]) in printed
+    assert str(report["tiny_arith"]["avg@2"]) in printed
 
 
 def test_bad_overrides_raise_before_anything_is_written(tmp_path, monkeypatch):

@@ -118,8 +118,10 @@ def test_short_run_writes_metrics_samples_checkpoints_and_export(tmp_path, cache
         for key in REQUIRED:
             assert key in m, key
         assert m["timing/step_s"] >= m["timing/rollout_s"] + m["timing/train_s"]
-    assert "val/val/avg@2" in metrics[1] and "val/val/avg@2" in metrics[2]  # FAST_RUN: eval.k=2
-    assert "val/val/pass@1" in metrics[1] and "val/val/avg@2" not in metrics[0]
+    assert (
+        "val/tiny_arith/avg@2" in metrics[1] and "val/tiny_arith/avg@2" in metrics[2]
+    )  # FAST_RUN: eval.k=2
+    assert "val/tiny_arith/pass@1" in metrics[1] and "val/tiny_arith/avg@2" not in metrics[0]
     assert 0 < metrics[1]["entropy/coef"] < metrics[2]["entropy/coef"]  # the controller moved
     samples = read_jsonl(run_dir / "samples.jsonl")
     assert len(samples) == 3 * 4 * 4
@@ -260,3 +262,6 @@ def test_implied_overrides():
     assert implied_overrides(["model.path=/m", "model=tiny", "experiment=or1_7b"]) == []
     assert implied_overrides(["data.path=a.parquet", "data=tiny_arith"]) == []
     assert implied_overrides(["model.path=/m", "data.path=x"], groups=("model",)) == ["model=hf"]
+    # a key of the default model source: the command line speaks of that source
+    assert implied_overrides(["model.path=/ckpt", "model.warmup_max_steps=0"]) == []
+    assert implied_overrides(["data.path=a", "data.val_path=b"]) == ["data=files"]

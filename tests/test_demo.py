@@ -20,7 +20,7 @@ def test_default_run_raises_heldout_accuracy_by_20_points(tmp_path, cache_dir):
     minutes = (time.monotonic() - t0) / 60
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    start, end = summary["val/start_accuracy"], summary["val/end_accuracy"]
+    start, end = summary["tiny_arith/start_accuracy"], summary["tiny_arith/end_accuracy"]
     print(f"held-out accuracy {start:.3f} -> {end:.3f} in {minutes:.1f} min")
     assert 0.15 <= start <= 0.55
     assert end - start >= 0.20

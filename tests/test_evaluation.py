@@ -115,8 +115,8 @@ def test_or1_eval_reports_and_resumes_per_problem(tmp_path, cache_dir):
     proc = run_cli("or1-eval", [f"hydra.run.dir={run}", *EVAL], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((run / "eval_report.json").read_text())
-    assert list(report) == ["val"]  # the tiny task's held-out split, by its file stem
-    m = report["val"]
+    assert list(report) == ["tiny_arith"]  # the data source's held-out split, by its name
+    m = report["tiny_arith"]
     assert {
         "avg@4",
         "pass@1",
@@ -131,7 +131,7 @@ def test_or1_eval_reports_and_resumes_per_problem(tmp_path, cache_dir):
     for key, value in recompute(records, 4).items():
         assert m[key] == pytest.approx(value), key
     assert m["pass@1"] == pytest.approx(m["avg@4"])
-    assert "| val |" in (run / "eval_report.md").read_text()
+    assert "| tiny_arith |" in (run / "eval_report.md").read_text()
 
     # Interrupted after the first chunk (4 problems) and in the middle of writing a line; the
     # first problem's record is also altered, to show that it is reused, not sampled again.
@@ -146,7 +146,7 @@ def test_or1_eval_reports_and_resumes_per_problem(tmp_path, cache_dir):
     proc = run_cli("or1-eval", [f"hydra.run.dir={run}", *EVAL], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming, 4 problems already evaluated" in proc.stdout + proc.stderr
-    resumed = json.loads((run / "eval_report.json").read_text())["val"]
+    resumed = json.loads((run / "eval_report.json").read_text())["tiny_arith"]
     # the second chunk was sampled again with the same seed: everything equal but problem 0
     assert resumed["avg@4"] == pytest.approx(m["avg@4"] + (4 - c0) / 32)
     again = read_jsonl(run / "eval_progress.jsonl")[1:]

@@ -344,7 +344,7 @@ def test_one_vllm_engine_across_two_ranks_samples_what_one_process_samples(tmp_p
     assert two.returncode == 0, out[-6000:]
     a, b = (read_jsonl(tmp_path / n / "metrics.jsonl") for n in ("one", "two"))
     assert [m["step"] for m in a] == [m["step"] for m in b] == [0, 1, 2, 3]
-    assert b[0]["val/val/avg@2"] == a[0]["val/val/avg@2"]
+    assert b[0]["val/tiny_arith/avg@2"] == a[0]["val/tiny_arith/avg@2"]
     for x, y in zip(a[1:], b[1:], strict=True):
         assert y["rollout/engines"] == 1 and y["rollout/engine0_samples"] == 16
         assert y["response_length/mean"] == x["response_length/mean"]

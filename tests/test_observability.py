@@ -70,15 +70,15 @@ def test_validation_keys_and_summary(run_dir):
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [0, 1, 2]  # step 0: validation before training
     for m in (metrics[0], metrics[2]):
-        assert {"val/val/avg@2", "val/val/pass@1", "val/val/pass@2", "val/val/maj@2"} <= set(m)
-        assert m["val/val/pass@1"] == pytest.approx(m["val/val/avg@2"])
-        assert m["val/val/accuracy"] == m["val/val/avg@2"]  # the foundation's key, kept as an alias
-    assert "val/val/avg@2" not in metrics[1]
+        assert {"val/tiny_arith/avg@2", "val/tiny_arith/pass@1", "val/tiny_arith/pass@2", "val/tiny_arith/maj@2"} <= set(m)
+        assert m["val/tiny_arith/pass@1"] == pytest.approx(m["val/tiny_arith/avg@2"])
+        assert m["val/tiny_arith/accuracy"] == m["val/tiny_arith/avg@2"]  # the foundation's key, kept as an alias
+    assert "val/tiny_arith/avg@2" not in metrics[1]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (
-        summary["val/start_avg@2"] == metrics[0]["val/val/avg@2"] == summary["val/start_accuracy"]
+        summary["tiny_arith/start_avg@2"] == metrics[0]["val/tiny_arith/avg@2"] == summary["tiny_arith/start_accuracy"]
     )
-    assert summary["val/end_avg@2"] == metrics[2]["val/val/avg@2"] == summary["val/end_accuracy"]
+    assert summary["tiny_arith/end_avg@2"] == metrics[2]["val/tiny_arith/avg@2"] == summary["tiny_arith/end_accuracy"]
     samples = read_jsonl(run_dir / "samples.jsonl")  # samples_every=2: step 2 only
     assert {s["step"] for s in samples} == {2} and len(samples) == 4 * 4
     assert {"prompt", "response", "reward", "advantage", "ground_truth"} <= set(samples[0])
@@ -104,7 +104,7 @@ def test_wandb_offline_run_reads_back(run_dir):
     for step in (1, 2):
         assert float(history[step]["reward/mean"]) == pytest.approx(metrics[step]["reward/mean"])
         assert float(history[step]["loss/pg"]) == pytest.approx(metrics[step]["loss/pg"])
-    assert float(history[2]["val/val/avg@2"]) == pytest.approx(metrics[2]["val/val/avg@2"])
+    assert float(history[2]["val/tiny_arith/avg@2"]) == pytest.approx(metrics[2]["val/tiny_arith/avg@2"])
     assert json.loads(history[2]["samples/_type"]) == "table-file"
     assert int(history[2]["samples/nrows"]) == 16
     assert config["trainer"]["group_size"] == 4  # the run config, as wandb stored it
@@ -127,7 +127,7 @@ def test_tensorboard_events_read_back(run_dir):
     assert [e.step for e in reward] == [1, 2]
     for e in reward:
         assert e.value == pytest.approx(metrics[e.step]["reward/mean"], rel=1e-6)
-    assert [e.step for e in acc.Scalars("val/val/avg@2")] == [0, 2]
+    assert [e.step for e in acc.Scalars("val/tiny_arith/avg@2")] == [0, 2]
     texts = acc.Tensors("samples/text_summary")  # text summaries are stored as string tensors
     assert [e.step for e in texts] == [2]
     table = texts[0].tensor_proto.string_val[0].decode()
@@ -145,9 +145,9 @@ def test_or1_eval_on_a_checkpoint_repeats_the_last_validation(run_dir, tmp_path)
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads((out / "eval_report.json").read_text())["val"]
-    assert report["avg@2"] == pytest.approx(last["val/val/avg@2"])
-    assert report["pass@2"] == pytest.approx(last["val/val/pass@2"])
+    report = json.loads((out / "eval_report.json").read_text())["tiny_arith"]
+    assert report["avg@2"] == pytest.approx(last["val/tiny_arith/avg@2"])
+    assert report["pass@2"] == pytest.approx(last["val/tiny_arith/pass@2"])
     assert (out / "model" / "config.json").is_file()  # the exported checkpoint
 
 

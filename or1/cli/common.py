@@ -119,6 +119,8 @@ def did_you_mean(exc: BaseException, compose_default: Callable[[], Any]) -> str:
         return ""
     section = wrong.rsplit(".", 1)[0] if "." in wrong else ""
     near = [k for k in keys if k.rsplit(".", 1)[0] == section] if section in keys else keys
+    if wrong in keys:  # the key exists, for another component of its group
+        return ""
     close = difflib.get_close_matches(wrong, near, n=1, cutoff=0.6) or difflib.get_close_matches(
         wrong, keys, n=1, cutoff=0.75
     )
@@ -133,6 +135,14 @@ IMPLIED_CHOICES: dict[str, tuple[tuple[str, str], ...]] = {
 makes them itself: your own model folder means the ``hf`` model source and the OR1 recipe's
 values (not the CPU demo's), your own data files the ``files`` data source."""
 
+GENERIC_KEYS = {
+    "model": {"path"},
+    "data": {"path", "val_path", "max_prompt_length", "shuffle"},
+}
+"""The keys every model / data source has (the base schema's): a command line that sets any
+other key of the section (``model.warmup_max_steps``) speaks of its default source and implies
+no other."""
+
 
 def implied_overrides(argv: Sequence[str], groups: Sequence[str] | None = None) -> list[str]:
     """The group choices (``model=hf``, ``experiment=recipe``, ``data=files``) that the
@@ -141,7 +151,9 @@ def implied_overrides(argv: Sequence[str], groups: Sequence[str] | None = None) 
     given = {a.split("=", 1)[0].lstrip("+~") for a in argv if "=" in a and not a.startswith("-")}
     out: list[str] = []
     for key, choices in IMPLIED_CHOICES.items():
-        if key not in given:
+        section = key.split(".", 1)[0]
+        own = {k.split(".", 1)[1] for k in given if k.startswith(section + ".")}
+        if key not in given or not own <= GENERIC_KEYS.get(section, own):
             continue
         for group, choice in choices:
             if group not in given and (groups is None or group in groups):
