@@ -69,3 +69,55 @@ def check_model_support(
         check = getattr(factory, "check_model", None)
         if check is not None:
             check(cfg[group], hf_config, Path(model_path))
+
+
+MODEL_CHECKS_GROUP = "or1.model_checks"
+"""Entry points ``"<group>.<component>" = "module:function"``: a component's model check that
+needs neither torch nor its engine, ``function(hf_config, model_path, on_gpu)`` raising
+ConfigError; ``or1-train`` runs the ones of the chosen components in its first second."""
+
+
+def gpu_visible() -> bool:
+    """Whether this process would see an NVIDIA GPU, without importing torch: a driver node
+    exists and ``CUDA_VISIBLE_DEVICES`` does not hide every device."""
+    import os
+
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return Path("/dev/nvidiactl").exists() and hidden not in ("", "-1")
+
+
+def _choice(argv: Iterable[str], group: str, default: str) -> str:
+    chosen = default
+    for arg in argv:
+        if arg.startswith(f"{group}=") and "," not in arg:
+            chosen = arg.split("=", 1)[1]
+    return chosen
+
+
+def early_model_check(argv: list[str], defaults: dict[str, str]) -> None:
+    """Before Hydra, torch or any plugin is imported: when the command line names a
+    ``model.path`` with a readable config.json, run the ``or1.model_checks`` entry points of
+    the components it chooses (``defaults``: group -> the config's default choice). Anything
+    this cannot decide (a sweep, no config.json, a check that fails for another reason) is
+    left to the full checks before the engines start."""
+    import json
+    from importlib.metadata import entry_points
+    from types import SimpleNamespace
+
+    paths = [a.split("=", 1)[1] for a in argv if a.startswith("model.path=")]
+    if not paths or any(a in ("-m", "--multirun") for a in argv) or "," in paths[-1]:
+        return
+    folder = Path(paths[-1]).expanduser()
+    try:
+        config = SimpleNamespace(**json.loads((folder / "config.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return
+    chosen = {f"{g}.{_choice(argv, g, d)}" for g, d in defaults.items()}
+    on_gpu = gpu_visible()
+    for ep in entry_points(group=MODEL_CHECKS_GROUP):
+        if ep.name in chosen:
+            try:
+                check = ep.load()
+            except Exception:  # noqa: BLE001 - the full check names any real problem later
+                continue
+            check(config, folder, on_gpu)

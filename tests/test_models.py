@@ -399,7 +399,8 @@ def test_vllm_generates_from_qwen3_with_the_transformers_logprobs(models, tmp_pa
 
     from or1.interfaces import BuildContext
     from or1.types import SamplingParams
-    from or1_plugins.vllm_rollout.engine import CPU_HEAD_SIZES, VLLMRolloutConfig
+    from or1_plugins.vllm_rollout.engine import VLLMRolloutConfig
+    from or1_plugins.vllm_rollout.limits import CPU_HEAD_SIZES
 
     assert list(CPU_HEAD_SIZES) == list(CPUAttentionBackend.get_supported_head_sizes())
     folder = models["qwen3"]
@@ -534,3 +535,31 @@ def test_check_model_support_leaves_a_folder_without_config_to_resolve_model(tmp
     check_model_support(cfg, get_registry(), tmp_path / "missing")
     (tmp_path / "config.json").write_text("{not json")
     check_model_support(cfg, get_registry(), tmp_path)
+
+
+def test_the_early_model_check_runs_the_chosen_components_checks(tmp_path):
+    # before Hydra or torch: the head-dimension limit of vLLM on CPU, from config.json alone
+    import subprocess
+    import sys
+
+    from or1.errors import ConfigError
+    from or1.model_support import early_model_check, gpu_visible
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text(
+        json.dumps({"architectures": ["Qwen2ForCausalLM"], "hidden_size": 64, **HEAD_DIM_16})
+    )
+    defaults = {"rollout": "vllm", "learner": "megatron"}
+    if not gpu_visible():
+        with pytest.raises(ConfigError, match="head dimension 16"):
+            early_model_check([f"model.path={folder}"], defaults)
+    early_model_check([f"model.path={folder}", "rollout=transformers"], defaults)  # no limit
+    early_model_check(["-m", f"model.path={folder}"], defaults)  # a sweep: left to later
+    early_model_check([f"model.path={tmp_path / 'none'}"], defaults)  # no config.json: later
+    code = (
+        "import sys; from or1.model_support import early_model_check; "
+        f"early_model_check(['model.path={folder}', 'rollout=transformers'], {defaults!r}); "
+        "assert not {'torch', 'hydra', 'transformers'} & set(sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

@@ -55,6 +55,18 @@ def run_training(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
     return train(prepare(cfg, Path(HydraConfig.get().runtime.output_dir)))
 
 
+def default_choices(groups: tuple[str, ...]) -> dict[str, str]:
+    """The component ``conf/train.yaml`` selects for each of ``groups`` (read as YAML, before
+    Hydra is imported)."""
+    import yaml
+
+    defaults = yaml.safe_load((resources.files("or1_conf") / "train.yaml").read_text())
+    found = {
+        k: v for item in defaults["defaults"] if isinstance(item, dict) for k, v in item.items()
+    }
+    return {g: str(found[g]) for g in groups if isinstance(found.get(g), str)}
+
+
 def check_before_start(cfg) -> None:  # noqa: ANN001 - a DictConfig composed by Hydra
     """Every value check that needs no engine or file, before Hydra creates the run folder."""
     from or1.plugins import get_registry
@@ -68,6 +80,9 @@ def main() -> None:
     if any(a in ("-h", "--help") for a in sys.argv[1:]):
         print(help_text())
         return
+    from or1.model_support import early_model_check
+
+    early_model_check(sys.argv[1:], default_choices(("rollout", "learner")))
     run_hydra_app(run_training, check=check_before_start)
 
 

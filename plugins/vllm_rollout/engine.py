@@ -36,23 +36,12 @@ from or1.config import RolloutConfig
 from or1.errors import ConfigError, first_line
 from or1.interfaces import BuildContext, RolloutEngine
 from or1.types import FINISH_LENGTH, FINISH_STOP, Completion, SamplingParams
+from or1_plugins.vllm_rollout.limits import check_model_config
 
 log = logging.getLogger("or1.vllm")
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 GIB = 1 << 30
-
-CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
-"""Head dimensions vLLM's CPU attention backend serves (``CPUAttentionBackend.
-get_supported_head_sizes()`` in vllm/v1/attention/backends/cpu_attn.py; a test checks the
-installed vLLM against it). Any other fails deep in engine start-up, so it is checked first."""
-
-GPU_HEAD_SIZE_NOTE = (
-    "FlashAttention takes multiples of 8 up to 256, Triton attention 32 and above, and vLLM "
-    "falls back to FlexAttention for the rest"
-)
-"""On a GPU vLLM picks among several attention backends (vllm/platforms/cuda.py) and one of
-them, FlexAttention, lists no head-size limit, so no head dimension is refused there."""
 
 _live_engines = 0
 """In-process engines share vLLM's process-wide distributed state: it is torn down only when
@@ -241,21 +230,8 @@ def _set_environment(
 class VLLMEngine(RolloutEngine):
     @classmethod
     def check_model(cls, cfg: Any, hf_config: Any, model_path: Path) -> None:
-        """Device-aware: on CPU the head dimension must be one of :data:`CPU_HEAD_SIZES`;
-        on a GPU every head dimension has a backend (:data:`GPU_HEAD_SIZE_NOTE`). The
-        architecture itself is vLLM's to judge (its own implementations, else its
-        Transformers backend)."""
-        from or1.model_support import architecture_name, head_dim
-
-        if torch.cuda.is_available():
-            return
-        size = head_dim(hf_config)
-        if size not in CPU_HEAD_SIZES:
-            raise ConfigError(
-                f"model.path={model_path}: {architecture_name(hf_config)} has head dimension "
-                f"{size}, which vLLM's CPU attention does not support (it takes "
-                f"{', '.join(map(str, CPU_HEAD_SIZES))}); use rollout=transformers for it"
-            )
+        """:func:`or1_plugins.vllm_rollout.limits.check_model_config` on this device."""
+        check_model_config(hf_config, model_path, on_gpu=torch.cuda.is_available())
 
     @classmethod
     def memory_estimate(cls, cfg: Any, query: Any) -> Any:
