@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from or1.types import Group, TrainBatch
+from or1.types import Completion, Group, TrainBatch
 
 
 def loss_mask_flags(groups: Sequence[Group], truncation: str) -> list[list[bool]]:
@@ -19,13 +19,23 @@ def loss_mask_flags(groups: Sequence[Group], truncation: str) -> list[list[bool]
 @dataclass(frozen=True)
 class SequenceRow:
     """One completion as the learner needs it: ``prompt_ids + response_ids``, where the
-    response starts, its scalar advantage and whether it enters the loss. What travels
-    between data-parallel ranks (:mod:`or1.dp_balance`)."""
+    response starts, its scalar advantage, whether it enters the loss and the engine's
+    sampling log-probs of its response tokens (``Completion.logprobs``; None when the engine
+    returned none, or not one per response token). What travels between data-parallel ranks
+    (:mod:`or1.dp_balance`)."""
 
     ids: list[int]
     start: int
     advantage: float
     in_loss: bool
+    logprobs: tuple[float, ...] | None = None
+
+
+def response_logprobs(c: Completion) -> tuple[float, ...] | None:
+    """The completion's sampling log-probs, or None unless there is one per response token."""
+    if len(c.logprobs) != len(c.response_ids):
+        return None
+    return tuple(float(v) for v in c.logprobs)
 
 
 def sequence_rows(groups: Sequence[Group], truncation: str) -> list[SequenceRow]:
@@ -35,7 +45,11 @@ def sequence_rows(groups: Sequence[Group], truncation: str) -> list[SequenceRow]
         for c, a, flag in zip(g.completions, g.advantages, flags, strict=True):
             rows.append(
                 SequenceRow(
-                    list(c.prompt_ids) + list(c.response_ids), len(c.prompt_ids), float(a), flag
+                    list(c.prompt_ids) + list(c.response_ids),
+                    len(c.prompt_ids),
+                    float(a),
+                    flag,
+                    response_logprobs(c),
                 )
             )
     return rows
@@ -46,22 +60,35 @@ def rows_to_batch(
 ) -> TrainBatch:
     """Right-pad ``rows`` with ``pad_id`` into a TrainBatch: the response mask covers the
     response tokens (EOS included) of rows that enter the loss, and each row's advantage is
-    broadcast over those tokens. No rows: a batch of zero sequences (a data-parallel rank
-    without a share still joins the step's reductions)."""
+    broadcast over those tokens. ``rollout_logprobs`` holds each row's sampling log-probs at
+    its response positions (0 elsewhere) when every row has them, else it is None. No rows: a
+    batch of zero sequences (a data-parallel rank without a share still joins the step's
+    reductions)."""
     lens = [len(r.ids) for r in rows]
     width = max(lens, default=1)
     b = len(rows)
     input_ids = torch.full((b, width), pad_id, dtype=torch.long)
     attention = torch.zeros((b, width), dtype=torch.long)
     response = torch.zeros((b, width), dtype=torch.float32)
+    have_logprobs = all(r.logprobs is not None for r in rows)
+    sampled = torch.zeros((b, width), dtype=torch.float32)
     for i, r in enumerate(rows):
         input_ids[i, : lens[i]] = torch.tensor(r.ids, dtype=torch.long)
         attention[i, : lens[i]] = 1
         if r.in_loss:
             response[i, r.start : lens[i]] = 1.0
+        if have_logprobs:
+            sampled[i, r.start : lens[i]] = torch.tensor(r.logprobs, dtype=torch.float32)
     advs = torch.tensor([r.advantage for r in rows], dtype=torch.float32).reshape(b, 1)
     return TrainBatch(
-        input_ids, attention, response, response * advs, lens, temperature, micro_batch_tokens
+        input_ids,
+        attention,
+        response,
+        response * advs,
+        lens,
+        temperature,
+        micro_batch_tokens,
+        rollout_logprobs=sampled if have_logprobs else None,
     )
 
 

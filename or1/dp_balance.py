@@ -44,10 +44,21 @@ def imbalance(lengths: Sequence[int], bins: Sequence[int], count: int) -> float:
 
 
 def _encode(rows: Sequence[SequenceRow]) -> torch.Tensor:
-    """``[len, start, advantage, in_loss, ids...]`` per row, flat float64 (ids < 2**53)."""
+    """``[len, start, advantage, in_loss, k, ids..., logprobs...]`` per row, flat float64
+    (ids < 2**53; ``k`` sampling log-probs, -1 when the row has none; exact, as Python floats
+    are float64)."""
     parts = [
         torch.tensor(
-            [len(r.ids), r.start, r.advantage, float(r.in_loss), *r.ids], dtype=torch.float64
+            [
+                len(r.ids),
+                r.start,
+                r.advantage,
+                float(r.in_loss),
+                -1 if r.logprobs is None else len(r.logprobs),
+                *r.ids,
+                *(r.logprobs or ()),
+            ],
+            dtype=torch.float64,
         )
         for r in rows
     ]
@@ -57,12 +68,12 @@ def _encode(rows: Sequence[SequenceRow]) -> torch.Tensor:
 def _decode(flat: torch.Tensor) -> list[SequenceRow]:
     values, rows, i = flat.tolist(), [], 0
     while i < len(values):
-        n, start, adv, in_loss = values[i : i + 4]
-        n = int(n)
-        rows.append(
-            SequenceRow([int(t) for t in values[i + 4 : i + 4 + n]], int(start), adv, in_loss > 0)
-        )
-        i += 4 + n
+        n, start, adv, in_loss, k = values[i : i + 5]
+        n, k = int(n), int(k)
+        ids = [int(t) for t in values[i + 5 : i + 5 + n]]
+        logprobs = tuple(values[i + 5 + n : i + 5 + n + k]) if k >= 0 else None
+        rows.append(SequenceRow(ids, int(start), adv, in_loss > 0, logprobs))
+        i += 5 + n + max(k, 0)
     return rows
 
 

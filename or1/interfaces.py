@@ -387,6 +387,11 @@ class PolicyLoss(Component, ABC):
     """True when ``per_token_loss`` needs ``ref_logprobs`` (a KL term); otherwise no reference
     model is ever built."""
 
+    needs_rollout_logprobs: bool = False
+    """True when ``per_token_loss`` needs ``rollout_logprobs`` (a rollout/learner mismatch
+    correction); only then is it passed (``TrainBatch.rollout_logprobs`` of the micro-batch,
+    and a step whose engine returned no sampling log-probs fails)."""
+
     @abstractmethod
     def token_weights(
         self,
@@ -409,10 +414,13 @@ class PolicyLoss(Component, ABC):
         advantages: torch.Tensor,
         mask: torch.Tensor,
         ref_logprobs: torch.Tensor | None = None,
+        rollout_logprobs: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-token loss terms ``l`` ``[b, t]`` (differentiable in ``logprobs``) and per-token
         statistics (e.g. ``clipfrac``) of the same shape, which learners aggregate with ``w``.
-        ``ref_logprobs`` is given exactly when ``needs_reference`` is true."""
+        ``ref_logprobs`` is given exactly when ``needs_reference`` is true, and
+        ``rollout_logprobs`` (the engine's sampling log-probs, same layout) exactly when
+        ``needs_rollout_logprobs`` is true (a loss without that flag need not accept it)."""
 
 
 class EntropyController(Component, Stateful, ABC):

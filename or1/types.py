@@ -123,6 +123,10 @@ class TrainBatch:
       the trainer from the learner's own no-grad pass before the update.
     * ``ref_logprobs``: the frozen reference policy's log-probs, ``[B, T]``; only set when the
       policy loss has a KL term (``PolicyLoss.needs_reference``).
+    * ``rollout_logprobs``: the log-probs the rollout engine sampled each response token with
+      (``Completion.logprobs``), ``[B, T]``, 0 outside the responses; None when an engine
+      returned none for some row. Learners compare them with ``old_logprobs``
+      (``mismatch/*`` metrics); losses with a rollout correction use them.
     * ``seq_lens``: unpadded lengths, used to cut micro-batches by a token budget.
     * ``temperature``: the sampling temperature; learners divide logits by it.
     * ``micro_batch_tokens``: the stage's token budget per micro-batch (0: one micro-batch).
@@ -137,6 +141,7 @@ class TrainBatch:
     micro_batch_tokens: int = 0
     old_logprobs: torch.Tensor | None = None
     ref_logprobs: torch.Tensor | None = None
+    rollout_logprobs: torch.Tensor | None = None
 
     @property
     def num_sequences(self) -> int:
@@ -158,6 +163,7 @@ class TrainBatch:
             micro_batch_tokens=self.micro_batch_tokens,
             old_logprobs=move(self.old_logprobs),
             ref_logprobs=move(self.ref_logprobs),
+            rollout_logprobs=move(self.rollout_logprobs),
         )
 
     def select(self, rows: list[int]) -> TrainBatch:
@@ -178,6 +184,7 @@ class TrainBatch:
             micro_batch_tokens=self.micro_batch_tokens,
             old_logprobs=cut(self.old_logprobs),
             ref_logprobs=cut(self.ref_logprobs),
+            rollout_logprobs=cut(self.rollout_logprobs),
         )
 
 

@@ -50,6 +50,13 @@ def behaviour_logprobs(logp: torch.Tensor, batch: Any, seed: int = 1) -> torch.T
     return (logp + noise) * batch.response_mask
 
 
+def mismatch_offset(batch: Any) -> torch.Tensor:
+    """``[B, T]`` known log-prob offsets in [-1.5, 1.5] on the response tokens (0 elsewhere):
+    the sampling log-probs of :func:`on_policy_pair` are the learner's own minus these."""
+    b, t = batch.input_ids.shape
+    return torch.linspace(-1.5, 1.5, b * t).reshape(b, t) * batch.response_mask
+
+
 def make_learner(model_path: str, tp: int, lr: float = 1e-3, **settings: Any):
     from omegaconf import OmegaConf
 
@@ -181,7 +188,8 @@ def on_policy_pair(learner: Any, loss: Any, grads: list[dict[str, torch.Tensor]]
     """The same on-policy step twice from the same state: the learner's own
     ``on_policy_step`` (fused when it can) and the interface's two-pass default; the entropy
     coefficient is a function of the log-probs / entropies handed to it (each call kept),
-    reduced over the ranks as the trainer's is."""
+    reduced over the ranks as the trainer's is; the batch's sampling log-probs are the
+    learner's own minus :func:`mismatch_offset` (the ``mismatch/*`` metrics)."""
     from or1 import distributed
     from or1.interfaces import Learner
 
@@ -198,6 +206,9 @@ def on_policy_pair(learner: Any, loss: Any, grads: list[dict[str, torch.Tensor]]
         )
         return 0.5 * total / weight
 
+    own, _ = learner.compute_logprobs(sub)  # sampling log-probs a known offset away
+    offset = mismatch_offset(batch)[rows, : sub.input_ids.shape[1]]
+    sub.rollout_logprobs = (own - offset) * sub.response_mask
     for key, step in (("fused", learner.on_policy_step), ("default", Learner.on_policy_step)):
         learner.load_state_dict(state)
         sub.old_logprobs = None

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from or1.errors import ConfigError
 from or1.interfaces import BuildContext
-from tests.megatron_jobs import behaviour_logprobs, launch, make_batch
+from tests.megatron_jobs import behaviour_logprobs, launch, make_batch, mismatch_offset
 
 LOGP_TOL = 1e-4
 
@@ -119,6 +119,36 @@ def test_on_policy_step_fused_equals_two_passes(runs, run):
         assert fused[key] == pytest.approx(default[key], rel=1e-5, abs=1e-7), key
     g_f, g_d = r["onp_fused_grads"], r["onp_default_grads"]
     assert max_diff(g_f, g_d) <= 1e-5 * max(g.abs().max().item() for g in g_d.values())
+
+
+@pytest.mark.parametrize("run", ["tp1", "tp2", "dp2"])
+def test_mismatch_metrics_are_token_means_over_every_rank(runs, run):
+    """The batch's sampling log-probs are the learner's own minus a known offset ``d``
+    (``mismatch_offset``): both on-policy steps log k3 ``exp(d) - d - 1``, ``|d|``, the
+    largest ``exp(d)`` and the share outside [0.5, 2], over the whole batch's response
+    tokens (at DP=2 each rank holds part of them; a mean of the ranks' means would differ),
+    and the default loss (no correction) is untouched by them (the test above)."""
+    from or1.dp_balance import partition
+
+    batch = runs[run]["onp_batch"]
+    offset, mask = mismatch_offset(batch), batch.response_mask > 0
+    d = offset[mask].double()
+    expect = {
+        "mismatch/kl": float((d.exp() - d - 1).mean()),
+        "mismatch/logprob_abs_diff_mean": float(d.abs().mean()),
+        "mismatch/ratio_max": float(d.exp().max()),
+        "mismatch/ratio_outside_frac": float(((d.exp() < 0.5) | (d.exp() > 2)).double().mean()),
+    }
+    for key in ("onp_fused", "onp_default"):
+        got = {k: v for k, v in runs[run][key].items() if k.startswith("mismatch/")}
+        assert got == pytest.approx(expect, rel=1e-4), key
+    bins = partition(batch.seq_lens, 2)
+    means = []
+    for b in (0, 1):
+        rows = [i for i, x in enumerate(bins) if x == b]
+        part = offset[rows][mask[rows]].double()
+        means.append(float((part.exp() - part - 1).mean()))
+    assert abs(sum(means) / 2 - expect["mismatch/kl"]) > 1e-3
 
 
 def test_tp1_matches_the_reference_learner(runs, tiny_model):

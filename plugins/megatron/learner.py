@@ -46,7 +46,7 @@ from or1.batch import split_by_token_budget
 from or1.config import LearnerConfig
 from or1.errors import ConfigError
 from or1.interfaces import BuildContext, Learner, PolicyLoss
-from or1.learner_step import backward_micro_batch, finish_step, take_old_logprobs
+from or1.learner_step import MismatchSums, backward_micro_batch, finish_step, take_old_logprobs
 from or1.types import LossTotals, TrainBatch
 
 from . import sharded_checkpoint
@@ -725,16 +725,23 @@ class MegatronLearner(Learner):
         # the main_grad buffers summed over the data-parallel group (a rank without rows
         # adds zeros); with the distributed optimiser, reduce-scattered to each rank's range
         finalize_model_grads([self.ddp])
+        # this rank's share against its sampling log-probs (its old log-probs are whole on
+        # every context-parallel rank, so only one of them counts below)
+        mismatch = MismatchSums.of(batch)
         if self.dp * self.cp > 1:
             # a rank without rows has no loss statistics: sum dicts, one per data-parallel
             # index (and context-parallel rank: each holds its tokens' part)
-            parts = distributed.all_gather_object((self.tp_rank, sums, weight_total))
-            sums, weight_total = {}, 0.0
-            for tp_rank, part, total in parts:
+            parts = distributed.all_gather_object(
+                (self.tp_rank, self.cp_rank, sums, weight_total, mismatch)
+            )
+            sums, weight_total, mismatch = {}, 0.0, MismatchSums()
+            for tp_rank, cp_rank, part, total, theirs in parts:
                 if tp_rank == 0:
                     weight_total += total
                     for k, v in part.items():
                         sums[k] = sums.get(k, 0.0) + v
+                    if cp_rank == 0:
+                        mismatch = mismatch + theirs
         self._place_optimizer(self.device)  # offloaded: back on the GPU for the update
         with cuda_names():
             self.optimizer.prepare_grads()
@@ -748,6 +755,7 @@ class MegatronLearner(Learner):
             micro_batches,
             fused,
             step=lambda: self._clip_and_step(grad_norm),
+            mismatch=mismatch,
         )
         self._place_optimizer("cpu")
         return metrics

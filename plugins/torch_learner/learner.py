@@ -21,6 +21,7 @@ from or1.batch import split_by_token_budget
 from or1.config import LearnerConfig
 from or1.interfaces import BuildContext, Learner, PolicyLoss
 from or1.learner_step import (
+    MismatchSums,
     backward_micro_batch,
     finish_step,
     new_adamw,
@@ -179,6 +180,7 @@ class TorchLearner(Learner):
             float(grad_norm),
             len(micro),
             fused,
+            mismatch=MismatchSums.of(batch),  # batch.old_logprobs: set by now
         )
 
     def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
