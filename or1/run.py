@@ -381,6 +381,8 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
     check_model_support(cfg, registry, model_path)
     check_memory(cfg, model_path)
     check_free_disk(cfg, run_dir, model_path)
+    if resume_from is not None and resume_from.parent.parent == run_dir:
+        check_same_settings(cfg, run_dir)  # the inputs are fine: are they the run's own?
     tokenizer = load_tokenizer(model_path)
     max_len = cfg.data.max_prompt_length
     prompts = tokenize_prompts(train_rows, tokenizer, max_len)
@@ -606,8 +608,6 @@ def find_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
     if mode == "auto":  # checksums read once, on rank 0 (the folder is shared)
         latest = checkpoint.latest(run_dir / "checkpoints") if distributed.is_main() else None
         found = distributed.broadcast_object(None if latest is None else str(latest))
-        if found is not None:
-            check_same_settings(cfg, run_dir)
         return None if found is None else Path(found)
     path = Path(mode).expanduser()
     problem = checkpoint.verify(path) if path.is_dir() else "not a folder"

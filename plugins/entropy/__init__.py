@@ -57,8 +57,8 @@ class AdaptiveEntropy(EntropyController):
     def check_config(cls, cfg: Any) -> None:
         _check_estimator(cfg)
         for key in ("target", "delta"):
-            if cfg[key] < 0:
-                raise ConfigError(f"entropy.{key}={cfg[key]} must be >= 0")
+            if getattr(cfg, key) < 0:
+                raise ConfigError(f"entropy.{key}={getattr(cfg, key)} must be >= 0")
         if not cfg.coef_min <= cfg.coef_init <= cfg.coef_max:
             raise ConfigError(
                 f"entropy.coef_init={cfg.coef_init} must lie in [coef_min={cfg.coef_min}, coef_max={cfg.coef_max}]"

@@ -155,8 +155,8 @@ class OR1Loss(PolicyLoss):
         if cfg.agg not in AGG_MODES:
             raise ConfigError(f"loss.agg={cfg.agg} is not one of {', '.join(AGG_MODES)}")
         for key in ("kl_coef", "clip_eps_low", "clip_eps_high"):
-            if cfg[key] < 0:
-                raise ConfigError(f"loss.{key}={cfg[key]} must be >= 0")
+            if getattr(cfg, key) < 0:
+                raise ConfigError(f"loss.{key}={getattr(cfg, key)} must be >= 0")
         if cfg.dual_clip is not None and cfg.dual_clip <= 1:
             raise ConfigError(f"loss.dual_clip={cfg.dual_clip} must be > 1 (or null)")
         if cfg.rollout_correction not in ROLLOUT_CORRECTIONS:
