@@ -208,7 +208,8 @@ def to_row(p: Problem, index: int, split: str) -> dict[str, Any]:
     }
 
 
-def _write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
+def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
+    """Write ``rows`` to ``path`` atomically (a temporary sibling, then a rename)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -236,6 +237,6 @@ def prepare_tiny_arith(cfg: Any, cache_dir: Path) -> tuple[list[Path], list[Path
     train, val = make_splits(cfg)
     for split, problems, path in (("train", train, train_path), ("val", val, val_path)):
         if not path.is_file():
-            _write_parquet([to_row(p, i, split) for i, p in enumerate(problems)], path)
+            write_parquet([to_row(p, i, split) for i, p in enumerate(problems)], path)
     log.info("tiny_arith: wrote %d train / %d val problems to %s", len(train), len(val), folder)
     return [train_path], [val_path]
