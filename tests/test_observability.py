@@ -70,15 +70,28 @@ def test_validation_keys_and_summary(run_dir):
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [0, 1, 2]  # step 0: validation before training
     for m in (metrics[0], metrics[2]):
-        assert {"val/tiny_arith/avg@2", "val/tiny_arith/pass@1", "val/tiny_arith/pass@2", "val/tiny_arith/maj@2"} <= set(m)
+        assert {
+            "val/tiny_arith/avg@2",
+            "val/tiny_arith/pass@1",
+            "val/tiny_arith/pass@2",
+            "val/tiny_arith/maj@2",
+        } <= set(m)
         assert m["val/tiny_arith/pass@1"] == pytest.approx(m["val/tiny_arith/avg@2"])
-        assert m["val/tiny_arith/accuracy"] == m["val/tiny_arith/avg@2"]  # the foundation's key, kept as an alias
+        assert (
+            m["val/tiny_arith/accuracy"] == m["val/tiny_arith/avg@2"]
+        )  # the foundation's key, kept as an alias
     assert "val/tiny_arith/avg@2" not in metrics[1]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (
-        summary["tiny_arith/start_avg@2"] == metrics[0]["val/tiny_arith/avg@2"] == summary["tiny_arith/start_accuracy"]
+        summary["tiny_arith/start_avg@2"]
+        == metrics[0]["val/tiny_arith/avg@2"]
+        == summary["tiny_arith/start_accuracy"]
     )
-    assert summary["tiny_arith/end_avg@2"] == metrics[2]["val/tiny_arith/avg@2"] == summary["tiny_arith/end_accuracy"]
+    assert (
+        summary["tiny_arith/end_avg@2"]
+        == metrics[2]["val/tiny_arith/avg@2"]
+        == summary["tiny_arith/end_accuracy"]
+    )
     samples = read_jsonl(run_dir / "samples.jsonl")  # samples_every=2: step 2 only
     assert {s["step"] for s in samples} == {2} and len(samples) == 4 * 4
     assert {"prompt", "response", "reward", "advantage", "ground_truth"} <= set(samples[0])
@@ -104,7 +117,9 @@ def test_wandb_offline_run_reads_back(run_dir):
     for step in (1, 2):
         assert float(history[step]["reward/mean"]) == pytest.approx(metrics[step]["reward/mean"])
         assert float(history[step]["loss/pg"]) == pytest.approx(metrics[step]["loss/pg"])
-    assert float(history[2]["val/tiny_arith/avg@2"]) == pytest.approx(metrics[2]["val/tiny_arith/avg@2"])
+    assert float(history[2]["val/tiny_arith/avg@2"]) == pytest.approx(
+        metrics[2]["val/tiny_arith/avg@2"]
+    )
     assert json.loads(history[2]["samples/_type"]) == "table-file"
     assert int(history[2]["samples/nrows"]) == 16
     assert config["trainer"]["group_size"] == 4  # the run config, as wandb stored it

@@ -77,4 +77,6 @@ def test_every_validation_uses_the_last_stages_budget(tmp_path, cache_dir):
     assert first["step"] == 0 and last["step"] == 2
     assert [m["stage/max_response_length"] for m in metrics[1:]] == [8, 24]
     assert first["val/tiny_arith/response_length"] > 8  # sampled with the last stage's 24 tokens
-    assert max(first["val/tiny_arith/response_length"], last["val/tiny_arith/response_length"]) <= 24
+    assert (
+        max(first["val/tiny_arith/response_length"], last["val/tiny_arith/response_length"]) <= 24
+    )
