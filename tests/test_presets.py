@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-PRESETS = ["cpu_demo", "recipe", "or1_math_7b", "or1_7b", "or1_32b"]
+PRESETS = ["cpu_demo", "cpu_long_cot", "recipe", "or1_math_7b", "or1_7b", "or1_32b"]
 
 
 def compose(preset: str):
