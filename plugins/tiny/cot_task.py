@@ -37,7 +37,7 @@ from typing import Any
 
 from or1.config import DataConfig
 
-from .task import config_hash, write_parquet
+from .task import cached_splits, config_hash
 
 log = logging.getLogger("or1.tiny")
 
@@ -222,15 +222,4 @@ def prepare_tiny_cot(cfg: Any, cache_dir: Path) -> tuple[list[Path], list[Path]]
     """Write (or reuse) ``train.parquet`` and ``val.parquet`` for ``cfg`` under
     ``cache_dir/data/tiny_cot-<hash>/`` and return ``([train], [val])``."""
     digest = config_hash(cfg, TinyCotDataConfig, _NON_CONTENT_FIELDS, FORMAT_VERSION)
-    folder = Path(cache_dir) / "data" / f"tiny_cot-{digest}"
-    train_path, val_path = folder / "train.parquet", folder / "val.parquet"
-    if train_path.is_file() and val_path.is_file():
-        log.info("tiny_cot: reusing %s", folder)
-        return [train_path], [val_path]
-    folder.mkdir(parents=True, exist_ok=True)
-    train, val = make_splits(cfg)
-    for split, problems, path in (("train", train, train_path), ("val", val, val_path)):
-        if not path.is_file():
-            write_parquet([to_row(p, i, split) for i, p in enumerate(problems)], path)
-    log.info("tiny_cot: wrote %d train / %d val problems to %s", len(train), len(val), folder)
-    return [train_path], [val_path]
+    return cached_splits("tiny_cot", digest, cache_dir, lambda: make_splits(cfg), to_row)

@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -224,19 +225,31 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
         raise
 
 
+def cached_splits(
+    name: str,
+    digest: str,
+    cache_dir: Path,
+    make: Callable[[], tuple[list[Any], list[Any]]],
+    to_row: Callable[[Any, int, str], dict[str, Any]],
+) -> tuple[list[Path], list[Path]]:
+    """``([train.parquet], [val.parquet])`` under ``cache_dir/data/<name>-<digest>/``: reused
+    when both exist, else ``make()``'s train and val problems written as rows."""
+    folder = Path(cache_dir) / "data" / f"{name}-{digest}"
+    train_path, val_path = folder / "train.parquet", folder / "val.parquet"
+    if train_path.is_file() and val_path.is_file():
+        log.info("%s: reusing %s", name, folder)
+        return [train_path], [val_path]
+    folder.mkdir(parents=True, exist_ok=True)
+    train, val = make()
+    for split, problems, path in (("train", train, train_path), ("val", val, val_path)):
+        if not path.is_file():
+            write_parquet([to_row(p, i, split) for i, p in enumerate(problems)], path)
+    log.info("%s: wrote %d train / %d val problems to %s", name, len(train), len(val), folder)
+    return [train_path], [val_path]
+
+
 def prepare_tiny_arith(cfg: Any, cache_dir: Path) -> tuple[list[Path], list[Path]]:
     """Write (or reuse) ``train.parquet`` and ``val.parquet`` for ``cfg`` under
     ``cache_dir/data/tiny_arith-<hash>/`` and return ``([train], [val])``."""
     digest = config_hash(cfg, TinyArithDataConfig, _NON_CONTENT_FIELDS, FORMAT_VERSION)
-    folder = Path(cache_dir) / "data" / f"tiny_arith-{digest}"
-    train_path, val_path = folder / "train.parquet", folder / "val.parquet"
-    if train_path.is_file() and val_path.is_file():
-        log.info("tiny_arith: reusing %s", folder)
-        return [train_path], [val_path]
-    folder.mkdir(parents=True, exist_ok=True)
-    train, val = make_splits(cfg)
-    for split, problems, path in (("train", train, train_path), ("val", val, val_path)):
-        if not path.is_file():
-            write_parquet([to_row(p, i, split) for i, p in enumerate(problems)], path)
-    log.info("tiny_arith: wrote %d train / %d val problems to %s", len(train), len(val), folder)
-    return [train_path], [val_path]
+    return cached_splits("tiny_arith", digest, cache_dir, lambda: make_splits(cfg), to_row)
