@@ -24,7 +24,7 @@ train: setup
 
 # CI (.ci/run) runs `make test`: the docs build (warnings are errors) comes first.
 test: setup docs
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow

@@ -6,6 +6,7 @@ Everything here runs in seconds on small configurations; the full model build an
 
 from __future__ import annotations
 
+import re
 import statistics
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from omegaconf import OmegaConf
 
 from or1_plugins.tiny import build, cot_model, cot_task
 from or1_plugins.tiny.cot_model import TinyCotModelConfig, prepare_tiny_cot_model
-from or1_plugins.tiny.cot_task import SumProblem, TinyCotDataConfig, prepare_tiny_cot
+from or1_plugins.tiny.cot_task import ChainProblem, TinyCotDataConfig, prepare_tiny_cot
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_DATA = dict(num_train=50, num_val=20)
@@ -45,13 +46,13 @@ def tokenizer():
 
 
 @pytest.fixture(scope="module")
-def sample_problems() -> list[SumProblem]:
+def sample_problems() -> list[ChainProblem]:
     """2,000 training problems of the default task distribution."""
     train, _ = cot_task.make_splits(TinyCotDataConfig(num_train=2000, num_val=10))
     return train
 
 
-def _response_tokens(tokenizer, p: SumProblem) -> int:
+def _response_tokens(tokenizer, p: ChainProblem) -> int:
     """Tokens of the reference response as the policy would generate it (with its EOS)."""
     return len(tokenizer.encode(cot_task.target_response(p))) + 1
 
@@ -66,14 +67,17 @@ def _first_stage_budget() -> int:
 # ------------------------------------------------------------------------------------ task
 
 
-def test_solution_rewrites_the_sum_step_by_step() -> None:
-    p = SumProblem((3, 5, 7, 2))
-    assert cot_task.prompt_text(p) == "Sum: a3+b5+c7+d2"
-    assert cot_task.target_response(p) == "<think>\n=8+c7+d2\n=15+d2\n=17\n</think>\n\\boxed{17}"
-    assert cot_task.solution_lines(SumProblem((9, 9, 9))) == ["=18+c9", "=27"]
-    long = SumProblem(tuple(range(10)) * 3)
-    assert cot_task.solution_lines(long)[0].endswith("+B7+C8+D9")
-    assert build.boxed_answer(cot_task.target_response(p)) == "17"
+def test_solution_writes_one_addition_per_line() -> None:
+    p = ChainProblem(start=17, step=7, count=3)
+    assert cot_task.prompt_text(p) == "Add 7 to 17, 3 times."
+    assert cot_task.target_response(p) == (
+        "<think>\n3:17+7=24\n2:24+7=31\n1:31+7=38\n</think>\n\\boxed{38}"
+    )
+    assert p.answer == 38
+    assert cot_task.solution_lines(ChainProblem(95, 9, 2)) == ["2:95+9=104", "1:104+9=113"]
+    long = cot_task.solution_lines(ChainProblem(1, 9, 110))
+    assert len(long) == 110 and long[0] == "110:1+9=10" and long[-1] == "1:982+9=991"
+    assert build.boxed_answer(cot_task.target_response(p)) == "38"
 
 
 def test_rows_follow_the_schema_and_splits_are_disjoint(tmp_path: Path) -> None:
@@ -88,13 +92,16 @@ def test_rows_follow_the_schema_and_splits_are_disjoint(tmp_path: Path) -> None:
             assert set(row) == {"data_source", "prompt", "ability", "reward_model", "extra_info"}
             assert row["data_source"] == "or1/tiny_cot" and row["ability"] == "math"
             [msg] = row["prompt"]
-            assert msg["role"] == "user" and msg["content"].startswith("Sum: ")
-            labelled = msg["content"][len("Sum: ") :].split("+")
-            assert [t[0] for t in labelled] == list(cot_task.LABELS[: len(labelled)])
-            terms = [int(t[1:]) for t in labelled]
-            assert 3 <= len(terms) <= 31 and all(0 <= t <= 9 for t in terms)
-            assert row["reward_model"] == {"style": "rule", "ground_truth": str(sum(terms))}
-            assert row["extra_info"] == {"index": i, "split": split, "terms": len(terms)}
+            assert msg["role"] == "user"
+            step, start, count = map(
+                int, re.fullmatch(r"Add (\d) to (\d+), (\d+) times\.", msg["content"]).groups()
+            )
+            assert 1 <= count <= 110 and 1 <= step <= 9 and 1 <= start <= 99
+            assert row["reward_model"] == {
+                "style": "rule",
+                "ground_truth": str(start + step * count),
+            }
+            assert row["extra_info"] == {"index": i, "split": split, "count": count}
             seen.setdefault(split, set()).add(msg["content"])
     assert not seen["train"] & seen["val"]
     assert len(seen["val"]) == 20  # held-out problems are distinct
@@ -116,17 +123,19 @@ def test_solution_lengths_are_long_tailed(tokenizer, sample_problems) -> None:
     lengths = sorted(_response_tokens(tokenizer, p) for p in sample_problems)
     median = statistics.median(lengths)
     p90 = lengths[int(0.9 * (len(lengths) - 1))]
-    assert lengths[0] <= 30  # the shortest chains: a couple of lines
+    assert lengths[0] <= 30  # the shortest chains: a line or two
     assert lengths[-1] >= 1300  # the longest: over a thousand tokens
     assert lengths[-1] / median >= 8  # a long tail, not a spread around the mean
     assert p90 / median >= 4
     assert statistics.mean(lengths) > 1.5 * median  # skewed to the right
-    # the length is set by the problem: more terms, a longer chain (about terms**2 tokens)
-    by_terms: dict[int, list[int]] = {}
+    # the length is set by the problem: more additions, a longer chain (about 11 tokens each)
+    # (a line's width varies by a few digits, so compare counts ten apart)
+    by_decade: dict[int, list[int]] = {}
     for p in sample_problems:
-        by_terms.setdefault(len(p.terms), []).append(_response_tokens(tokenizer, p))
-    means = [statistics.mean(by_terms[k]) for k in sorted(by_terms)]
-    assert all(a < b for a, b in zip(means, means[1:], strict=False))
+        by_decade.setdefault(p.count // 10, []).append(_response_tokens(tokenizer, p))
+        assert len(cot_task.solution_lines(p)) == p.count
+    means = [statistics.mean(by_decade[k]) for k in sorted(by_decade)]
+    assert len(means) >= 10 and all(a + 50 < b for a, b in zip(means, means[1:], strict=False))
 
 
 def test_the_first_stage_truncates_a_real_share(tokenizer, sample_problems) -> None:
@@ -162,10 +171,10 @@ def test_reference_solutions_are_scored_correct_by_the_math_verifier(sample_prob
 
 
 def test_tokenizer_is_character_level_on_the_chains(tokenizer) -> None:
-    p = SumProblem((3, 5, 7, 2, 9))
+    p = ChainProblem(start=85, step=9, count=4)
     text = cot_task.target_response(p)
     assert tokenizer.decode(tokenizer.encode(text)) == text
-    chain = "\n=15+d2+e9\n"
+    chain = "\n12:103+9=112\n"
     assert len(tokenizer.encode(chain)) == len(chain)  # one token per character
     assert len(tokenizer) <= TinyCotModelConfig().tokenizer_vocab_size
 
@@ -178,7 +187,7 @@ def test_micro_batched_warmup_loss_equals_the_whole_batch(tokenizer) -> None:
     import torch
 
     cfg = TinyCotModelConfig(**SMALL_MODEL)
-    problems = [SumProblem(tuple(range(1, k))) for k in (3, 4, 9, 15, 6)]
+    problems = [ChainProblem(5, 3, k) for k in (2, 3, 8, 14, 5)]
     batch = build.encode_examples(tokenizer, [cot_model.example(p) for p in problems])
     groups = build.micro_batches(batch, 128)
     assert len(groups) > 1 and sorted(sum(groups, [])) == sorted(batch)
@@ -235,7 +244,7 @@ def test_preset_composes_to_the_long_cot_recipe() -> None:
     assert (cfg.entropy.name, cfg.filter.name, cfg.loss.kl_coef) == ("adaptive", "zero_variance", 0)
     assert [s.max_response_length for s in cfg.stages.stages] == [256, 512, 1024]
     # the warm-up learns the task the data section generates
-    for key in ("min_terms", "max_terms", "size_exponent", "max_term", "split_seed"):
+    for key in ("min_count", "max_count", "size_exponent", "max_start", "max_step", "split_seed"):
         assert cfg.model[f"task_{key}"] == cfg.data[key], key
     assert cfg.model.max_position_embeddings >= cfg.data.max_prompt_length + 1024
 

@@ -3,7 +3,7 @@ and ``data=tiny_cot`` / ``model=tiny_cot`` (the long chain-of-thought workload).
 
 ``or1-train`` with no arguments trains the tiny Qwen2 built by :mod:`.model` on the synthetic
 arithmetic problems of :mod:`.task`; ``experiment=cpu_long_cot`` trains the model of
-:mod:`.cot_model` on the step-by-step sums of :mod:`.cot_task`. Both models are built by
+:mod:`.cot_model` on the step-by-step additions of :mod:`.cot_task`. Both models are built by
 :mod:`.build`. Importing this package is cheap: torch / transformers are imported only when
 something is built.
 """

@@ -1,12 +1,12 @@
 """The long chain-of-thought model (``model=tiny_cot``): a small Qwen2 with a character-level
-tokenizer, warmed up by supervised fine-tuning on the sums of :mod:`.cot_task` until its
-sampled accuracy on held-out-like problems reaches a moderate target.
+tokenizer, warmed up by supervised fine-tuning on the step-by-step additions of
+:mod:`.cot_task` until its sampled accuracy on held-out-like problems reaches a moderate target.
 
 It is built by the same code as the tiny model (:mod:`.build`); only the task differs. The
 tokenizer's base alphabet is the task's few characters and its vocabulary cap leaves room for
-a handful of merges only, which fall inside words (``think``, ``boxed``) and never join a
-label to its digit: every digit, ``+``,
-``=`` and newline of a chain is a token of its own, so the chains are long in tokens.
+a handful of merges only, which fall inside words (``think``, ``boxed``); digits are split one
+per token before the merges: every digit, ``:``, ``+``, ``=`` and newline of a chain is a token
+of its own, so the chains are long in tokens.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from .build import (
 )
 from .cot_task import (
     TASK_CHARACTERS,
-    SumProblem,
+    ChainProblem,
     TinyCotDataConfig,
     draw_distinct,
     draw_problems,
@@ -43,7 +43,7 @@ from .task import config_hash
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Bumped whenever the built folder changes for the same config (it is part of the hash)."""
 
 _NON_CONTENT_FIELDS = {"name", "path"}
@@ -62,18 +62,18 @@ class TinyCotModelConfig(BuiltModelConfig):
     """
 
     name: str = "tiny_cot"
-    hidden_size: int = 192
-    intermediate_size: int = 768
+    hidden_size: int = 128
+    intermediate_size: int = 512
     num_layers: int = 4
     num_heads: int = 4
     num_kv_heads: int = 2
     max_position_embeddings: int = 2048
     tokenizer_vocab_size: int = 96
-    warmup_lr: float = 2e-3
-    warmup_batch_size: int = 16
-    warmup_max_steps: int = 3000
-    warmup_eval_every: int = 50
-    warmup_eval_every_near: int = 25
+    warmup_lr: float = 3e-3
+    warmup_batch_size: int = 32
+    warmup_max_steps: int = 4000
+    warmup_eval_every: int = 100
+    warmup_eval_every_near: int = 50
     warmup_probe_size: int = 64
     warmup_target_accuracy: float = 0.35
     warmup_max_new_tokens: int = 384
@@ -84,17 +84,19 @@ class TinyCotModelConfig(BuiltModelConfig):
     warmup_train_size: int = 50000
     """Training-pool problems the warm-up draws its batches from."""
     warmup_size_exponent: float = 2.0
-    """Size exponent of the warm-up's training problems (above the task's: shorter sums, so
+    """Size exponent of the warm-up's training problems (above the task's: shorter chains, so
     more steps per CPU-minute; the probe follows the task's own distribution)."""
     # the task the warm-up learns (must match the data section's tiny_cot settings)
-    task_min_terms: int = 3
-    """Fewest terms of the warm-up task (keep equal to ``data.min_terms``)."""
-    task_max_terms: int = 31
-    """Most terms of the warm-up task (keep equal to ``data.max_terms``)."""
+    task_min_count: int = 1
+    """Fewest additions of the warm-up task (keep equal to ``data.min_count``)."""
+    task_max_count: int = 110
+    """Most additions of the warm-up task (keep equal to ``data.max_count``)."""
     task_size_exponent: float = 1.0
     """Size exponent of the warm-up task (keep equal to ``data.size_exponent``)."""
-    task_max_term: int = 9
-    """Largest term of the warm-up task (keep equal to ``data.max_term``)."""
+    task_max_start: int = 99
+    """Largest starting number of the warm-up task (keep equal to ``data.max_start``)."""
+    task_max_step: int = 9
+    """Largest step of the warm-up task (keep equal to ``data.max_step``)."""
     task_split_seed: int = 0
     """Pool seed of the warm-up task (keep equal to ``data.split_seed``)."""
 
@@ -102,20 +104,21 @@ class TinyCotModelConfig(BuiltModelConfig):
 def task_config(cfg: Any) -> TinyCotDataConfig:
     """The tiny_cot config whose problems the model's tokenizer and warm-up use."""
     return TinyCotDataConfig(
-        min_terms=int(cfg.task_min_terms),
-        max_terms=int(cfg.task_max_terms),
+        min_count=int(cfg.task_min_count),
+        max_count=int(cfg.task_max_count),
         size_exponent=float(cfg.task_size_exponent),
-        max_term=int(cfg.task_max_term),
+        max_start=int(cfg.task_max_start),
+        max_step=int(cfg.task_max_step),
         split_seed=int(cfg.task_split_seed),
     )
 
 
-def example(p: SumProblem) -> Example:
+def example(p: ChainProblem) -> Example:
     """A problem as a supervised example."""
     return Example(prompt_text(p), target_response(p), ground_truth(p))
 
 
-def warmup_problems(cfg: Any) -> tuple[list[SumProblem], list[SumProblem]]:
+def warmup_problems(cfg: Any) -> tuple[list[ChainProblem], list[ChainProblem]]:
     """(train, probe): the warm-up's training problems and its fixed probe set."""
     task = task_config(cfg)
     rng = random.Random(f"tiny-cot-warmup:{cfg.seed}")
@@ -127,7 +130,7 @@ def warmup_problems(cfg: Any) -> tuple[list[SumProblem], list[SumProblem]]:
     return train, probe
 
 
-def build_tokenizer(cfg: Any, problems: list[SumProblem]) -> PreTrainedTokenizerFast:
+def build_tokenizer(cfg: Any, problems: list[ChainProblem]) -> PreTrainedTokenizerFast:
     """The character-level BPE of the task (base alphabet :data:`.cot_task.TASK_CHARACTERS`)."""
     return train_tokenizer(cfg, tokenizer_corpus(map(example, problems)), TASK_CHARACTERS)
 
@@ -136,9 +139,9 @@ def warmup(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerFast,
     cfg: Any,
-    problems: tuple[list[SumProblem], list[SumProblem]] | None = None,
+    problems: tuple[list[ChainProblem], list[ChainProblem]] | None = None,
 ) -> WarmupResult:
-    """Supervised warm-up on train-pool sums until the probe accuracy reaches the target."""
+    """Supervised warm-up on train-pool problems until the probe accuracy reaches the target."""
     train, probe = problems if problems is not None else warmup_problems(cfg)
     return supervised_warmup(
         model,
