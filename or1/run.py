@@ -596,6 +596,39 @@ def check_same_settings(cfg: DictConfig, run_dir: Path) -> None:
         )
 
 
+def finished_summary(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The ``summary.json`` of a run folder that already holds this whole run, else None: the
+    summary, a complete checkpoint at its last step, ``trainer.resume=auto``, the same
+    settings (:func:`check_same_settings`) and ``trainer.total_steps`` unset or that step.
+    Reads files only (no model, no engine), so a re-submitted sweep skips its finished jobs
+    in a second; anything else (a changed setting, a longer run) goes through :func:`prepare`."""
+    import json
+
+    path = run_dir / "summary.json"
+    if str(cfg.trainer.resume) != "auto" or not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except ValueError:
+        return None
+    steps = summary.get("steps") if isinstance(summary, dict) else None
+    if not isinstance(steps, int) or cfg.trainer.total_steps not in (None, steps):
+        return None
+    root = run_dir / "checkpoints"
+    saved = checkpoint.list_steps(root)
+    if (
+        not saved
+        or saved[-1] != steps
+        or not (root / f"step_{steps}" / checkpoint.MANIFEST).is_file()
+    ):
+        return None
+    try:
+        check_same_settings(cfg, run_dir)
+    except ConfigError:
+        return None  # prepare() says what differs
+    return summary
+
+
 def find_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
     mode = str(cfg.trainer.resume)
     if mode == "never":

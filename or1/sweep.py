@@ -6,15 +6,20 @@ Hydra's multirun puts each run in its own folder under the sweep folder
 folder below the sweep folder and writes ``sweep_summary.csv`` and ``sweep_summary.md`` there:
 
 * ``run``: the run folder, relative to the sweep folder;
-* ``status``: ``done`` when the run wrote ``summary.json``, else ``incomplete``;
+* ``status``: ``done`` when the run wrote ``summary.json``; else what the launcher recorded in
+  the run folder's ``job_status.json`` when the job ended unfinished (or1's submitit
+  launchers: ``failed``, ``preempted``); else ``incomplete`` (running, or stopped with no
+  record);
 * one column per override that differs between the runs (the swept keys), and ``overrides``
   with all of them as one string;
 * every number in the run's ``summary.json`` (``steps``, start and end accuracy per eval
   set, ...), then the last logged value of each metric named in ``metrics``.
 
 It reads only files, so it works the same with any launcher (basic, joblib, submitit on SLURM:
-the sweep folder must be on a shared file system). It also rewrites the summary after each job
-(atomically), so a sweep stopped early still leaves one for the runs that finished.
+the sweep folder must be on a shared file system). A job of several processes (ranks) has one
+run folder, written by rank 0 alone, and one row. It also rewrites the summary after each job
+(atomically; in a job of several ranks, rank 0 does), so a sweep stopped early still leaves one
+for the runs that finished.
 """
 
 from __future__ import annotations
@@ -35,13 +40,61 @@ log = logging.getLogger("or1.sweep")
 
 SUMMARY_NAME = "sweep_summary"
 DEFAULT_METRICS = ("reward/mean", "entropy/value", "response_length/mean", "loss/pg")
+JOB_STATUS = "job_status.json"
+"""A run folder's record of how its job ended unfinished, written by or1's submitit
+launchers (``hydra_plugins/or1_spmd_launcher``): ``status`` (``failed``, ``preempted``),
+``reason`` (one line), ``job`` (the job number), ``job_id``, ``overrides``."""
+UNFINISHED = ("failed", "preempted")
+
+
+def record_job_status(
+    run_dir: Path, status: str, reason: str, job: int, job_id: str, overrides: Sequence[str]
+) -> None:
+    """Write ``run_dir/job_status.json`` (atomically; the folder is made if the job never
+    made it)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "status": status,
+        "reason": reason,
+        "job": job,
+        "job_id": job_id,
+        "overrides": list(overrides),
+    }
+    _write_atomic(run_dir / JOB_STATUS, json.dumps(record, indent=1) + "\n")
+
+
+def read_job_status(run_dir: Path) -> dict[str, Any] | None:
+    """The run folder's job status record, None without one (or an unreadable one)."""
+    try:
+        record = json.loads((run_dir / JOB_STATUS).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def clear_job_status(run_dir: Path) -> None:
+    """Forget how the run's previous job ended (a new job for it is starting)."""
+    (run_dir / JOB_STATUS).unlink(missing_ok=True)
 
 
 def _read_overrides(run_dir: Path) -> list[str]:
     from omegaconf import OmegaConf
 
     path = run_dir / ".hydra" / "overrides.yaml"
-    return [str(o) for o in OmegaConf.load(path)] if path.is_file() else []
+    if path.is_file():
+        return [str(o) for o in OmegaConf.load(path)]
+    record = read_job_status(run_dir)  # a job that ended before its run wrote anything
+    return [str(o) for o in (record or {}).get("overrides", [])]
+
+
+def run_status(run_dir: Path) -> str:
+    """``done`` (``summary.json``), the job status record's ``failed`` / ``preempted``, else
+    ``incomplete``."""
+    if (run_dir / "summary.json").is_file():
+        return "done"
+    record = read_job_status(run_dir)
+    status = (record or {}).get("status")
+    return status if status in UNFINISHED else "incomplete"
 
 
 def _last_metrics(path: Path, names: Sequence[str]) -> dict[str, Any]:
@@ -69,8 +122,10 @@ def collect(
     sweep_dir: Path, metrics: Sequence[str] = DEFAULT_METRICS
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """The summary's columns and rows (one per run folder below ``sweep_dir``, in job order)."""
+    found = {p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")}
+    found |= {p.parent for p in sweep_dir.glob(f"**/{JOB_STATUS}")}
     run_dirs = sorted(
-        (p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")),
+        found,
         key=lambda d: [int(s) if s.isdigit() else s for s in d.relative_to(sweep_dir).parts],
     )
     runs = [(d, _read_overrides(d)) for d in run_dirs]
@@ -88,7 +143,7 @@ def collect(
         given = dict(map(_split, overrides))
         row: dict[str, Any] = {"run": str(run_dir.relative_to(sweep_dir))}
         summary_path = run_dir / "summary.json"
-        row["status"] = "done" if summary_path.is_file() else "incomplete"
+        row["status"] = run_status(run_dir)
         row.update({k: given.get(k, "") for k in swept})
         row["overrides"] = " ".join(f"{k}={given[k]}" for k in swept if k in given)
         if summary_path.is_file():
@@ -174,6 +229,10 @@ class SweepSummary(Callback):
     def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
         from hydra.types import RunMode
 
+        from or1 import distributed
+
+        if distributed.rank() != 0:  # each task of a multi-task job ends its own Hydra job
+            return
         hydra_cfg = config.get("hydra") if hasattr(config, "get") else None
         if hydra_cfg is not None and hydra_cfg.get("mode") == RunMode.MULTIRUN:
             self._write(hydra_cfg.sweep.dir)

@@ -51,7 +51,9 @@ def run_hydra_app(
     if implied:  # before Hydra parses the command line
         if not any(a.startswith(("--cfg", "--info", "-c", "-i")) for a in sys.argv[1:]):
             print(f"or1: {' '.join(implied)} (implied by the command line; {IMPLIED_NOTE})")
-        sys.argv[1:] = [*implied, *sys.argv[1:]]
+        args = sys.argv[1:]  # beside the command line's overrides (argparse wants them together)
+        at = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), len(args))
+        sys.argv[1:] = [*args[:at], *implied, *args[at:]]
     check_overrides(CONFIG_MODULE, name, sys.argv[1:], check)
     hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=name, version_base=None)(
         guarded(task)

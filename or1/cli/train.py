@@ -7,6 +7,7 @@ or1-train -m entropy=adaptive,none          # a sweep with Hydra's multirun
 
 from __future__ import annotations
 
+import functools
 import sys
 from importlib import resources
 from pathlib import Path
@@ -45,14 +46,30 @@ def help_text() -> str:
 
 
 def run_training(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
-    """Hydra's task function: prepare the run in Hydra's output folder and train."""
-    from hydra.core.hydra_config import HydraConfig
+    """Hydra's task function: prepare the run in Hydra's output folder and train. In a sweep,
+    a run folder that already holds the whole run (a re-submitted sweep) returns its summary
+    without training again."""
+    import logging
 
-    from or1.run import prepare
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from or1.run import finished_summary, prepare
     from or1.trainer import train
 
-    # torchrun: every rank runs this same loop on its own share (SPMD)
-    return train(prepare(cfg, Path(HydraConfig.get().runtime.output_dir)))
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        done = finished_summary(cfg, run_dir)
+        if done is not None:
+            logging.getLogger("or1.train").info(
+                "%s already holds this run (%s steps, summary.json): nothing to do",
+                run_dir,
+                done["steps"],
+            )
+            return done
+    # torchrun, or a multi-task sweep job: every rank runs this same loop on its own share (SPMD)
+    return train(prepare(cfg, run_dir))
 
 
 def default_choices(groups: tuple[str, ...]) -> dict[str, str]:
@@ -68,11 +85,52 @@ def default_choices(groups: tuple[str, ...]) -> dict[str, str]:
 
 
 def check_before_start(cfg) -> None:  # noqa: ANN001 - a DictConfig composed by Hydra
-    """Every value check that needs no engine or file, before Hydra creates the run folder."""
+    """Every value check that needs no engine or file, before Hydra creates the run folder;
+    in a sweep on a multi-task launcher, also the job's shape and this run's parallel layout
+    against its ranks (:mod:`or1.sweep_jobs`)."""
     from or1.plugins import get_registry
     from or1.run import check_config
+    from or1.sweep_jobs import check_run_layout
 
-    check_config(cfg, get_registry())
+    registry = get_registry()
+    check_config(cfg, registry)
+    shape = sweep_job_shape(tuple(sys.argv[1:]))
+    if shape is not None:
+        check_run_layout(cfg, registry, shape)
+
+
+@functools.cache
+def sweep_job_shape(argv: tuple[str, ...]):  # noqa: ANN201 - a JobShape or None
+    """The ranks of each job of a sweep on a submitit launcher (``-m hydra/launcher=...``),
+    from the ``hydra.launcher`` node composed with the command line's Hydra overrides (inside
+    the initialised Hydra of the override check); checked once (:func:`check_job_shape`)."""
+    from or1.sweep_jobs import check_job_shape, is_multirun, job_shape, launcher_choice
+
+    choice = launcher_choice(argv)
+    if not is_multirun(argv) or choice is None:
+        return None
+    from hydra import compose
+
+    from or1.cli.common import describe_config_error
+    from or1.errors import ConfigError
+    from or1.schemas import CONFIG_NAME
+
+    own = [a for a in argv if a.lstrip("+~").startswith(("hydra/", "hydra."))]
+    try:
+        launcher = compose(CONFIG_NAME, overrides=own, return_hydra_config=True).hydra.launcher
+        shape = job_shape(launcher, choice)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"config: {describe_config_error(exc)}") from None
+    if shape is not None:
+        gpus_here = 0
+        if shape.local:
+            import torch
+
+            gpus_here = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        check_job_shape(shape, gpus_here)
+    return shape
 
 
 @guarded
@@ -81,8 +139,12 @@ def main() -> None:
         print(help_text())
         return
     from or1.model_support import early_model_check
+    from or1.sweep_jobs import check_launcher_installed, is_multirun, register_launchers
 
     early_model_check(sys.argv[1:], default_choices(("rollout", "learner")))
+    check_launcher_installed(sys.argv[1:])
+    if is_multirun(sys.argv[1:]):
+        register_launchers()
     run_hydra_app(run_training, check=check_before_start)
 
 

@@ -1,0 +1,1 @@
+"""or1's Hydra launcher plugin: sweeps whose every job is one SPMD launch (spmd_launcher)."""
