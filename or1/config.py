@@ -125,6 +125,10 @@ class TrainerConfig:
     """Prompts sampled per RL step (the rollout batch is ``prompts_per_step x group_size``)."""
     group_size: int = 8
     """Responses sampled per prompt; GRPO's advantages are relative to the group."""
+    updates_per_step: int = 1
+    """Optimiser steps per rollout batch: the kept groups split into this many mini-batches of
+    whole groups, trained in turn against the sampling policy's log-probs (1: strictly
+    on-policy, the recipe's; more are off-policy, the PPO clip matters)."""
     save_every: int = 0
     """Save a resumable checkpoint every this many steps (0: only at the end)."""
     keep_checkpoints: int = 2

@@ -63,7 +63,9 @@ def or1_register_learners(register: Register) -> None:
     ``factory(cfg, ctx)`` returns an :class:`or1.interfaces.Learner` holding the policy loaded
     from ``ctx.model_path`` and its optimiser. Per step the trainer calls ``on_policy_step``
     (old log-probs and entropy of the current policy, the entropy coefficient from them, one
-    optimiser step; by default ``compute_logprobs`` then ``train_step``), then
+    optimiser step; by default ``compute_logprobs`` then ``train_step``) or, with
+    ``trainer.updates_per_step`` > 1, ``compute_logprobs`` on every mini-batch of the step
+    and then ``train_step`` on each in turn (all against those old log-probs), then
     ``named_weights`` for weight sync; ``save_pretrained`` to export. Its ``state_dict`` must
     hold the model and optimiser so a checkpoint can resume it exactly.
     Schema base: :class:`or1.config.LearnerConfig`.
@@ -127,7 +129,8 @@ def or1_register_stage_schedulers(register: Register) -> None:
 
     ``factory(cfg, ctx)`` returns an :class:`or1.interfaces.StageScheduler`; the trainer asks
     ``stage_at(step)`` at the start of every step and applies the stage's max response length,
-    micro-batch token budget, truncation mode and resets on entry. ``total_steps`` of the
+    micro-batch token budget, truncation mode and resets on entry, and hands it the step's
+    metrics with ``observe(step, metrics)`` at the end of the step. ``total_steps`` of the
     scheduler is the run length unless ``trainer.total_steps`` is set.
     Schema base: :class:`or1.config.StagesConfig`.
     """

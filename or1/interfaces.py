@@ -9,7 +9,7 @@ only the methods below. Each method's docstring is its contract.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -448,7 +448,20 @@ class StageScheduler(Component, Stateful, ABC):
 
     @abstractmethod
     def stage_at(self, step: int) -> Stage:
-        """The stage that applies at (0-based) ``step``. Pure."""
+        """The stage that applies at (0-based) ``step``. Pure. For a step already taken
+        (:meth:`observe` has seen it) the stage it was taken in; for a later one the stage
+        the schedule plans from its current state, which a scheduler that moves on by a
+        signal may still bring forward."""
+
+    def observe(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Called by the trainer after every step it takes, with the (0-based) ``step`` that
+        :meth:`stage_at` answered for and that step's metrics (its ``metrics.jsonl`` row but
+        the held-out evaluation's; global, the same on every rank of a torchrun launch), before
+        the step's checkpoint is saved.
+        A scheduler that moves on by a signal updates its state here, so :meth:`stage_at`
+        may answer differently for later steps, never for this one or earlier ones; what it
+        decides must be a function of the metrics and its state only (every rank decides
+        alike) and must be in its ``state_dict``. Default: nothing (a fixed schedule)."""
 
     @property
     @abstractmethod

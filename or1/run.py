@@ -101,6 +101,7 @@ def check_values(cfg: DictConfig) -> None:
     for key, value, low in [
         ("trainer.prompts_per_step", t.prompts_per_step, 1),
         ("trainer.group_size", t.group_size, 1),
+        ("trainer.updates_per_step", t.updates_per_step, 1),
         ("trainer.save_every", t.save_every, 0),
         ("trainer.eval_every", t.eval_every, 0),
         ("trainer.keep_checkpoints", t.keep_checkpoints, 0),

@@ -55,11 +55,19 @@ class EntropyCoefficient:
     def __call__(self, old_logprobs: torch.Tensor, entropy: torch.Tensor) -> float:
         """Under torchrun every rank calls it with its own share at the same point: ``e_k``
         is the mean over the step's tokens on every rank (two summed scalars)."""
+        return self.of_parts([(self.mask, old_logprobs, entropy)])
+
+    def of_parts(self, parts: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> float:
+        """The same for a step given in parts (its mini-batches): ``(response_mask,
+        old_logprobs, entropy)`` of each; ``e_k`` is the mean over the tokens of all of them
+        (of every rank)."""
         full = self.controller.estimator == "full_vocab"
-        values = entropy if full else -old_logprobs
-        total, weight = distributed.all_reduce(
-            [float((values * self.mask).sum()), float(self.mask.sum())]
-        )
+        total, weight = 0.0, 0.0
+        for mask, old_logprobs, entropy in parts:
+            values = entropy if full else -old_logprobs
+            total += float((values * mask).sum())
+            weight += float(mask.sum())
+        total, weight = distributed.all_reduce([total, weight])
         self.e_k = total / weight if weight > 0 else 0.0
         self.coef, self.active = self.controller.coefficient(self.e_k)
         return self.coef if self.active else 0.0

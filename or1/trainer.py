@@ -2,8 +2,9 @@
 
 prompts -> rollout -> verifiers -> online filter -> advantages
   -> learner (old log-probs + entropy, entropy coefficient, optimiser step: one
-     on-policy step)
-  -> weight sync -> metrics, loggers, evaluation, checkpoint; stage changes on the way.
+     on-policy step, or ``trainer.updates_per_step`` steps on mini-batches of the groups)
+  -> weight sync -> metrics, loggers, evaluation, checkpoint; stage changes on the way
+     (the stage scheduler sees every step's metrics).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from or1 import checkpoint, distributed
 from or1.batch import rows_to_batch, sequence_rows
 from or1.dp_balance import balance
 from or1.evaluation import ProblemResult, evaluate, headline_key
+from or1.mini_batches import sequential_updates, split_groups
 from or1.profiling import StepProfiler
 from or1.run import Run, checkpoint_parts, config_dict, restart_rollout
 from or1.steps import (
@@ -64,7 +66,9 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
     if run.start_metrics is None and t.eval_at_start and run.val_sets:
         run.start_metrics = validate(run, run.start_step)
         loggers.metrics(run.start_step, run.start_metrics)
-    stage = c.stages.stage_at(run.start_step) if run.start_step else None
+    # the stage of the last step taken: a resumed run enters the next one as the uninterrupted
+    # run did (its resets, its announcement)
+    stage = c.stages.stage_at(run.start_step - 1) if run.start_step else None
     metrics: dict[str, float] = {}
     profiler = StepProfiler.of(run)  # trainer.profile: traces of a few steps
     # an engine restart is collective under torchrun: there a crashed engine ends the run
@@ -119,17 +123,29 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
 
         trained = metrics["filter/groups_kept"] > 0  # over every rank
         if trained:
-            rows = sequence_rows([g for g in groups if g.kept], stage.truncation)
-            rows, metrics["learner/dp_token_imbalance"] = balance(rows, *c.learner.data_shard())
-            batch = rows_to_batch(
-                rows, run.pad_id, cfg.rollout.temperature, stage.micro_batch_tokens
-            )
+            batches, imbalances = [], []  # one per update: mini-batches of whole groups
+            for part in split_groups([g for g in groups if g.kept], t.updates_per_step):
+                rows, dp_imbalance = balance(
+                    sequence_rows(part, stage.truncation), *c.learner.data_shard()
+                )
+                imbalances.append(dp_imbalance)
+                batches.append(
+                    rows_to_batch(
+                        rows, run.pad_id, cfg.rollout.temperature, stage.micro_batch_tokens
+                    )
+                )
+            metrics["learner/dp_token_imbalance"] = max(imbalances)  # the worst update's
             with timer("train"):
                 c.rollout.sleep()
                 if c.loss.needs_reference:
-                    batch.ref_logprobs = c.learner.compute_ref_logprobs(batch)
-                entropy_coef = EntropyCoefficient(c.entropy, batch.response_mask)
-                metrics |= c.learner.on_policy_step(batch, c.loss, entropy_coef)
+                    for batch in batches:
+                        batch.ref_logprobs = c.learner.compute_ref_logprobs(batch)
+                entropy_coef = EntropyCoefficient(c.entropy, batches[0].response_mask)
+                if len(batches) == 1:  # strictly on-policy: the recipe's single update
+                    metrics |= c.learner.on_policy_step(batches[0], c.loss, entropy_coef)
+                    metrics["train/updates"] = 1.0
+                else:  # old log-probs of every mini-batch first, then one update each
+                    metrics |= sequential_updates(c.learner, c.loss, entropy_coef, batches)
                 nonfinite.check(step, metrics)
                 c.entropy.update(entropy_coef.e_k)
             meter = WeightSyncMeter()
@@ -140,6 +156,7 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
             metrics["weight_sync/s"] = timer.seconds["weight_sync"]
             metrics |= entropy_coef.metrics()
         metrics["train/skipped"] = float(not trained)
+        c.stages.observe(step - 1, metrics)  # a signal-driven schedule may move on
         if warning := skipped.check(step, trained, metrics, t.group_size):
             loggers.message(warning, logging.WARNING)
 

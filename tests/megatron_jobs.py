@@ -277,12 +277,58 @@ def forward_and_weights(model_path: str, tp: int, lengths: list[int]) -> dict:
     return {"batch": batch, "logp": logp, "ent": ent, "weights": weights, "inv_freq": inv_freq}
 
 
+def split_groups_job(groups_per_rank: list[int], updates: int) -> dict:
+    """Every rank cuts its own kept groups (named ``r<rank>g<i>``) into the step's
+    mini-batches (``trainer.updates_per_step``); each rank's parts, gathered on rank 0."""
+    from or1 import distributed
+    from or1.mini_batches import split_groups
+
+    me = distributed.rank()
+    mine = [f"r{me}g{i}" for i in range(groups_per_rank[me])]
+    return {"parts": distributed.all_gather_object(split_groups(mine, updates))}
+
+
+UPDATE_BATCHES = (([6, 9, 4, 12], 1), ([5, 8, 7, 10], 2))
+"""The two mini-batches of :func:`updates` (lengths, seed of :func:`make_batch`)."""
+
+
+def updates(model_path: str, tp: int) -> dict:
+    """Two sequential updates (``trainer.updates_per_step=2``:
+    :func:`or1.mini_batches.sequential_updates`) of the Megatron learner on every rank's share
+    of the mini-batches of :data:`UPDATE_BATCHES`, with a constant entropy coefficient; the
+    step's metrics, the measured entropy and the log-probs of both mini-batches afterwards
+    (whole, on rank 0)."""
+    from omegaconf import OmegaConf
+
+    from or1.mini_batches import sequential_updates
+    from or1.steps import EntropyCoefficient
+    from or1_plugins.entropy import ConstantEntropy, ConstantEntropyConfig
+    from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
+
+    learner = make_learner(model_path, tp)
+    vocab = learner.arch.vocab_size
+    batches = [make_batch(lengths, vocab, seed=seed) for lengths, seed in UPDATE_BATCHES]
+    shares = [share(learner, b) for b in batches]
+    controller = ConstantEntropy(OmegaConf.structured(ConstantEntropyConfig(coef=0.01)))
+    coef = EntropyCoefficient(controller, shares[0][1].response_mask)
+    loss = OR1Loss(OmegaConf.structured(OR1LossConfig()))
+    metrics = sequential_updates(learner, loss, coef, [sub for _, sub in shares])
+    after = [
+        whole(learner, b, rows, learner.compute_logprobs(sub)[0])
+        for b, (rows, sub) in zip(batches, shares, strict=True)
+    ]
+    learner.close()
+    return {"metrics": metrics, "e_k": coef.e_k, "logp_after": after}
+
+
 JOBS = {
     "forward_and_weights": forward_and_weights,
     "recompute": recompute_modes,
     "equivalence": equivalence,
     "sequence": sequence,
     "exchange": exchange,
+    "split_groups": split_groups_job,
+    "updates": updates,
 }
 
 

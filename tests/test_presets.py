@@ -10,6 +10,11 @@ PRESETS = ["cpu_demo", "cpu_long_cot", "recipe", "or1_math_7b", "or1_7b", "or1_3
 
 
 def compose(preset: str):
+    return compose_with([f"experiment={preset}"])
+
+
+def compose_with(overrides: list[str]):
+    """The ``or1-train`` config with ``overrides``, checked for missing or bad values."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
@@ -18,7 +23,7 @@ def compose(preset: str):
 
     store_schemas(get_registry())
     with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
-        cfg = hydra_compose(config_name=CONFIG_NAME, overrides=[f"experiment={preset}"])
+        cfg = hydra_compose(config_name=CONFIG_NAME, overrides=overrides)
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # no missing or bad value
     return cfg
 

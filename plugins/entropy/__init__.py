@@ -1,4 +1,5 @@
-"""Entropy controllers: the OR1 adaptive controller, a constant coefficient, and none."""
+"""Entropy controllers: the OR1 adaptive controller, a proportional-integral one, a constant
+coefficient, and none."""
 
 from __future__ import annotations
 
@@ -25,6 +26,24 @@ class AdaptiveEntropyConfig(EntropyConfig):
     coef_min: float = 0.0
     """Lower bound of the coefficient."""
     coef_max: float = 0.005
+    """Upper bound of the coefficient."""
+
+
+@dataclass
+class PIEntropyConfig(EntropyConfig):
+    """The proportional-integral controller; the defaults suit the tiny CPU tasks (per-token
+    entropies of a few hundredths of a nat, coefficients up to 1), not the 7B recipe's scale."""
+
+    name: str = "pi"
+    target: float = 0.08
+    """Target entropy (nats per token); the error of a step is ``target - entropy``."""
+    kp: float = 2.0
+    """Proportional gain: coefficient per nat of this step's error."""
+    ki: float = 0.5
+    """Integral gain: coefficient per nat of the summed errors of every step so far."""
+    coef_min: float = 0.0
+    """Lower bound of the coefficient."""
+    coef_max: float = 1.0
     """Upper bound of the coefficient."""
 
 
@@ -87,6 +106,60 @@ class AdaptiveEntropy(EntropyController):
         self.coef = float(state["coef"])
 
 
+class PIEntropy(EntropyController):
+    """A proportional-integral controller on the entropy error, with anti-windup. At step
+    ``k``, with measured entropy ``e_k`` and error ``err_k = target - e_k``:
+    ``c_k = clip(kp * err_k + ki * I_k, coef_min, coef_max)``, where ``I_k`` is the sum of the
+    errors of steps ``1..k`` except those of steps that came while the controller was
+    saturated: when ``kp * err_k + ki * I_{k-1}`` already lies at or beyond a bound and
+    ``err_k`` pushes further that way, ``I_k = I_{k-1}`` (the integral stops growing while
+    clipped, so it does not wind up and the coefficient leaves the bound as soon as the error
+    changes sign). The bonus is active whenever ``c_k != 0``: unlike the adaptive rule, the
+    integral holds a steady coefficient also while the entropy sits at or above the target.
+    State: the integral and the last coefficient."""
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        _check_estimator(cfg)
+        for key in ("target", "kp", "ki"):
+            if getattr(cfg, key) < 0:
+                raise ConfigError(f"entropy.{key}={getattr(cfg, key)} must be >= 0")
+        if cfg.coef_min > cfg.coef_max:
+            raise ConfigError(f"entropy.coef_min={cfg.coef_min} must be <= coef_max={cfg.coef_max}")
+
+    def __init__(self, cfg: Any, ctx: Any = None) -> None:
+        self.check_config(cfg)
+        self.estimator = str(cfg.estimator)
+        self.cfg = cfg
+        self.integral, self.coef = 0.0, 0.0
+
+    def _step(self, entropy: float) -> tuple[float, float]:
+        """``(I_k, c_k)`` for measured entropy ``entropy``, from the current integral."""
+        cfg = self.cfg
+        err = cfg.target - entropy
+        held = cfg.kp * err + cfg.ki * self.integral  # the output if the integral stood still
+        saturated = (held >= cfg.coef_max and err > 0) or (held <= cfg.coef_min and err < 0)
+        integral = self.integral if saturated else self.integral + err
+        coef = min(max(cfg.kp * err + cfg.ki * integral, cfg.coef_min), cfg.coef_max)
+        return integral, coef
+
+    def coefficient(self, entropy: float) -> tuple[float, bool]:
+        _, coef = self._step(entropy)
+        return coef, coef != 0.0
+
+    def update(self, entropy: float) -> None:
+        self.integral, self.coef = self._step(entropy)
+
+    def reset(self) -> None:
+        self.integral, self.coef = 0.0, 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"integral": self.integral, "coef": self.coef}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.integral, self.coef = float(state["integral"]), float(state["coef"])
+
+
 class ConstantEntropy(EntropyController):
     """A fixed coefficient, always active."""
 
@@ -116,5 +189,6 @@ class NoEntropy(ConstantEntropy):
 @hookimpl
 def or1_register_entropy_controllers(register: Any) -> None:
     register("adaptive", AdaptiveEntropy, AdaptiveEntropyConfig)
+    register("pi", PIEntropy, PIEntropyConfig)
     register("constant", ConstantEntropy, ConstantEntropyConfig)
     register("none", NoEntropy, NoEntropyConfig)
