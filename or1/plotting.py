@@ -8,7 +8,8 @@ skipped.
 * ``reward.png``: mean reward per step (raw, light) and its moving average.
 * ``validation.png``: held-out Avg@K (solid) and the largest pass@k (dashed) per dataset.
 * ``entropy.png``: measured entropy with the controller's target line; the entropy coefficient.
-* ``length.png``: mean response length with the stage's max length; truncation rate.
+* ``length.png``: mean and median response length with the 10th-90th percentile band and the
+  stage's max length; truncation rate.
 * ``training.png``: the policy loss, the gradient norm, the PPO clip fraction and the groups
   the filter kept per step, and the rollout/learner mismatch metrics (``mismatch/*``) when a
   run logs them.
@@ -324,6 +325,15 @@ def plot_length(runs: Sequence[RunData], out: Path) -> Path | None:
     for i, (run, color) in enumerate(zip(runs, _colors(len(runs)), strict=True)):
         xs, ys = run.series("response_length/mean")
         top.plot(xs, ys, color=color, lw=1.5, label=_run_label(run, "mean response length", many))
+        if run.has("response_length/p90"):  # the spread of the step's lengths
+            px, lo = run.series("response_length/p10")
+            _, mid = run.series("response_length/p50")
+            _, hi = run.series("response_length/p90")
+            top.fill_between(
+                px, lo, hi, color=color, alpha=0.18, lw=0,
+                label=_run_label(run, "10th-90th percentile", many),
+            )  # fmt: skip
+            top.plot(px, mid, color=color, lw=1, ls=":", label=_run_label(run, "median", many))
         mx, my = run.series("stage/max_response_length")
         if mx and i == 0:
             top.step(mx, my, where="mid", color="0.3", ls="--", lw=1, label="stage max length")

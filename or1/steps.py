@@ -271,10 +271,20 @@ def assign_advantages(estimator: AdvantageEstimator, groups: Sequence[Group], st
         g.advantages = [float(a) for a in row]
 
 
+def nearest_rank(sorted_values: Sequence[int], q: int) -> float:
+    """The ``q``-th percentile of ascending ``sorted_values`` by the nearest-rank rule (the
+    smallest value with at least ``q``% of the values at or below it); 0 when empty."""
+    if not sorted_values:
+        return 0.0
+    k = max(1, -(-q * len(sorted_values) // 100))  # ceil(q/100 * n), at least the first
+    return float(sorted_values[k - 1])
+
+
 def rollout_metrics(groups: Sequence[Group], extra_rollouts: int) -> dict[str, float]:
     """Reward, length and filter statistics over every completion sampled in the step, by
-    every engine of the launch (sums, maxima and counts reduced over the ranks; each rank
-    passes the groups its engine handed on, none on the other ranks of an engine)."""
+    every engine of the launch (sums and counts reduced over the ranks, the response lengths
+    gathered for their maximum and 10th/50th/90th percentiles; each rank passes the groups its
+    engine handed on, none on the other ranks of an engine)."""
     comps = [c for g in groups for c in g.completions]
     kept = [g for g in groups if g.kept]
     sums = distributed.all_reduce(
@@ -291,15 +301,18 @@ def rollout_metrics(groups: Sequence[Group], extra_rollouts: int) -> dict[str, f
         ]
     )
     reward, n, kept_reward, kept_n, length, truncated, n_kept, n_dropped, extra = sums
-    (longest,) = distributed.all_reduce(
-        [max((len(c.response_ids) for c in comps), default=0)], "max"
+    lengths = sorted(
+        x
+        for part in distributed.all_gather_object([len(c.response_ids) for c in comps])
+        for x in part
     )
     n = max(n, 1.0)
     return {
         "reward/mean": reward / n,
         "reward/kept_mean": kept_reward / max(1.0, kept_n),
         "response_length/mean": length / n,
-        "response_length/max": float(longest),
+        "response_length/max": float(lengths[-1] if lengths else 0),
+        **{f"response_length/p{q}": nearest_rank(lengths, q) for q in (10, 50, 90)},
         "response/truncated_frac": truncated / n,
         "filter/groups_kept": n_kept,
         "filter/groups_dropped": n_dropped,

@@ -193,3 +193,28 @@ def test_adaptive_entropy_controller_sequence():
     assert ctl.coef == pytest.approx(0.0, abs=1e-12)  # clipped at coef_min
     ctl.reset()
     assert ctl.state_dict() == {"coef": 0.0}
+
+
+def test_rollout_metrics_give_the_length_distribution_by_hand():
+    """Lengths 1..10 over two groups (one dropped by the filter): mean 5.5, max 10, and the
+    nearest-rank percentiles p10 = 1, p50 = 5, p90 = 9; 2 of 10 hit the budget."""
+    from or1.steps import rollout_metrics
+    from or1.types import Completion, Group, Prompt
+
+    def comp(n: int, reason: str = "stop") -> Completion:
+        return Completion([0], [7] * n, [0.0] * n, reason, "")
+
+    a = Group(Prompt("a", {}, [0]), [comp(n) for n in (5, 1, 9, 3, 7)], rewards=[1, 0, 0, 0, 0])
+    b = Group(Prompt("b", {}, [0]), [comp(n) for n in (2, 8, 4, 6)] + [comp(10, "length")])
+    b.rewards, b.kept = [0.0] * 5, False
+    a.completions[2].finish_reason = "length"
+    m = rollout_metrics([a, b], extra_rollouts=0)
+    assert m["response_length/mean"] == 5.5 and m["response_length/max"] == 10
+    assert (m["response_length/p10"], m["response_length/p50"], m["response_length/p90"]) == (
+        1,
+        5,
+        9,
+    )
+    assert m["response/truncated_frac"] == 0.2
+    assert (m["filter/groups_kept"], m["filter/groups_dropped"]) == (1, 1)
+    assert m["reward/mean"] == 0.1 and m["reward/kept_mean"] == 0.2
