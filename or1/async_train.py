@@ -70,7 +70,8 @@ def rollout_side(run: Run) -> None:
     start = run.start_step
     first = start + 1 if run.resumed_from is None else start + 2  # batch start+1 in flight
     version = start
-    gen_stage = _in_flight(run)["stage"].index if run.resumed_from is not None else None
+    resumed = run.resumed_from is not None and first <= run.total_steps
+    gen_stage = _in_flight(run)["stage"].index if resumed else None
     for j in range(first, run.total_steps + 1):
         if j - 2 >= start + 1:
             header = receive_weights(run)
@@ -148,7 +149,9 @@ def learner_side(run: Run, loggers: Any, stop: GracefulStop) -> dict[str, Any]:
     if run.start_metrics is None and t.eval_at_start and run.val_sets:
         run.start_metrics = validate(run, run.start_step)
         loggers.metrics(run.start_step, run.start_metrics)
-    if run.resumed_from is not None:
+    if run.start_step >= run.total_steps:  # a finished run resumed: nothing to train
+        incoming, stage = None, None
+    elif run.resumed_from is not None:
         saved = _in_flight(run)
         incoming, stage = saved["batch"], saved["trained_stage"]
     else:
