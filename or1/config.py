@@ -129,6 +129,13 @@ class TrainerConfig:
     """Optimiser steps per rollout batch: the kept groups split into this many mini-batches of
     whole groups, trained in turn against the sampling policy's log-probs (1: strictly
     on-policy, the recipe's; more are off-policy, the PPO clip matters)."""
+    async_steps: int = 0
+    """0: the strictly on-policy loop (generate, then train, every rank doing both); 1:
+    one-step asynchronous: ``rollout_ranks`` ranks generate step k+1's samples with the
+    weights step k trains from while the other ranks train step k (torchrun, 2+ processes;
+    ``loss.rollout_correction`` defaults to tis)."""
+    rollout_ranks: int = 1
+    """async_steps=1: how many ranks (the last ones) generate; the others train."""
     save_every: int = 0
     """Save a resumable checkpoint every this many steps (0: only at the end)."""
     keep_checkpoints: int = 2

@@ -38,6 +38,10 @@ from or1.errors import ConfigError
 _control: Any = None
 """A gloo group over every rank for pickled objects and scalars (set by :func:`init`)."""
 
+_side: tuple[Any, int] | None = None
+"""``(group, size)`` of the side this rank runs on in an asynchronous launch (rollout ranks
+or learner ranks, :func:`side`): the helpers below then reduce over that side only."""
+
 TORCHRUN_VARIABLES = (
     "RANK",
     "LOCAL_RANK",
@@ -222,7 +226,10 @@ def is_main() -> bool:
 
 
 def multi() -> bool:
-    """True in a launch of more than one process (after :func:`init`)."""
+    """True in a launch of more than one process (after :func:`init`); inside :func:`side`,
+    true when that side has more than one rank."""
+    if _side is not None:
+        return _side[1] > 1
     return _initialised() and dist.get_world_size() > 1
 
 
@@ -264,8 +271,40 @@ def check_gpus_per_node(gpus: int, job: JobLaunch | None = None) -> None:
 
 
 def control_group() -> Any:
-    """The gloo group over every rank (host-memory traffic on any backend)."""
+    """The gloo group over every rank (host-memory traffic on any backend); inside
+    :func:`side`, that side's gloo group."""
+    if _side is not None:
+        return _side[0]
+    return bridge_group()
+
+
+def bridge_group() -> Any:
+    """The gloo group over every rank, also inside :func:`side` (what the two sides of an
+    asynchronous launch exchange travels on it)."""
     return _control if _control is not None else dist.group.WORLD
+
+
+def side_groups(first: int) -> tuple[Any, Any]:
+    """Collective: gloo groups of ranks ``0 .. first - 1`` and ``first .. world - 1`` (every
+    rank creates both, in this order, as torch.distributed requires)."""
+    world = dist.get_world_size()
+    low = dist.new_group(ranks=list(range(first)), backend="gloo")
+    high = dist.new_group(ranks=list(range(first, world)), backend="gloo")
+    return low, high
+
+
+@contextlib.contextmanager
+def side(group: Any, size: int) -> Iterator[None]:
+    """Within the block, :func:`all_reduce`, :func:`all_gather_object`, :func:`barrier` and
+    :func:`multi` see only the ranks of ``group`` (``size`` of them): one side of an
+    asynchronous launch (:mod:`or1.async_train`) runs the trainer's pieces among its own
+    ranks while the other side does something else."""
+    global _side
+    before, _side = _side, (group, size)
+    try:
+        yield
+    finally:
+        _side = before
 
 
 def broadcast_object(obj: Any = None, src: int = 0) -> Any:

@@ -86,6 +86,7 @@ class Run:
     total_steps: int
     start_step: int = 0
     start_metrics: dict[str, float] | None = None
+    resumed_from: Path | None = None
     hook: Any = None
     layout: distributed.EngineLayout = distributed.EngineLayout()
 
@@ -122,6 +123,13 @@ def check_values(cfg: DictConfig) -> None:
     check_micro_batch_budgets(cfg)
     if t.total_steps is not None and t.total_steps < 1:
         raise ConfigError(f"trainer.total_steps={t.total_steps} must be >= 1")
+    if t.async_steps not in (0, 1):
+        raise ConfigError(
+            f"trainer.async_steps={t.async_steps} is not supported (0: strictly on-policy, "
+            "1: one-step asynchronous)"
+        )
+    if t.async_steps and t.rollout_ranks < 1:
+        raise ConfigError(f"trainer.rollout_ranks={t.rollout_ranks} must be >= 1")
     if not cfg.rollout.temperature >= MIN_TEMPERATURE:
         raise ConfigError(
             f"rollout.temperature={cfg.rollout.temperature} must be >= {MIN_TEMPERATURE} (lower temperatures overflow the "
@@ -354,6 +362,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
     """Everything a run needs, in the order that fails cheapest first."""
     registry = get_registry()
     add_default_loggers(cfg, registry)
+    async_defaults(cfg)
     check_config(cfg, registry)
     if distributed.is_main():
         log.info("or1-train: %s", run_description(cfg))
@@ -440,6 +449,8 @@ def check_launch(cfg: DictConfig, registry: Registry) -> distributed.EngineLayou
     (torchrun) needs a learner that runs in several processes, and the rollout engine's
     ``tensor_parallel_size`` must divide the world."""
     n = distributed.world_size()
+    if cfg.trainer.async_steps:
+        return check_async_launch(cfg, n)
     layout = distributed.engine_layout(int(getattr(cfg.rollout, "tensor_parallel_size", 1)))
     learner = registry.get("learner", cfg.learner.name).factory
     check = getattr(learner, "check_launch", None)
@@ -458,6 +469,53 @@ def check_launch(cfg: DictConfig, registry: Registry) -> distributed.EngineLayou
             f"cannot run in a {n}-process torchrun launch"
         )
     return layout
+
+
+def check_async_launch(cfg: DictConfig, n: int) -> distributed.EngineLayout:
+    """``trainer.async_steps=1``: rollout engines and the learner on disjoint ranks, the last
+    ``trainer.rollout_ranks`` ranks generating (one engine each) and the one rank before them
+    training; this rank's engine layout among the rollout ranks (the learner rank's engine,
+    which validates, is one engine of its own)."""
+    t = cfg.trainer
+    if n - t.rollout_ranks < 1:
+        raise ConfigError(
+            f"trainer.rollout_ranks={t.rollout_ranks} leaves no learner rank of the {n} "
+            "process(es) of this launch (trainer.async_steps=1 trains on separate ranks: launch "
+            f"with torchrun --nproc-per-node {t.rollout_ranks + 1})"
+        )
+    if n - t.rollout_ranks > 1:
+        raise ConfigError(
+            f"trainer.rollout_ranks={t.rollout_ranks} leaves {n - t.rollout_ranks} learner ranks "
+            f"of the {n} process(es); trainer.async_steps=1 trains on one rank (set "
+            f"trainer.rollout_ranks={n - 1})"
+        )
+    tp = int(getattr(cfg.rollout, "tensor_parallel_size", 1) or 1)
+    if tp != 1:
+        raise ConfigError(
+            f"rollout.tensor_parallel_size={tp}: trainer.async_steps=1 runs one engine per "
+            "rollout rank (tensor_parallel_size=1)"
+        )
+    learners = n - t.rollout_ranks
+    r = distributed.rank()
+    if r < learners:
+        return distributed.EngineLayout(0, 1, 1)
+    return distributed.EngineLayout(r - learners, t.rollout_ranks, 1)
+
+
+def async_defaults(cfg: DictConfig) -> None:
+    """``trainer.async_steps=1`` trains on samples of a one-step-stale policy: the loss's
+    rollout correction becomes ``tis`` unless ``loss.rollout_correction`` is set on the
+    command line."""
+    if not cfg.trainer.async_steps or "rollout_correction" not in cfg.loss:
+        return
+    from hydra.core.hydra_config import HydraConfig
+
+    named = HydraConfig.initialized() and any(
+        o.split("=", 1)[0].lstrip("+~") == "loss.rollout_correction"
+        for o in HydraConfig.get().overrides.task
+    )
+    if not named and cfg.loss.rollout_correction == "none":
+        cfg.loss.rollout_correction = "tis"
 
 
 def check_parallel_sizes(cfg: DictConfig, model_path: Path) -> None:
@@ -692,6 +750,7 @@ def restore(run: Run, path: Path) -> None:
     set_rng_state(mine["rng"])
     run.start_step = int(state["step"])
     run.start_metrics = state.get("start_metrics")
+    run.resumed_from = path
     # the engine must serve the restored policy
     run.components.rollout.update_weights(run.components.learner.named_weights())
     log.info("resumed from %s (step %d)", path, run.start_step)

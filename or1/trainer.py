@@ -60,6 +60,10 @@ def train(run: Run) -> dict[str, Any]:
 
 def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
     cfg, c, t = run.cfg, run.components, run.cfg.trainer
+    if t.async_steps:  # rollout and learner on disjoint ranks, one step apart
+        from or1.async_train import train_async
+
+        return train_async(run, loggers, stop)
     nonfinite = NonFiniteGuard(t.max_nonfinite_steps)
     skipped = SkippedSteps()
     run.hook.or1_train_start(config=cfg, run_dir=run.run_dir, start_step=run.start_step)
@@ -80,37 +84,9 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
         if stage is None or new_stage.index != stage.index:
             enter_stage(run, stage, new_stage, loggers)
         stage = new_stage
-        params = SamplingParams(
-            n=t.group_size,
-            temperature=cfg.rollout.temperature,
-            top_p=cfg.rollout.top_p,
-            top_k=cfg.rollout.top_k,
-            max_tokens=stage.max_response_length,
-        )
+        params = sampling_params(run, stage)
 
-        groups, extra, round_ = [], 0, 0
-        while True:  # sample, score, filter; refill while the filter wants a full batch
-            need = t.prompts_per_step - kept_groups(groups)
-            params.seed = step_seed(t.seed, step, round_, run.layout.index)
-            prompts = distributed.deal(run.sampler.next(need), run.layout)  # this engine's
-            with OverlappedScoring(c.verifier, prompts) as scoring:  # rewards while generating
-                # an engine's other ranks generate the same samples with it and drop them
-                hand_on = scoring.submit if run.layout.leader else None
-                with timer("rollout"):
-                    new = generate_groups(c.rollout, prompts, params, restart, hand_on)
-                new = new if run.layout.leader else []
-                with timer("reward"):  # what is left to score once generation is done
-                    scoring.finish(new)
-            apply_filter(c.filter, new)
-            groups += new
-            extra += len(new) * t.group_size if round_ else 0
-            round_ += 1
-            if not (
-                c.filter.refill
-                and kept_groups(groups) < t.prompts_per_step
-                and round_ <= t.max_refill_rounds
-            ):
-                break
+        groups, extra = collect_groups(run, step, params, timer, restart)
         assign_advantages(c.advantage, groups, stage)
         metrics = {
             "step": step,
@@ -123,31 +99,9 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
 
         trained = metrics["filter/groups_kept"] > 0  # over every rank
         if trained:
-            batches, imbalances = [], []  # one per update: mini-batches of whole groups
-            for part in split_groups([g for g in groups if g.kept], t.updates_per_step):
-                rows, dp_imbalance = balance(
-                    sequence_rows(part, stage.truncation), *c.learner.data_shard()
-                )
-                imbalances.append(dp_imbalance)
-                batches.append(
-                    rows_to_batch(
-                        rows, run.pad_id, cfg.rollout.temperature, stage.micro_batch_tokens
-                    )
-                )
-            metrics["learner/dp_token_imbalance"] = max(imbalances)  # the worst update's
-            with timer("train"):
-                c.rollout.sleep()
-                if c.loss.needs_reference:
-                    for batch in batches:
-                        batch.ref_logprobs = c.learner.compute_ref_logprobs(batch)
-                entropy_coef = EntropyCoefficient(c.entropy, batches[0].response_mask)
-                if len(batches) == 1:  # strictly on-policy: the recipe's single update
-                    metrics |= c.learner.on_policy_step(batches[0], c.loss, entropy_coef)
-                    metrics["train/updates"] = 1.0
-                else:  # old log-probs of every mini-batch first, then one update each
-                    metrics |= sequential_updates(c.learner, c.loss, entropy_coef, batches)
-                nonfinite.check(step, metrics)
-                c.entropy.update(entropy_coef.e_k)
+            entropy_coef = learner_update(
+                run, step, groups, stage, metrics, nonfinite, timer, c.rollout.sleep
+            )
             meter = WeightSyncMeter()
             with timer("weight_sync"):
                 c.rollout.wake_up()
@@ -187,6 +141,95 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
     summary = finish(run, metrics, loggers)
     run.hook.or1_train_end(run_dir=run.run_dir, summary=summary)
     return summary
+
+
+def learner_update(
+    run: Run,
+    step: int,
+    groups: list[Any],
+    stage: Any,
+    metrics: dict[str, float],
+    nonfinite: NonFiniteGuard,
+    timer: Timer,
+    before: Any = None,
+) -> EntropyCoefficient:
+    """The learner's part of a step on the kept groups: one on-policy update, or
+    ``trainer.updates_per_step`` updates on mini-batches of whole groups; the entropy
+    controller sees the step's entropy. ``before`` runs first inside the ``train`` timer (the
+    engine's sleep). Adds the update's metrics to ``metrics``."""
+    cfg, c, t = run.cfg, run.components, run.cfg.trainer
+    batches, imbalances = [], []  # one per update: mini-batches of whole groups
+    for part in split_groups([g for g in groups if g.kept], t.updates_per_step):
+        rows, dp_imbalance = balance(sequence_rows(part, stage.truncation), *c.learner.data_shard())
+        imbalances.append(dp_imbalance)
+        batches.append(
+            rows_to_batch(rows, run.pad_id, cfg.rollout.temperature, stage.micro_batch_tokens)
+        )
+    metrics["learner/dp_token_imbalance"] = max(imbalances)  # the worst update's
+    with timer("train"):
+        if before is not None:
+            before()
+        if c.loss.needs_reference:
+            for batch in batches:
+                batch.ref_logprobs = c.learner.compute_ref_logprobs(batch)
+        entropy_coef = EntropyCoefficient(c.entropy, batches[0].response_mask)
+        if len(batches) == 1:  # strictly on-policy: the recipe's single update
+            metrics |= c.learner.on_policy_step(batches[0], c.loss, entropy_coef)
+            metrics["train/updates"] = 1.0
+        else:  # old log-probs of every mini-batch first, then one update each
+            metrics |= sequential_updates(c.learner, c.loss, entropy_coef, batches)
+        nonfinite.check(step, metrics)
+        c.entropy.update(entropy_coef.e_k)
+    return entropy_coef
+
+
+def sampling_params(run: Run, stage: Any) -> SamplingParams:
+    """The rollout sampling settings of a step in ``stage`` (the seed is set per round)."""
+    cfg = run.cfg
+    return SamplingParams(
+        n=cfg.trainer.group_size,
+        temperature=cfg.rollout.temperature,
+        top_p=cfg.rollout.top_p,
+        top_k=cfg.rollout.top_k,
+        max_tokens=stage.max_response_length,
+    )
+
+
+def collect_groups(
+    run: Run,
+    step: int,
+    params: SamplingParams,
+    timer: Timer,
+    restart: Any = None,
+) -> tuple[list[Any], int]:
+    """Sample, score and filter this engine's groups of ``step``, refilling while the filter
+    wants a full batch; returns them and the number of extra rollouts the refills took."""
+    c, t = run.components, run.cfg.trainer
+    groups: list[Any] = []
+    extra, round_ = 0, 0
+    while True:  # sample, score, filter; refill while the filter wants a full batch
+        need = t.prompts_per_step - kept_groups(groups)
+        params.seed = step_seed(t.seed, step, round_, run.layout.index)
+        prompts = distributed.deal(run.sampler.next(need), run.layout)  # this engine's
+        with OverlappedScoring(c.verifier, prompts) as scoring:  # rewards while generating
+            # an engine's other ranks generate the same samples with it and drop them
+            hand_on = scoring.submit if run.layout.leader else None
+            with timer("rollout"):
+                new = generate_groups(c.rollout, prompts, params, restart, hand_on)
+            new = new if run.layout.leader else []
+            with timer("reward"):  # what is left to score once generation is done
+                scoring.finish(new)
+        apply_filter(c.filter, new)
+        groups += new
+        extra += len(new) * t.group_size if round_ else 0
+        round_ += 1
+        if not (
+            c.filter.refill
+            and kept_groups(groups) < t.prompts_per_step
+            and round_ <= t.max_refill_rounds
+        ):
+            break
+    return groups, extra
 
 
 def validate(run: Run, step: int) -> dict[str, float]:
