@@ -475,6 +475,10 @@ def test_only_rank_0_of_a_job_writes_the_summary_after_its_job(tmp_path, monkeyp
     for key, value in LOCAL_TASK.items():
         monkeypatch.setenv(key, value)  # this process: task 1 of a 2-task local job
     monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
+    # the rank comes from the job's variables here, not from a world of one that an
+    # in-process learner test of the same pytest run may have left initialised
+    monkeypatch.setattr("or1.distributed._initialised", lambda: False)
     SweepSummary().on_job_end(config, None)
     assert not (tmp_path / "sweep_summary.md").exists()
     monkeypatch.setenv("SUBMITIT_LOCAL_GLOBALID", "0")
