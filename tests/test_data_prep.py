@@ -458,6 +458,7 @@ def test_judge_keeps_verdicts_and_drops_flagged_rows(tmp_path, tiny_model, cache
 # ------------------------------------------------- the CPU demo's pool, then training
 
 
+@pytest.mark.slow  # data preparation then a training run (~30-50 s): make test-slow
 def test_demo_pool_pipeline_then_training_on_its_output(tmp_path, cache_dir):
     out = tmp_path / "prep"
     args = [

@@ -13,6 +13,7 @@ from tests.conftest import LIGHTLY_WARMED, REFERENCE_ENGINES, read_jsonl, run_cl
 TARGET, DELTA, COEF_MAX = 100.0, 1e-3, 2.5e-3  # target above any entropy: the gate is always on
 
 
+@pytest.mark.slow  # a 30-step run recomputed from its logs (~70-130 s): make test-slow
 def test_advantages_filter_and_controller_recomputed_from_the_logs(tmp_path, cache_dir):
     run_dir = tmp_path / "run"
     args = [
