@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,40 @@ def run_cli(
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def torchrun(
+    args: list[str], cwd: Path, nproc: int = 2, env: dict | None = None, **kw
+) -> subprocess.Popen:
+    """``torchrun --standalone --nproc-per-node=nproc or1-train args`` (stdout and stderr
+    together); --standalone: a free rendezvous port, so concurrent launches do not clash."""
+    return subprocess.Popen(
+        [
+            str(BIN / "torchrun"),
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            str(BIN / "or1-train"),
+            *args,
+        ],
+        cwd=cwd,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **kw,
+    )
+
+
+def kill_launch_after_checkpoint(launch: subprocess.Popen, run_dir: Path, step: int) -> None:
+    """SIGKILL the whole launch (started with ``start_new_session=True``) as soon as the
+    checkpoint of ``step`` is complete under ``run_dir`` (within 10 minutes)."""
+    try:
+        deadline = time.time() + 600
+        while not (run_dir / "checkpoints" / f"step_{step}" / "manifest.json").is_file():
+            assert launch.poll() is None and time.time() < deadline
+            time.sleep(0.1)
+        os.killpg(launch.pid, signal.SIGKILL)
+        launch.wait(timeout=60)
+    finally:
+        if launch.poll() is None:
+            os.killpg(launch.pid, signal.SIGKILL)

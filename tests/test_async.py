@@ -3,15 +3,17 @@ processes, the tiny untrained model with the entropy bonus on so the weights mov
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
-from pathlib import Path
-
 import pytest
 
-from tests.conftest import BIN, COMPARED, FAST_RUN, MOVING, read_jsonl, run_cli
+from tests.conftest import (
+    COMPARED,
+    FAST_RUN,
+    MOVING,
+    kill_launch_after_checkpoint,
+    read_jsonl,
+    run_cli,
+    torchrun,
+)
 
 ASYNC = [
     *FAST_RUN,
@@ -20,24 +22,6 @@ ASYNC = [
     "trainer.eval_at_start=false",
     "eval.max_problems=4",
 ]
-
-
-def torchrun(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            str(BIN / "torchrun"),
-            "--standalone",
-            "--nproc-per-node=2",
-            str(BIN / "or1-train"),
-            *args,
-        ],
-        cwd=cwd,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        **kw,
-    )
 
 
 @pytest.mark.parametrize(
@@ -98,16 +82,7 @@ def test_one_step_async_overlaps_tags_weight_versions_and_resumes_exactly_after_
     run_dir = tmp_path / "b"
     args = [*ASYNC, "trainer.total_steps=6", "trainer.save_every=2", f"hydra.run.dir={run_dir}"]
     launch = torchrun(args, tmp_path, start_new_session=True)
-    try:
-        deadline = time.time() + 600
-        while not (run_dir / "checkpoints" / "step_2" / "manifest.json").is_file():
-            assert launch.poll() is None and time.time() < deadline
-            time.sleep(0.1)
-        os.killpg(launch.pid, signal.SIGKILL)
-        launch.wait(timeout=60)
-    finally:
-        if launch.poll() is None:
-            os.killpg(launch.pid, signal.SIGKILL)
+    kill_launch_after_checkpoint(launch, run_dir, 2)
     resumed = torchrun([*args, "trainer.resume=auto"], tmp_path)
     out, _ = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, out[-6000:]

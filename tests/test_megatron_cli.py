@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import BIN, COMPARED, FAST_RUN, LIGHTLY_WARMED, read_jsonl, run_cli
+from tests.conftest import (
+    BIN,
+    COMPARED,
+    FAST_RUN,
+    LIGHTLY_WARMED,
+    kill_launch_after_checkpoint,
+    read_jsonl,
+    run_cli,
+    torchrun,
+)
 from tests.megatron_jobs import free_port
 
 # A lightly warmed tiny model (about 20% accuracy; its answers need up to 64 tokens) so that
@@ -35,27 +44,6 @@ RUN = [
     "entropy.delta=0.05",
     "entropy.coef_max=1.0",
 ]
-
-
-def torchrun(
-    args: list[str], cwd: Path, nproc: int = 2, env: dict | None = None, **kw
-) -> subprocess.Popen:
-    return subprocess.Popen(
-        # --standalone: a free rendezvous port, so concurrent launches on the machine do not clash
-        [
-            str(BIN / "torchrun"),
-            "--standalone",
-            f"--nproc-per-node={nproc}",
-            str(BIN / "or1-train"),
-            *args,
-        ],
-        cwd=cwd,
-        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        **kw,
-    )
 
 
 @pytest.mark.parametrize(
@@ -207,16 +195,7 @@ def test_vllm_dp2_every_rank_generates_and_a_killed_launch_resumes_exactly(tmp_p
     run_dir = tmp_path / "b"
     args = [*VLLM_DP2, "trainer.total_steps=4", f"hydra.run.dir={run_dir}"]
     launch = torchrun(args, tmp_path, start_new_session=True)
-    try:
-        deadline = time.time() + 600
-        while not (run_dir / "checkpoints" / "step_2" / "manifest.json").is_file():
-            assert launch.poll() is None and time.time() < deadline
-            time.sleep(0.2)
-        os.killpg(launch.pid, signal.SIGKILL)
-        launch.wait(timeout=60)
-    finally:
-        if launch.poll() is None:
-            os.killpg(launch.pid, signal.SIGKILL)
+    kill_launch_after_checkpoint(launch, run_dir, 2)
     resumed = torchrun([*args, "trainer.resume=auto"], tmp_path)
     out, _ = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, out[-6000:]
