@@ -141,7 +141,7 @@ def receive_weights(run: Run) -> dict[str, Any]:
 
 def learner_side(run: Run, loggers: Any, stop: GracefulStop) -> dict[str, Any]:
     """Train steps ``start + 1 .. total`` on the batches the rollout ranks send, one behind."""
-    from or1.trainer import enter_stage, finish, learner_update, validate
+    from or1.trainer import enter_stage, finish, learner_update, stopped, validate
 
     cfg, c, t = run.cfg, run.components, run.cfg.trainer
     nonfinite, skipped = NonFiniteGuard(t.max_nonfinite_steps), SkippedSteps()
@@ -214,13 +214,8 @@ def learner_side(run: Run, loggers: Any, stop: GracefulStop) -> dict[str, Any]:
             save_async_checkpoint(run, step, stage, incoming, loggers)
         run.hook.or1_step_end(step=step, metrics=metrics, groups=groups)
         if stopping and step < run.total_steps:
-            loggers.message(
-                f"stopped by {stop.signal_name} after step {step}; resume with trainer.resume=auto"
-            )
-            return {"steps": step, "stopped_by": stop.signal_name, "run_dir": str(run.run_dir)}
-    summary = finish(run, metrics, loggers)
-    run.hook.or1_train_end(run_dir=run.run_dir, summary=summary)
-    return summary
+            return stopped(run, step, stop, loggers)
+    return finish(run, metrics, loggers)
 
 
 def send_weights(run: Run, version: int, stop: bool) -> int:

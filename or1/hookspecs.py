@@ -218,4 +218,5 @@ def or1_checkpoint_saved(step: int, path: Path) -> None:
 
 @hookspec
 def or1_train_end(run_dir: Path, summary: dict[str, Any]) -> None:
-    """After the last step and the final export; ``summary`` holds start/end accuracies."""
+    """After the last step, the final export and ``summary.json``; not called
+    when a signal stopped the run early. ``summary`` holds start/end accuracies."""

@@ -133,14 +133,9 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
             save_checkpoint(run, step, loggers)
         run.hook.or1_step_end(step=step, metrics=metrics, groups=groups)
         if stopping and step < run.total_steps:
-            loggers.message(
-                f"stopped by {stop.signal_name} after step {step}; resume with trainer.resume=auto"
-            )
-            return {"steps": step, "stopped_by": stop.signal_name, "run_dir": str(run.run_dir)}
+            return stopped(run, step, stop, loggers)
 
-    summary = finish(run, metrics, loggers)
-    run.hook.or1_train_end(run_dir=run.run_dir, summary=summary)
-    return summary
+    return finish(run, metrics, loggers)
 
 
 def learner_update(
@@ -301,8 +296,17 @@ def save_checkpoint(run: Run, step: int, loggers: LoggerSet) -> None:
     distributed.barrier()  # the checkpoint exists once any rank goes on
 
 
+def stopped(run: Run, step: int, stop: GracefulStop, loggers: LoggerSet) -> dict[str, Any]:
+    """The summary of a run stopped by a signal after ``step`` (checkpointed; resumable)."""
+    loggers.message(
+        f"stopped by {stop.signal_name} after step {step}; resume with trainer.resume=auto"
+    )
+    return {"steps": step, "stopped_by": stop.signal_name, "run_dir": str(run.run_dir)}
+
+
 def finish(run: Run, last: dict[str, float], loggers: LoggerSet) -> dict[str, Any]:
-    """Export the policy, write ``summary.json`` and report start vs end accuracy."""
+    """Export the policy, write ``summary.json``, report start vs end accuracy and call the
+    ``or1_train_end`` hook."""
     import json
 
     summary: dict[str, Any] = {"steps": run.total_steps, "run_dir": str(run.run_dir)}
@@ -326,6 +330,7 @@ def finish(run: Run, last: dict[str, float], loggers: LoggerSet) -> dict[str, An
             )
     if distributed.is_main():
         (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    run.hook.or1_train_end(run_dir=run.run_dir, summary=summary)
     return summary
 
 
