@@ -35,8 +35,18 @@ import torch
 import torch.distributed as dist
 
 from or1 import checkpoint, distributed
+from or1.partial_rollouts import PartialRollouts
 from or1.run import Run, rng_state
-from or1.steps import NonFiniteGuard, SkippedSteps, Timer, engine_metrics, rollout_metrics
+from or1.steps import (
+    NonFiniteGuard,
+    OverlappedScoring,
+    SkippedSteps,
+    Timer,
+    apply_filter,
+    engine_metrics,
+    rollout_metrics,
+    step_seed,
+)
 from or1.stopping import GracefulStop
 
 log = logging.getLogger("or1.async_train")
@@ -72,6 +82,7 @@ def rollout_side(run: Run) -> None:
     version = start
     resumed = run.resumed_from is not None and first <= run.total_steps
     gen_stage = _in_flight(run)["stage"].index if resumed else None
+    pool = partial_pool(run)
     for j in range(first, run.total_steps + 1):
         if j - 2 >= start + 1:
             header = receive_weights(run)
@@ -83,12 +94,15 @@ def rollout_side(run: Run) -> None:
             run.sampler.restart()
         gen_stage = stage.index
         timer, began = Timer(), time.time()
-        groups, extra = collect_groups(run, j, sampling_params(run, stage), timer)
-        assign_advantages(c.advantage, groups, stage)
         metrics = {
             "stage": stage.index,
             "stage/max_response_length": stage.max_response_length,
         }
+        if pool is None:
+            groups, extra = collect_groups(run, j, sampling_params(run, stage), timer)
+        else:
+            groups, extra = collect_partial(run, pool, j, stage, timer, metrics)
+        assign_advantages(c.advantage, groups, stage)
         metrics |= rollout_metrics(groups, extra)
         samples = sum(len(g.completions) for g in groups)
         metrics |= engine_metrics(run.layout, samples, timer.seconds["rollout"])
@@ -101,20 +115,62 @@ def rollout_side(run: Run) -> None:
             "version": version,
             "began": began,
             "ended": time.time(),
-            "state": rollout_state(run),
+            "state": rollout_state(run, pool),
         }
         _exchange_batch(batch)
 
 
-def rollout_state(run: Run) -> dict[str, Any]:
+def partial_pool(run: Run) -> PartialRollouts | None:
+    """This rollout rank's pool of open samples with ``trainer.partial_rollout_tokens`` (the
+    checkpoint's on a resumed run), else None."""
+    t = run.cfg.trainer
+    if not t.partial_rollout_tokens:
+        return None
+    pool = PartialRollouts(t.partial_rollout_tokens, t.group_size)
+    if run.resumed_from is not None:  # (the last step's checkpoint has none: nothing to go on)
+        ranks = checkpoint.load(run.resumed_from, "state")["ranks"]
+        if saved := ranks[distributed.rank()].get("partial"):
+            pool.load_state_dict(saved)
+    return pool
+
+
+def collect_partial(
+    run: Run, pool: PartialRollouts, step: int, stage: Any, timer: Timer, metrics: dict[str, float]
+) -> tuple[list[Any], int]:
+    """Step ``step``'s batch with partial rollouts: this engine's share of the step's new
+    prompts joins the pool, every open sample generates up to the budget, and the groups that
+    finished are scored and filtered (no refill: the next step's prompts top the pool up)."""
+    from or1.trainer import sampling_params
+
+    c, t = run.components, run.cfg.trainer
+    params = sampling_params(run, stage)
+    params.seed = step_seed(t.seed, step, 0, run.layout.index)
+    prompts = distributed.deal(run.sampler.next(t.prompts_per_step), run.layout)
+
+    def decode(ids: list[int]) -> str:
+        return run.tokenizer.decode(ids, skip_special_tokens=True)
+
+    with timer("rollout"):
+        groups, pool_metrics = pool.step(c.rollout, prompts, params, step, decode)
+    with timer("reward"), OverlappedScoring(c.verifier, [g.prompt for g in groups]) as scoring:
+        scoring.finish(groups)
+    apply_filter(c.filter, groups)
+    metrics |= pool_metrics
+    return groups, 0
+
+
+def rollout_state(run: Run, pool: PartialRollouts | None = None) -> dict[str, Any]:
     """This rollout rank's state right after generating a batch: what a checkpoint needs to
-    go on generating the next one exactly."""
+    go on generating the next one exactly (with partial rollouts, the open samples too)."""
     c = run.components
+    rank = {"rng": rng_state(), "rollout": c.rollout.state_dict()}
+    if pool is not None:
+        rank["partial"] = pool.state_dict()
     return {
         "sampler": run.sampler.state_dict(),
         "filter": c.filter.state_dict(),
         "advantage": c.advantage.state_dict(),
-        "rank": {"rng": rng_state(), "rollout": c.rollout.state_dict()},
+        "rank": rank,
     }
 
 

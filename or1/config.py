@@ -136,6 +136,11 @@ class TrainerConfig:
     ``loss.rollout_correction`` defaults to tis)."""
     rollout_ranks: int = 1
     """async_steps=1: how many ranks (the last ones) generate; the others train."""
+    partial_rollout_tokens: int = 0
+    """async_steps=1: 0 generates every sample to its end within its step; N > 0 lets each
+    sample generate at most N tokens per step, the unfinished ones carrying on in the next
+    step with the newer weights (partial rollouts: a step no longer waits for the longest
+    sample; :mod:`or1.partial_rollouts`)."""
     save_every: int = 0
     """Save a resumable checkpoint every this many steps (0: only at the end)."""
     keep_checkpoints: int = 2

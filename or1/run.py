@@ -130,6 +130,18 @@ def check_values(cfg: DictConfig) -> None:
         )
     if t.async_steps and t.rollout_ranks < 1:
         raise ConfigError(f"trainer.rollout_ranks={t.rollout_ranks} must be >= 1")
+    if t.partial_rollout_tokens < 0:
+        raise ConfigError(f"trainer.partial_rollout_tokens={t.partial_rollout_tokens} must be >= 0")
+    if t.partial_rollout_tokens and not t.async_steps:
+        raise ConfigError(
+            f"trainer.partial_rollout_tokens={t.partial_rollout_tokens} needs trainer.async_steps=1 "
+            "(partial rollouts carry samples into the next step of the asynchronous loop)"
+        )
+    if t.partial_rollout_tokens and cfg.filter.get("refill", False):
+        raise ConfigError(
+            "filter.refill=true cannot be combined with trainer.partial_rollout_tokens (each "
+            "step's new prompts top the pool up instead): set filter.refill=false"
+        )
     if not cfg.rollout.temperature >= MIN_TEMPERATURE:
         raise ConfigError(
             f"rollout.temperature={cfg.rollout.temperature} must be >= {MIN_TEMPERATURE} (lower temperatures overflow the "
@@ -560,6 +572,14 @@ def check_context(cfg: DictConfig, model_path: Path) -> None:
                 f"{key}={tokens} leaves no room for a prompt in the model's context of {context} "
                 f"tokens (max_position_embeddings, model.path={model_path}); shorten it, e.g. "
                 f"stages=single stages.stages.0.max_response_length={max(1, int(context) // 2)}"
+            )
+    extra = int(cfg.trainer.get("partial_rollout_tokens", 0) or 0)
+    for key, tokens in budgets[: len(cfg.stages.get("stages") or [])] if extra else []:
+        if int(tokens) + extra - 1 >= int(context):  # a continuation: the tokens so far + budget
+            raise ConfigError(
+                f"trainer.partial_rollout_tokens={extra} with {key}={tokens} leaves no room for a "
+                f"prompt in the model's context of {context} tokens (max_position_embeddings, "
+                f"model.path={model_path}); lower trainer.partial_rollout_tokens"
             )
 
 

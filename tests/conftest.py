@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -128,16 +129,42 @@ def torchrun(
     )
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc): torchrun starts each rank in a session of
+    its own, so killing torchrun's process group leaves the ranks running."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_launch(launch: subprocess.Popen) -> None:
+    """SIGKILL a launch started with ``start_new_session=True``: its process group and every
+    process below it (the ranks first, so none outlives the launcher), then reap it."""
+    for pid in [*descendants(launch.pid), launch.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(launch.pid, signal.SIGKILL)
+    launch.wait(timeout=60)
+
+
 def kill_launch_after_checkpoint(launch: subprocess.Popen, run_dir: Path, step: int) -> None:
-    """SIGKILL the whole launch (started with ``start_new_session=True``) as soon as the
-    checkpoint of ``step`` is complete under ``run_dir`` (within 10 minutes)."""
+    """SIGKILL the whole launch (started with ``start_new_session=True``, ranks included) as
+    soon as the checkpoint of ``step`` is complete under ``run_dir`` (within 10 minutes)."""
     try:
         deadline = time.time() + 600
         while not (run_dir / "checkpoints" / f"step_{step}" / "manifest.json").is_file():
             assert launch.poll() is None and time.time() < deadline
             time.sleep(0.1)
-        os.killpg(launch.pid, signal.SIGKILL)
-        launch.wait(timeout=60)
     finally:
-        if launch.poll() is None:
-            os.killpg(launch.pid, signal.SIGKILL)
+        kill_launch(launch)

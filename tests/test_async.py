@@ -38,6 +38,19 @@ ASYNC = [
             "trainer.rollout_ranks=1 leaves no learner rank of the 1 process(es) of this launch",
         ),
         (["trainer.async_steps=1", "loss.tis_cap=0"], "loss.tis_cap=0"),
+        (
+            ["trainer.partial_rollout_tokens=8"],
+            "trainer.partial_rollout_tokens=8 needs trainer.async_steps=1",
+        ),
+        (
+            [
+                "trainer.async_steps=1",
+                "trainer.partial_rollout_tokens=8",
+                "filter=zero_variance",
+                "filter.refill=true",
+            ],
+            "filter.refill=true cannot be combined with trainer.partial_rollout_tokens",
+        ),
     ],
 )
 def test_bad_async_settings_are_one_line_errors_before_any_model_loads(
@@ -90,4 +103,43 @@ def test_one_step_async_overlaps_tags_weight_versions_and_resumes_exactly_after_
     assert "resumed from" in out and b[6]["step"] == 6  # killed before the end
     for m in a[2:]:
         for key in [*COMPARED, "async/weight_version", "mismatch/kl", "response_length/mean"]:
+            assert b[m["step"]][key] == pytest.approx(m[key], rel=1e-5, abs=1e-7), (m["step"], key)
+
+
+@pytest.mark.slow
+def test_partial_rollouts_carry_samples_across_steps_and_resume_exactly_after_kill_9(
+    tmp_path, cache_dir
+):
+    """Responses of at most 24 tokens, 8 per step: a sample spans up to three steps."""
+    partial = [*ASYNC, "trainer.partial_rollout_tokens=8", "trainer.total_steps=6"]
+    whole = torchrun([*partial, f"hydra.run.dir={tmp_path / 'a'}"], tmp_path)
+    out, _ = whole.communicate(timeout=900)
+    assert whole.returncode == 0, out[-6000:]
+    a = read_jsonl(tmp_path / "a" / "metrics.jsonl")
+    assert [m["step"] for m in a] == [1, 2, 3, 4, 5, 6]
+    for m in a:
+        done = m["partial/finished_groups"]
+        assert m["filter/groups_kept"] + m["filter/groups_dropped"] == done
+        assert m["rollout/engine0_samples"] == 4 * done  # whole groups of 4 reach the learner
+        assert m["partial/generated_tokens"] <= 8 * m["partial/requests"]
+        assert m["response_length/max"] <= 24
+    # samples open at the end of a step carry on; none lives longer than 24 / 8 = 3 steps
+    assert any(m["partial/open_samples"] > 0 for m in a)
+    assert max(m["partial/age_max"] for m in a) in (1.0, 2.0)
+    assert sum(m["partial/finished_groups"] for m in a) >= 4 * 3  # prompts of steps 1-3 done
+    trained = [m for m in a if m["train/skipped"] == 0]
+    assert trained and all("loss/tis_weight" in m for m in trained)
+
+    run_dir = tmp_path / "b"
+    args = [*partial, "trainer.save_every=2", f"hydra.run.dir={run_dir}"]
+    launch = torchrun(args, tmp_path, start_new_session=True)
+    kill_launch_after_checkpoint(launch, run_dir, 2)
+    resumed = torchrun([*args, "trainer.resume=auto"], tmp_path)
+    out, _ = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, out[-6000:]
+    b = {m["step"]: m for m in read_jsonl(run_dir / "metrics.jsonl")}
+    assert "resumed from" in out and b[6]["step"] == 6
+    keys = ["reward/mean", "response_length/mean", "partial/open_samples", "partial/requests"]
+    for m in a[2:]:
+        for key in keys + [k for k in COMPARED if k in m]:
             assert b[m["step"]][key] == pytest.approx(m[key], rel=1e-5, abs=1e-7), (m["step"], key)

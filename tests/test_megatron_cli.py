@@ -18,6 +18,7 @@ from tests.conftest import (
     COMPARED,
     FAST_RUN,
     LIGHTLY_WARMED,
+    kill_launch,
     kill_launch_after_checkpoint,
     read_jsonl,
     run_cli,
@@ -127,7 +128,7 @@ def test_a_dead_rank_ends_the_launch_within_a_minute_and_the_next_launch_resumes
         assert time.time() - killed < 60
     finally:
         if launch.poll() is None:
-            os.killpg(launch.pid, signal.SIGKILL)
+            kill_launch(launch)
     from or1 import checkpoint
 
     last = checkpoint.step_of(checkpoint.latest(tmp_path / "run" / "checkpoints"))
