@@ -1,0 +1,254 @@
+"""The recipe's ablations on the long chain-of-thought task (docs/ablations.md), one command:
+
+    .venv/bin/python benchmarks/ablations.py NAME [--seeds 2] [--jobs 2] [--steps 10,6,4]
+                                             [--prompts 16] [--out outputs/ablations]
+
+NAME is one of ``entropy`` (adaptive vs constant vs none), ``temperature`` (1.0 vs 0.6),
+``stages`` (the three-stage schedule vs one stage at the final length, same steps),
+``truncation`` (none vs mask_after vs mask_before in the first stage), ``updates`` (1 vs 4
+optimiser steps per rollout batch), ``filter`` (zero-variance filter vs none), ``schedule``
+(fixed stage lengths vs ``stages.advance=truncation``), ``controller`` (OR1's adaptive rule vs
+``entropy=pi``), or ``all`` (each in turn).
+
+Every variant runs ``or1-train experiment=cpu_long_cot`` with the same seeds (``--seeds``:
+0, 1, ...), a shortened three-stage schedule (``--steps``: steps of the 256, 512 and 1,024
+stages), ``--prompts`` prompts x 8 samples per step, held-out Avg@1 on ``--eval-problems``
+problems every ``--eval-every`` steps with the last stage's budget, and the variant's own
+overrides; ``--jobs`` runs go at once (each takes about one core). A finished run (its
+``summary.json`` present) is reused, so an interrupted ablation continues where it stopped.
+
+Per ablation: a table (``<out>/<name>/table.md``, also printed) with per variant the mean over
+seeds of the final held-out accuracy, the generated tokens, the entropy at the start (mean of
+the first three steps) and the end (last three), the mean response length and truncated
+fraction, and the run's wall time; the figures of ``or1-plot`` with the seed-0 run of every
+variant overlaid (``<out>/<name>/plots/``); and as the last line the headline figures, e.g.
+``entropy_final_adaptive=<a> entropy_final_none=<b> target=<t> acc_adaptive=<x> acc_none=<y>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+VAL = "val/tiny_cot/avg@1"
+
+VARIANTS: dict[str, dict[str, list[str]]] = {
+    "entropy": {
+        "adaptive": [],
+        "constant": ["entropy=constant", "entropy.coef=${CONSTANT_COEF}"],
+        "none": ["entropy=none"],
+    },
+    "temperature": {"t10": ["rollout.temperature=1.0"], "t06": ["rollout.temperature=0.6"]},
+    "stages": {"multi": [], "single": ["${SINGLE_STAGE}"]},
+    "truncation": {
+        "none": ["stages.stages.0.truncation=none"],
+        "mask_after": ["stages.stages.0.truncation=mask_after"],
+        "mask_before": ["stages.stages.0.truncation=mask_before"],
+    },
+    "updates": {"u1": ["trainer.updates_per_step=1"], "u4": ["trainer.updates_per_step=4"]},
+    "filter": {"zero_variance": [], "none": ["filter=none"]},
+    "schedule": {"steps": ["stages.advance=steps"], "truncation": ["stages.advance=truncation"]},
+    "controller": {"adaptive": [], "pi": ["entropy=pi", "entropy.target=${TARGET}"]},
+}
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("name", choices=[*VARIANTS, "all"])
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--steps", default="10,6,4", help="steps of the 256, 512 and 1,024 stages")
+    p.add_argument("--prompts", type=int, default=16)
+    p.add_argument("--eval-every", type=int, default=5)
+    p.add_argument("--eval-problems", type=int, default=64)
+    p.add_argument("--constant-coef", type=float, default=None, help="default: coef_max / 2")
+    p.add_argument("--out", type=Path, default=ROOT / "outputs" / "ablations")
+    p.add_argument("--extra", nargs="*", default=[], help="more or1-train overrides, all runs")
+    return p.parse_args()
+
+
+def preset_entropy() -> dict:
+    """The preset's entropy target and coefficient bound (conf/experiment/cpu_long_cot.yaml)."""
+    from omegaconf import OmegaConf
+
+    entropy = OmegaConf.load(ROOT / "conf" / "experiment" / "cpu_long_cot.yaml").entropy
+    return {"target": float(entropy.target), "coef_max": float(entropy.coef_max)}
+
+
+def overrides(a: argparse.Namespace, variant: list[str], seed: int, run_dir: Path) -> list[str]:
+    steps = [int(s) for s in a.steps.split(",")]
+    if len(steps) != 3:
+        sys.exit("benchmarks/ablations.py: --steps takes three numbers (256, 512, 1,024 stages)")
+    ent = preset_entropy()
+    subs = {
+        "${CONSTANT_COEF}": str(a.constant_coef or ent["coef_max"] / 2),
+        "${TARGET}": str(ent["target"]),
+    }
+    single = "${SINGLE_STAGE}" in variant
+    out = [
+        "experiment=cpu_long_cot",
+        *([] if single else [f"stages.stages.{i}.steps={s}" for i, s in enumerate(steps)]),
+        f"trainer.prompts_per_step={a.prompts}",
+        f"trainer.seed={seed}",
+        f"trainer.eval_every={a.eval_every}",
+        "eval.k=1",
+        f"eval.max_problems={a.eval_problems}",
+        "trainer.resume=never",
+        "trainer.export_final=false",
+        "logger=[jsonl]",
+        f"hydra.run.dir={run_dir}",
+        *a.extra,
+    ]
+    for v in variant:
+        if v == "${SINGLE_STAGE}":  # one stage at the final length for the same steps
+            out += [
+                "stages=single",
+                f"stages.stages.0.steps={sum(steps)}",
+                "stages.stages.0.max_response_length=1024",
+                "stages.stages.0.micro_batch_tokens=65536",
+            ]
+        else:
+            key, _, value = v.partition("=")
+            out.append(f"{key}={subs.get(value, value)}")
+    return out
+
+
+def run_one(a: argparse.Namespace, name: str, variant: str, seed: int) -> Path:
+    run_dir = a.out / name / f"{variant}_s{seed}"
+    if (run_dir / "summary.json").is_file():
+        return run_dir
+    log = a.out / name / f"{variant}_s{seed}.log"
+    cmd = [str(BIN / "or1-train"), *overrides(a, VARIANTS[name][variant], seed, run_dir)]
+    began = time.time()
+    with log.open("w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        sys.exit(f"benchmarks/ablations.py: {name}/{variant} seed {seed} failed: see {log}")
+    (run_dir / "wall_s.txt").write_text(f"{time.time() - began:.1f}\n")
+    print(f"  {name}/{variant} seed {seed}: {time.time() - began:.0f} s", flush=True)
+    return run_dir
+
+
+def read(run_dir: Path) -> dict:
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x]
+    steps = [r for r in rows if "reward/mean" in r]
+    evals = {r["step"]: r[VAL] for r in rows if VAL in r}
+    ent = [r["entropy/value"] for r in steps if "entropy/value" in r]
+    cfg = (run_dir / ".hydra" / "config.yaml").read_text()
+    samples = [r.get("rollout/engine0_samples", 0.0) for r in steps]
+    wall = run_dir / "wall_s.txt"
+    return {
+        "acc": evals[max(evals)],
+        "acc_start": evals[min(evals)],
+        "tokens": sum(r["response_length/mean"] * n for r, n in zip(steps, samples, strict=True)),
+        "entropy_start": statistics.mean(ent[:3]),
+        "entropy_end": statistics.mean(ent[-3:]),
+        "entropy": ent,
+        "length": statistics.mean(r["response_length/mean"] for r in steps),
+        "truncated": statistics.mean(r["response/truncated_frac"] for r in steps),
+        "wall": float(wall.read_text()) if wall.is_file() else float("nan"),
+        "config": cfg,
+    }
+
+
+def tracking(entropy: list[float], target: float) -> tuple[float, float]:
+    """After the first fifth of the run: mean |entropy - target| and the fraction of steps
+    within 25% of the target."""
+    rest = entropy[len(entropy) // 5 :]
+    mae = statistics.mean(abs(e - target) for e in rest)
+    within = sum(abs(e - target) <= 0.25 * target for e in rest) / len(rest)
+    return mae, within
+
+
+def ablation(a: argparse.Namespace, name: str) -> str:
+    (a.out / name).mkdir(parents=True, exist_ok=True)
+    variants = list(VARIANTS[name])
+    jobs = [(v, s) for s in range(a.seeds) for v in variants]
+    print(f"{name}: {len(jobs)} runs, {a.jobs} at a time", flush=True)
+    with ThreadPoolExecutor(max_workers=a.jobs) as pool:
+        dirs = dict(zip(jobs, pool.map(lambda j: run_one(a, name, *j), jobs), strict=True))
+    res = {v: [read(dirs[(v, s)]) for s in range(a.seeds)] for v in variants}
+
+    def m(v: str, key: str) -> float:
+        return statistics.mean(r[key] for r in res[v])
+
+    lines = [
+        f"## {name} ({a.seeds} seeds, steps {a.steps}, {a.prompts} prompts x 8)",
+        "",
+        "| variant | held-out Avg@1 (start -> end) | generated tokens | entropy start -> end | "
+        "response length | truncated | wall (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for v in variants:
+        lines.append(
+            f"| {v} | {m(v, 'acc_start'):.3f} -> {m(v, 'acc'):.3f} | {m(v, 'tokens'):,.0f} | "
+            f"{m(v, 'entropy_start'):.4f} -> {m(v, 'entropy_end'):.4f} | {m(v, 'length'):.0f} | "
+            f"{m(v, 'truncated'):.3f} | {m(v, 'wall'):.0f} |"
+        )
+    from or1.plotting import plot_runs
+
+    plot_runs([dirs[(v, 0)] for v in variants], a.out / name / "plots")
+
+    def drop(v: str) -> float:
+        return m(v, "entropy_start") - m(v, "entropy_end")
+
+    target = float(preset_entropy()["target"])
+    if name == "entropy":
+        mae, within = zip(*(tracking(r["entropy"], target) for r in res["adaptive"]), strict=True)
+        head = (
+            f"entropy_final_adaptive={m('adaptive', 'entropy_end'):.4f} "
+            f"entropy_final_constant={m('constant', 'entropy_end'):.4f} "
+            f"entropy_final_none={m('none', 'entropy_end'):.4f} target={target} "
+            f"adaptive_within_25pct={statistics.mean(within):.2f} acc_adaptive={m('adaptive', 'acc'):.3f} "
+            f"acc_constant={m('constant', 'acc'):.3f} acc_none={m('none', 'acc'):.3f}"
+        )
+    elif name == "temperature":
+        head = (
+            f"entropy_drop_t06={drop('t06'):.4f} entropy_drop_t10={drop('t10'):.4f} "
+            f"acc_t06={m('t06', 'acc'):.3f} acc_t10={m('t10', 'acc'):.3f}"
+        )
+    elif name == "stages":
+        head = (
+            f"tokens_ratio_single_over_multi={m('single', 'tokens') / m('multi', 'tokens'):.2f} "
+            f"acc_multi={m('multi', 'acc'):.3f} acc_single={m('single', 'acc'):.3f}"
+        )
+    elif name == "updates":
+        head = f"entropy_drop_1={drop('u1'):.4f} entropy_drop_4={drop('u4'):.4f} " + (
+            f"acc_1={m('u1', 'acc'):.3f} acc_4={m('u4', 'acc'):.3f}"
+        )
+    elif name == "controller":
+        scores = {
+            v: statistics.mean(tracking(r["entropy"], target)[0] for r in res[v])
+            for v in ("adaptive", "pi")
+        }
+        head = (
+            f"mae_adaptive={scores['adaptive']:.4f} mae_pi={scores['pi']:.4f} target={target} "
+            f"acc_adaptive={m('adaptive', 'acc'):.3f} acc_pi={m('pi', 'acc'):.3f}"
+        )
+    else:  # truncation, filter, schedule: accuracy and tokens per variant
+        head = " ".join(
+            f"acc_{v}={m(v, 'acc'):.3f} tokens_{v}={m(v, 'tokens'):.0f}" for v in variants
+        )
+    lines += ["", head]
+    text = "\n".join(lines)
+    (a.out / name / "table.md").write_text(text + "\n")
+    return text
+
+
+def main() -> None:
+    a = parse_args()
+    names = list(VARIANTS) if a.name == "all" else [a.name]
+    texts = [ablation(a, n) for n in names]
+    print("\n\n".join(texts))
+
+
+if __name__ == "__main__":
+    main()
