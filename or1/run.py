@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,21 +18,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from or1 import checkpoint, distributed
+from or1 import checkpoint, distributed, hook_points
 from or1.data import PromptSampler, as_path_list, held_out_sets, read_dataset, tokenize_prompts
 from or1.errors import ConfigError
-from or1.interfaces import (
-    AdvantageEstimator,
-    BuildContext,
-    EntropyController,
-    Learner,
-    Logger,
-    OnlineFilter,
-    PolicyLoss,
-    RewardVerifier,
-    RolloutEngine,
-    StageScheduler,
-)
+from or1.hook_points import HookPoint
+from or1.interfaces import BuildContext, RolloutEngine
 from or1.plugins import Registry, get_plugin_manager, get_registry
 from or1.types import Prompt
 
@@ -40,34 +31,35 @@ log = logging.getLogger("or1.run")
 MIN_TEMPERATURE = 0.01
 """The lowest sampling temperature accepted (logits / T overflows float32 far below it)."""
 
-BUILT_GROUPS = (
-    "rollout",
-    "learner",
-    "verifier",
-    "filter",
-    "advantage",
-    "loss",
-    "entropy",
-    "stages",
-)
-"""The hook points whose components :func:`build` makes (besides the loggers)."""
 
-STATEFUL = ("rollout", "filter", "advantage", "entropy", "stages")
-"""Components whose ``state_dict`` goes into ``state.pt`` (the learner has its own file; the
-rollout engine's is kept per rank)."""
-
-
-@dataclass
 class Components:
-    rollout: RolloutEngine
-    learner: Learner
-    verifier: RewardVerifier
-    filter: OnlineFilter
-    advantage: AdvantageEstimator
-    loss: PolicyLoss
-    entropy: EntropyController
-    stages: StageScheduler
-    loggers: dict[str, Logger]
+    """The components :func:`build` made for a run: one attribute per hook point with
+    ``in_run`` (:attr:`or1.hook_points.HookPoint.attribute`: ``rollout``, ``learner``,
+    ``verifier``, ``filter``, ``advantage``, ``loss``, ``entropy``, ``stages``, and
+    ``loggers``, a mapping name -> :class:`~or1.interfaces.Logger`), each an instance of its
+    hook point's interface."""
+
+    def __init__(self, **parts: Any) -> None:
+        self.__dict__.update(parts)
+
+    def __repr__(self) -> str:
+        return f"Components({', '.join(self.__dict__)})"
+
+
+def run_hook_points() -> list[HookPoint]:
+    """The hook points :func:`build` makes a component (or, ``many``, components) of: those a
+    run uses that have an interface (the data and model sources are functions, called)."""
+    return [hp for hp in hook_points.HOOK_POINTS if hp.in_run and hp.interface is not None]
+
+
+def stateful_attributes() -> list[str]:
+    """The :class:`Components` whose ``state_dict`` goes into ``state.pt`` but the rollout
+    engine's, which is kept per rank (the learner has its own file)."""
+    return [
+        hp.attribute
+        for hp in hook_points.HOOK_POINTS
+        if hp.stateful and hp in run_hook_points() and hp.group != "rollout"
+    ]
 
 
 @dataclass
@@ -284,18 +276,22 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def build(cfg: DictConfig, registry: Registry, ctx: BuildContext) -> Components:
+    """Every component of the run: one per hook point of :func:`run_hook_points` (for a
+    ``many`` hook point, one per section under it); a ``rank0_only`` one (the loggers) on
+    rank 0 only (elsewhere None, or an empty mapping)."""
+
     def make(group: str, node: DictConfig) -> Any:
         return registry.get(group, node.name).factory(node, ctx)
 
-    loggers = (
-        {name: make("logger", node) for name, node in cfg.logger.items()}
-        if distributed.is_main()  # rank 0 alone writes logs
-        else {}
-    )
-    return Components(
-        **{g: make(g, cfg[g]) for g in BUILT_GROUPS},
-        loggers=loggers,
-    )
+    parts: dict[str, Any] = {}
+    for hp in run_hook_points():
+        here = not hp.rank0_only or distributed.is_main()
+        if hp.many:
+            sections = cfg[hp.group].items() if here else []
+            parts[hp.attribute] = {name: make(hp.group, node) for name, node in sections}
+        else:
+            parts[hp.attribute] = make(hp.group, cfg[hp.group]) if here else None
+    return Components(**parts)
 
 
 DEFAULT_LOGGERS = ("console", "jsonl")
@@ -320,16 +316,26 @@ def check_config(cfg: DictConfig, registry: Registry) -> None:
     """Every check that needs no engine, no model and no file: each selected component is
     registered, the core's range checks, and each component's own ``check_config``. Run by
     ``or1-train`` before Hydra writes anything, and again by :func:`prepare`."""
-    for group in (*BUILT_GROUPS, "data", "model"):
-        registry.get(group, cfg[group].name)
-    for node in cfg.logger.values():
-        registry.get("logger", node.name)
+    sections = list(config_sections(cfg))
+    for group, node in sections:
+        registry.get(group, node.name)
     check_values(cfg)
-    sections = [(g, cfg[g]) for g in (*BUILT_GROUPS, "data", "model")]
-    for group, node in [*sections, *(("logger", n) for n in cfg.logger.values())]:
+    for group, node in sections:
         check = getattr(registry.get(group, node.name).factory, "check_config", None)
         if check is not None:
             check(node)
+
+
+def config_sections(cfg: DictConfig) -> Iterator[tuple[str, DictConfig]]:
+    """``(group, section)`` of every component a training run uses: the hook points it
+    builds and its data and model sources (each section of a ``many`` hook point)."""
+    for hp in hook_points.HOOK_POINTS:
+        if not hp.in_run:
+            continue
+        if hp.many:
+            yield from ((hp.group, node) for node in cfg[hp.group].values())
+        else:
+            yield hp.group, cfg[hp.group]
 
 
 def run_description(cfg: DictConfig) -> str:
@@ -722,9 +728,7 @@ def checkpoint_parts(run: Run, step: int) -> dict[str, Any]:
         "state": {
             "step": step,
             "sampler": run.sampler.state_dict(),
-            "components": {
-                name: getattr(c, name).state_dict() for name in STATEFUL if name != "rollout"
-            },
+            "components": {name: getattr(c, name).state_dict() for name in stateful_attributes()},
             "ranks": ranks,
             "start_metrics": run.start_metrics,
         },
@@ -740,9 +744,8 @@ def restore(run: Run, path: Path) -> None:
         checkpoint.load_learner(path, run.components.learner)
     except ValueError as exc:
         raise ConfigError(f"trainer.resume: {exc} (learner={run.cfg.learner.name})") from None
-    for name in STATEFUL:
-        if name != "rollout":
-            getattr(run.components, name).load_state_dict(state["components"][name])
+    for name in stateful_attributes():
+        getattr(run.components, name).load_state_dict(state["components"][name])
     ranks = state["ranks"]
     mine = ranks[distributed.rank()] if len(ranks) == distributed.world_size() else ranks[0]
     run.components.rollout.load_state_dict(mine["rollout"])

@@ -254,8 +254,8 @@ def test_plugin_registers_the_long_cot_sources() -> None:
 
     data: dict[str, tuple] = {}
     models: dict[str, tuple] = {}
-    plugin.or1_register_data_sources(lambda n, f, s: data.__setitem__(n, (f, s)))
-    plugin.or1_register_model_sources(lambda n, f, s: models.__setitem__(n, (f, s)))
+    found = {"data": data, "model": models}
+    plugin.or1_register(lambda g, n, f, s: found[g].__setitem__(n, (f, s)))
     assert data["tiny_cot"] == (prepare_tiny_cot, TinyCotDataConfig)
     assert models["tiny_cot"] == (prepare_tiny_cot_model, TinyCotModelConfig)
     assert TinyCotDataConfig().name == "tiny_cot" and TinyCotModelConfig().name == "tiny_cot"

@@ -181,6 +181,6 @@ class JsonlLogger(Logger):
 
 
 @hookimpl
-def or1_register_loggers(register: Any) -> None:
-    register("console", ConsoleLogger, ConsoleConfig)
-    register("jsonl", JsonlLogger, JsonlConfig)
+def or1_register(register: Any) -> None:
+    register("logger", "console", ConsoleLogger, ConsoleConfig)
+    register("logger", "jsonl", JsonlLogger, JsonlConfig)

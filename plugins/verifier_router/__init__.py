@@ -20,7 +20,7 @@ from or1.hookspecs import hookimpl
 from or1.interfaces import RewardVerifier
 from or1.types import Score
 
-__all__ = ["AutoVerifier", "AutoVerifierConfig", "or1_register_verifiers"]
+__all__ = ["AutoVerifier", "AutoVerifierConfig", "or1_register"]
 
 
 def _default_routes() -> dict[str, Any]:
@@ -126,5 +126,5 @@ class AutoVerifier(RewardVerifier):
 
 
 @hookimpl
-def or1_register_verifiers(register: Any) -> None:
-    register("auto", AutoVerifier, AutoVerifierConfig)
+def or1_register(register: Any) -> None:
+    register("verifier", "auto", AutoVerifier, AutoVerifierConfig)
