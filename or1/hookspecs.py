@@ -5,14 +5,15 @@ A plugin is a module (or object) found through the ``or1`` entry-point group tha
 hook points of :data:`or1.hook_points.HOOK_POINTS` (the config groups ``rollout``,
 ``learner``, ``verifier``, ...; ``docs/hooks.md`` lists them with their interfaces). What a
 built component is then asked to do, by whom and when, is its interface's contract in
-:mod:`or1.interfaces`. The event hooks (broadcast, no return value) are called by the
-trainer; every plugin hears them; arguments are read-only.
+:mod:`or1.interfaces`. A run is observed through one mechanism, the ``logger`` hook point
+(:class:`or1.interfaces.Logger`: the start, every step's metrics and samples, messages such as
+stage changes, saved checkpoints and the summary, artifacts, the end); there are no event
+hooks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -54,35 +55,3 @@ def or1_register(register: Register) -> None:
     reported with its package name (``or1-plugins`` lists it under problems); what it
     registered before raising stays registered, the other plugins are unaffected.
     """
-
-
-# --------------------------------------------------------------------------------- events
-
-
-@hookspec
-def or1_train_start(config: Any, run_dir: Path, start_step: int) -> None:
-    """After every component is built and a checkpoint (if any) restored, before the first
-    step. ``start_step`` is 0 for a fresh run."""
-
-
-@hookspec
-def or1_stage_changed(step: int, previous: Any, stage: Any) -> None:
-    """At the start of ``step`` when the stage differs from the previous step's (also at the
-    first step of a run, with ``previous=None``). ``stage`` is an :class:`or1.types.Stage`."""
-
-
-@hookspec
-def or1_step_end(step: int, metrics: dict[str, float], groups: list[Any]) -> None:
-    """After a step's update, weight sync and evaluation, with the step's metrics and its
-    :class:`or1.types.Group` list (read-only)."""
-
-
-@hookspec
-def or1_checkpoint_saved(step: int, path: Path) -> None:
-    """After the checkpoint of ``step`` is complete and renamed into place at ``path``."""
-
-
-@hookspec
-def or1_train_end(run_dir: Path, summary: dict[str, Any]) -> None:
-    """After the last step, the final export and ``summary.json``; not called
-    when a signal stopped the run early. ``summary`` holds start/end accuracies."""

@@ -23,7 +23,7 @@ from or1.data import PromptSampler, as_path_list, held_out_sets, read_dataset, t
 from or1.errors import ConfigError
 from or1.hook_points import HookPoint
 from or1.interfaces import BuildContext, RolloutEngine
-from or1.plugins import Registry, get_plugin_manager, get_registry
+from or1.plugins import Registry, get_registry
 from or1.types import Prompt
 
 log = logging.getLogger("or1.run")
@@ -79,7 +79,6 @@ class Run:
     start_step: int = 0
     start_metrics: dict[str, float] | None = None
     resumed_from: Path | None = None
-    hook: Any = None
     layout: distributed.EngineLayout = distributed.EngineLayout()
 
     @property
@@ -421,7 +420,6 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
         sampler=PromptSampler(prompts, cfg.trainer.seed, cfg.data.shuffle),
         val_sets=val_sets,
         total_steps=total,
-        hook=get_plugin_manager().hook,
         layout=layout,
     )
     if resume_from is not None:

@@ -59,14 +59,13 @@ def train(run: Run) -> dict[str, Any]:
 
 
 def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
-    cfg, c, t = run.cfg, run.components, run.cfg.trainer
+    c, t = run.components, run.cfg.trainer
     if t.async_steps:  # rollout and learner on disjoint ranks, one step apart
         from or1.async_train import train_async
 
         return train_async(run, loggers, stop)
     nonfinite = NonFiniteGuard(t.max_nonfinite_steps)
     skipped = SkippedSteps()
-    run.hook.or1_train_start(config=cfg, run_dir=run.run_dir, start_step=run.start_step)
     if run.start_metrics is None and t.eval_at_start and run.val_sets:
         run.start_metrics = validate(run, run.start_step)
         loggers.metrics(run.start_step, run.start_metrics)
@@ -131,7 +130,6 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
         saved = t.save_every and step % t.save_every == 0 or step == run.total_steps
         if saved or stopping:
             save_checkpoint(run, step, loggers)
-        run.hook.or1_step_end(step=step, metrics=metrics, groups=groups)
         if stopping and step < run.total_steps:
             return stopped(run, step, stop, loggers)
 
@@ -273,7 +271,6 @@ def enter_stage(run: Run, previous: Any, stage: Any, loggers: LoggerSet) -> None
         f"stage {stage.index} ({stage.name}): max response length {stage.max_response_length}, "
         f"truncation {stage.truncation}, {stage.steps} steps"
     )
-    run.hook.or1_stage_changed(step=stage.start_step + 1, previous=previous, stage=stage)
 
 
 def save_checkpoint(run: Run, step: int, loggers: LoggerSet) -> None:
@@ -292,7 +289,6 @@ def save_checkpoint(run: Run, step: int, loggers: LoggerSet) -> None:
             root, step, Path(tmp), parts, keep=run.cfg.trainer.keep_checkpoints
         )
         loggers.message(f"checkpoint saved: {path}")
-        run.hook.or1_checkpoint_saved(step=step, path=path)
     distributed.barrier()  # the checkpoint exists once any rank goes on
 
 
@@ -305,8 +301,8 @@ def stopped(run: Run, step: int, stop: GracefulStop, loggers: LoggerSet) -> dict
 
 
 def finish(run: Run, last: dict[str, float], loggers: LoggerSet) -> dict[str, Any]:
-    """Export the policy, write ``summary.json``, report start vs end accuracy and call the
-    ``or1_train_end`` hook."""
+    """Export the policy, write ``summary.json`` and report start vs end accuracy to the
+    loggers."""
     import json
 
     summary: dict[str, Any] = {"steps": run.total_steps, "run_dir": str(run.run_dir)}
@@ -330,7 +326,6 @@ def finish(run: Run, last: dict[str, float], loggers: LoggerSet) -> dict[str, An
             )
     if distributed.is_main():
         (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    run.hook.or1_train_end(run_dir=run.run_dir, summary=summary)
     return summary
 
 
