@@ -214,24 +214,15 @@ class PrepContext(DataStageContext):
     def verifier(self, name: str, overrides: dict[str, Any] | None = None) -> RewardVerifier:
         key = json.dumps([name, overrides or {}], sort_keys=True, default=str)
         if key not in self._verifiers:
-            comp = self.registry.get("verifier", name)
-            node = OmegaConf.structured(comp.schema)
-            try:
-                for k, v in (overrides or {}).items():
-                    OmegaConf.update(node, k, v, merge=True)
-            except Exception as exc:
-                raise ConfigError(
-                    f"verifier '{name}' overrides {overrides}: {first_line(exc)}"
-                ) from None
-            self._verifiers[key] = comp.factory(node, self._build_context(self.out_dir))
+            ctx = self._build_context(self.out_dir)
+            self._verifiers[key] = self.registry.build_partial("verifier", name, overrides, ctx)
         return self._verifiers[key]
 
     def run_verifier(self) -> RewardVerifier:
         key = "__run__"
         if key not in self._verifiers:
-            comp = self.registry.get("verifier", self.config.verifier.name)
-            self._verifiers[key] = comp.factory(
-                self.config.verifier, self._build_context(self.out_dir)
+            self._verifiers[key] = self.registry.build(
+                "verifier", self.config.verifier, self._build_context(self.out_dir)
             )
         return self._verifiers[key]
 
@@ -248,8 +239,7 @@ class PrepContext(DataStageContext):
             path = resolve_model(cfg, self.registry, self.cache_dir)
             check_model_support(self.config, self.registry, path, groups=("rollout",))
             tokenizer = load_tokenizer(path)
-            comp = self.registry.get("rollout", self.config.rollout.name)
-            engine = comp.factory(self.config.rollout, self._build_context(path))
+            engine = self.registry.build("rollout", self.config.rollout, self._build_context(path))
             self._engines[key] = (engine, tokenizer)
         return self._engines[key]
 
@@ -378,7 +368,8 @@ def run_pipeline(cfg: DictConfig, default_out: Path) -> dict[str, Any]:
 
     registry = get_registry()
     names = _stage_names(cfg)
-    components = {n: registry.get("data_stage", n) for n in names}
+    for name in names:  # every stage is registered, before anything is read or written
+        registry.get("data_stage", name)
     out_dir = Path(cfg.prep.output_dir).expanduser() if cfg.prep.output_dir else default_out
     out_dir.mkdir(parents=True, exist_ok=True)
     for leftover in (FINAL, SUMMARY_JSON, SUMMARY_MD):
@@ -411,7 +402,7 @@ def run_pipeline(cfg: DictConfig, default_out: Path) -> dict[str, Any]:
                         {"stage": f"{index:02d}_{name}", "name": name, "status": "disabled"}
                     )
                     continue
-                stage: DataStage = components[name].factory(stage_cfg, ctx)
+                stage: DataStage = registry.build("data_stage", stage_cfg, ctx)
                 try:
                     fp, entry = _run_stage(
                         cfg, ctx, stage, index, name, previous, files, current_file, console

@@ -143,7 +143,7 @@ def run_evaluation(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]
     }
 
     ctx = BuildContext.of_run(cfg, run_dir, model_path)
-    stages = registry.get("stages", cfg.stages.name).factory(cfg.stages, ctx)
+    stages = registry.build("stages", cfg.stages, ctx)
     max_tokens = e.max_tokens or stages.stage_at(max(stages.total_steps - 1, 0)).max_response_length
     params = SamplingParams(
         n=e.k,
@@ -203,8 +203,8 @@ def _sample_all(
     todo = {name: progress.finished(name) for name in sets}
     if all({p.uid for p in prompts} <= todo[name] for name, prompts in sets.items()):
         return
-    engine = registry.get("rollout", cfg.rollout.name).factory(cfg.rollout, ctx)
-    verifier = registry.get("verifier", cfg.verifier.name).factory(cfg.verifier, ctx)
+    engine = registry.build("rollout", cfg.rollout, ctx)
+    verifier = registry.build("verifier", cfg.verifier, ctx)
     total = sum(len(p) for p in sets.values())
     try:
         with Bar(

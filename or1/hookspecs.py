@@ -45,8 +45,9 @@ def or1_register(register: Register) -> None:
     built. ``factory`` makes the component as the hook point states, for most hook points
     ``factory(cfg, ctx)`` with the component's config node and an
     :class:`or1.interfaces.BuildContext`, returning an instance of the hook point's
-    interface (the data and model sources are functions of ``(cfg, cache_dir)``). Class
-    attributes of ``factory``
+    interface (the data and model sources are functions of ``(cfg, cache_dir)``); the core
+    makes every component through :meth:`or1.plugins.Registry.build`. Class attributes of
+    ``factory``
     (``check_config``, ``check_model``, ``check_launch``, ``memory_estimate``,
     ``multiprocess``, ``owns_process_group``) are read before anything is built.
 

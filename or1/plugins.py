@@ -11,7 +11,7 @@ hook points of :data:`or1.hook_points.HOOK_POINTS`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import pluggy
 
 from or1 import config_packages, hook_points, hookspecs
-from or1.errors import ConfigError, PluginError
+from or1.errors import ConfigError, PluginError, first_line
 
 log = logging.getLogger("or1.plugins")
 
@@ -62,6 +62,32 @@ class Registry:
             known = ", ".join(sorted(self.components[group])) or "none"
             raise ConfigError(f"unknown {group} component '{name}' (registered: {known})")
         return found
+
+    def build(self, group: str, node: Any, ctx: Any) -> Any:
+        """The component that config section ``node`` of hook point ``group`` selects
+        (``node.name``), made by its factory from ``node`` and ``ctx`` (what the hook point's
+        factory takes: a :class:`~or1.interfaces.BuildContext`, a
+        :class:`~or1.interfaces.DataStageContext`, or the cache folder of a data or model
+        source). Every component the core makes is made here."""
+        return self.get(group, node.name).factory(node, ctx)
+
+    def build_partial(
+        self, group: str, name: str, overrides: Mapping[str, Any] | None, ctx: Any
+    ) -> Any:
+        """:meth:`build` for a section that is not in a composed config: component ``name``
+        of ``group`` from its schema's defaults updated with ``overrides`` (keys may be
+        dotted, ``routes.math.workers``; values may be nested mappings, merged), typed by
+        the schema. An unknown key or a wrong type is a ConfigError naming the component."""
+        from omegaconf import OmegaConf
+
+        comp = self.get(group, name)
+        node = OmegaConf.structured(comp.schema)
+        try:
+            for key, value in (overrides or {}).items():
+                OmegaConf.update(node, key, value, merge=True)
+        except Exception as exc:  # an unknown key / a wrong type, from OmegaConf
+            raise ConfigError(f"{group} '{name}': {first_line(exc)}") from None
+        return comp.factory(node, ctx)
 
     def add(
         self, group: str, name: str, factory: Callable[..., Any], schema: type, plugin: PluginInfo

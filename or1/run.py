@@ -170,7 +170,7 @@ def resolve_model(cfg: DictConfig, registry: Registry, cache_dir: Path) -> Path:
     if cfg.model.path:
         path = Path(cfg.model.path).expanduser()
     else:
-        path = Path(registry.get("model", cfg.model.name).factory(cfg.model, cache_dir))
+        path = Path(registry.build("model", cfg.model, cache_dir))
     if not (path / "config.json").is_file():
         raise ConfigError(f"model.path={path}: not a Hugging Face model folder (no config.json)")
     from transformers import AutoConfig
@@ -246,7 +246,7 @@ def resolve_data(
 ) -> tuple[list[Path], list[Path]]:
     if cfg.data.path:
         return as_path_list(cfg.data.path), as_path_list(cfg.data.val_path)
-    train, val = registry.get("data", cfg.data.name).factory(cfg.data, cache_dir)
+    train, val = registry.build("data", cfg.data, cache_dir)
     return [Path(p) for p in train], [Path(p) for p in (as_path_list(cfg.data.val_path) or val)]
 
 
@@ -279,17 +279,14 @@ def build(cfg: DictConfig, registry: Registry, ctx: BuildContext) -> Components:
     ``many`` hook point, one per section under it); a ``rank0_only`` one (the loggers) on
     rank 0 only (elsewhere None, or an empty mapping)."""
 
-    def make(group: str, node: DictConfig) -> Any:
-        return registry.get(group, node.name).factory(node, ctx)
-
     parts: dict[str, Any] = {}
     for hp in run_hook_points():
         here = not hp.rank0_only or distributed.is_main()
         if hp.many:
             sections = cfg[hp.group].items() if here else []
-            parts[hp.attribute] = {name: make(hp.group, node) for name, node in sections}
+            parts[hp.attribute] = {n: registry.build(hp.group, node, ctx) for n, node in sections}
         else:
-            parts[hp.attribute] = make(hp.group, cfg[hp.group]) if here else None
+            parts[hp.attribute] = registry.build(hp.group, cfg[hp.group], ctx) if here else None
     return Components(**parts)
 
 
@@ -591,7 +588,7 @@ def restart_rollout(run: Run) -> RolloutEngine:
         log.debug("closing the failed rollout engine: %s", exc)
     cfg = run.cfg
     ctx = BuildContext.of_run(cfg, run.run_dir, run.model_path)
-    engine = get_registry().get("rollout", cfg.rollout.name).factory(cfg.rollout, ctx)
+    engine = get_registry().build("rollout", cfg.rollout, ctx)
     engine.update_weights(run.components.learner.named_weights())
     run.components.rollout = engine
     return engine

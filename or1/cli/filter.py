@@ -49,9 +49,9 @@ def run_filter(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config_snapshot(cfg, run_dir)  # input checks passed
     ctx = BuildContext.of_run(cfg, run_dir, model_path)
-    engine = registry.get("rollout", cfg.rollout.name).factory(cfg.rollout, ctx)
-    verifier = registry.get("verifier", cfg.verifier.name).factory(cfg.verifier, ctx)
-    stages = registry.get("stages", cfg.stages.name).factory(cfg.stages, ctx)
+    engine = registry.build("rollout", cfg.rollout, ctx)
+    verifier = registry.build("verifier", cfg.verifier, ctx)
+    stages = registry.build("stages", cfg.stages, ctx)
     params = SamplingParams(
         n=o.samples,
         temperature=o.temperature,

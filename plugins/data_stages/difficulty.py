@@ -66,7 +66,7 @@ class Difficulty(DataStage):
             seed=ctx.seed,
             config=cfg,
         )
-        stages = get_registry().get("stages", cfg.stages.name).factory(cfg.stages, build)
+        stages = get_registry().build("stages", cfg.stages, build)
         return int(stages.stage_at(0).max_response_length)
 
     def run(self, rows: list[dict[str, Any]], ctx: DataStageContext) -> StageResult:
