@@ -101,12 +101,16 @@ HOOK_POINTS: tuple[HookPoint, ...] = (
         interfaces.Learner,
         """Built once per rank by :func:`or1.run.build`; holds the policy loaded from
         ``ctx.model_path`` and its optimiser. On every step that kept a group the trainer
-        calls ``compute_ref_logprobs`` first when the loss has a KL term, then either
-        ``on_policy_step`` (one mini-batch: the recipe's single update) or, with
-        ``trainer.updates_per_step`` > 1, ``compute_logprobs`` on every mini-batch and then
-        ``train_step`` on each in turn; then ``named_weights`` for the weight sync.
-        ``save_pretrained`` exports the final policy; its own checkpoint file holds its
-        ``state_dict`` (or ``save_sharded``), so a resumed run continues it exactly.""",
+        calls ``compute_ref_logprobs`` first when the loss has a KL term, then either the
+        on-policy step of :func:`or1.learner_step.on_policy_step` (one mini-batch: the
+        recipe's single update; ``fuses_old_logprobs``, then ``fused_train_step`` or
+        ``compute_logprobs`` and ``train_step``) or, with more than one mini-batch
+        (``trainer.updates_per_step`` > 1), ``compute_logprobs`` on every mini-batch and then
+        ``train_step`` on each in turn; then ``named_weights`` for the weight sync. It calls
+        the entropy coefficient it is handed (see ``entropy``). ``reset_optimizer`` when a
+        stage asks for it, ``save_pretrained`` for the final policy; its own checkpoint file
+        holds its ``state_dict`` (or ``save_sharded``), so a resumed run continues it
+        exactly.""",
     ),
     HookPoint(
         "verifier",
@@ -140,9 +144,10 @@ HOOK_POINTS: tuple[HookPoint, ...] = (
         LossConfig,
         interfaces.PolicyLoss,
         """Built once per rank by :func:`or1.run.build` and handed to the learner's
-        ``train_step`` / ``on_policy_step``; the learner calls ``token_weights`` once per
+        ``train_step`` / ``fused_train_step``; the learner calls ``token_weights`` once per
         update and ``per_token_loss`` once per micro-batch (through
-        :func:`or1.learner_step.backward_micro_batch`).""",
+        :func:`or1.learner_step.backward_micro_batch`). The trainer reads
+        ``needs_reference``; the learner reads ``needs_rollout_logprobs``.""",
     ),
     HookPoint(
         "entropy",
@@ -150,10 +155,12 @@ HOOK_POINTS: tuple[HookPoint, ...] = (
         interfaces.EntropyController,
         """Built once per rank by :func:`or1.run.build`. On every step that trains, the batch
         entropy ``e_k`` is measured (with the controller's ``estimator``) over the pre-update
-        policy's tokens and ``coefficient(e_k)`` gives the entropy bonus of the loss: once per
-        step, by :class:`or1.learner_step.EntropyCoefficient` inside the learner's
-        ``on_policy_step`` or before the mini-batch updates; the trainer calls
-        ``update(e_k)`` after the step and ``reset`` when a stage asks for it.""",
+        policy's response tokens of every rank and ``coefficient(e_k)`` gives the entropy
+        bonus of the loss, once per step, before any gradient, on the trainer's thread: by
+        :class:`or1.learner_step.EntropyCoefficient`, which the learner calls (the
+        on-policy step; inside its training forward when fused) or which
+        :func:`or1.mini_batches.sequential_updates` calls before the mini-batch updates. The
+        trainer calls ``update(e_k)`` after the step and ``reset`` when a stage asks for it.""",
         stateful=True,
     ),
     HookPoint(

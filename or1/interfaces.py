@@ -28,6 +28,7 @@ from or1.types import (
 )
 
 if TYPE_CHECKING:
+    from or1.learner_step import StepCoefficient
     from or1.memory_plan import MemoryEstimate, MemoryQuery
 
 
@@ -216,32 +217,30 @@ class Learner(Component, Stateful, ABC):
         ``trainer.max_nonfinite_steps`` of them in a row.
         """
 
-    def on_policy_step(
-        self,
-        batch: TrainBatch,
-        loss: PolicyLoss,
-        entropy_coef: Callable[[torch.Tensor, torch.Tensor], float],
+    def fuses_old_logprobs(self, batch: TrainBatch) -> bool:
+        """Whether :meth:`fused_train_step` can do this strictly on-policy step: true only
+        when the training forward of every rank's share of ``batch`` is a single
+        micro-batch holding all of its tokens, so that forward's detached log-probs are the
+        old log-probs. Called by :func:`or1.learner_step.on_policy_step` (the one place the
+        fused path is chosen) once per on-policy step, before anything else of it; under
+        torchrun collective (every rank calls it with its share and all answer alike). The
+        default False: the step then runs :meth:`compute_logprobs` and :meth:`train_step`."""
+        return False
+
+    def fused_train_step(
+        self, batch: TrainBatch, loss: PolicyLoss, coefficient: StepCoefficient
     ) -> dict[str, float]:
-        """One strictly on-policy optimisation step (the recipe's: one update per rollout
-        batch), where the old log-probs are the current policy's own.
-
-        ``entropy_coef(old_logprobs, entropy)`` receives the whole batch's ``[B, T]``
-        log-probs and entropies under the current (pre-update) policy, exactly as
-        :meth:`compute_logprobs` returns them (no gradient), and returns the entropy
-        coefficient of this step; the learner calls it exactly once, before any gradient.
-        Sets ``batch.old_logprobs`` to those log-probs, then does what :meth:`train_step`
-        does and returns the same metrics.
-
-        The default runs :meth:`compute_logprobs` (one no-gradient pass) and then
-        :meth:`train_step`. A learner that can take the old log-probs from the training
-        forward itself (``old = logprobs.detach()``, the same values: the policy has not
-        changed yet) overrides this to save that extra pass; the result must agree with the
-        default to float tolerance. Returns ``learner/fused_old_logprobs`` = 1.0 when it did.
-        """
-        old_logprobs, entropy = self.compute_logprobs(batch)
-        batch.old_logprobs = old_logprobs
-        metrics = self.train_step(batch, loss, entropy_coef(old_logprobs, entropy))
-        return metrics | {"learner/fused_old_logprobs": 0.0}
+        """:meth:`train_step` whose old log-probs come from its own training forward, called
+        instead of ``compute_logprobs`` + ``train_step`` only when
+        :meth:`fuses_old_logprobs` said so for this ``batch``. ``batch.old_logprobs`` is
+        unset; the learner asks ``coefficient.of_micro_batch(...)`` after the forward and
+        before the backward (which sets them and measures the entropy coefficient) and
+        ``coefficient.of_step(batch)`` after its micro-batch loop (a rank without rows joins
+        the coefficient's reduction there), as it does in ``train_step`` with
+        :meth:`~or1.learner_step.StepCoefficient.given`. The result must agree with
+        ``compute_logprobs`` + ``train_step`` to float tolerance; the metrics are
+        ``train_step``'s with ``learner/fused_old_logprobs`` = 1.0."""
+        raise NotImplementedError(f"{type(self).__name__} has no fused on-policy step")
 
     @abstractmethod
     def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
@@ -258,8 +257,8 @@ class Learner(Component, Stateful, ABC):
     multiprocess: bool = False
     """True for learners that run in several processes (``torchrun``, SPMD). There every
     rank builds the learner and calls every method at the same point of the loop with *its
-    own share*: the batch given to :meth:`compute_logprobs`, :meth:`train_step` and
-    :meth:`on_policy_step` is this rank's share of the step (the trainer's token-balanced
+    own share*: the batch given to :meth:`compute_logprobs`, :meth:`train_step`,
+    :meth:`fuses_old_logprobs` and :meth:`fused_train_step` is this rank's share of the step (the trainer's token-balanced
     split for data-parallel index :meth:`data_shard`, the same rows on every tensor-parallel
     rank of that index, possibly no rows at all), and the returned metrics are the step's,
     reduced over the ranks (equal on every rank). :meth:`named_weights`, :meth:`state_dict`,

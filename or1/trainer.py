@@ -18,12 +18,12 @@ from or1 import checkpoint, distributed
 from or1.batch import rows_to_batch, sequence_rows
 from or1.dp_balance import balance
 from or1.evaluation import ProblemResult, evaluate, headline_key
+from or1.learner_step import EntropyCoefficient, on_policy_step
 from or1.mini_batches import sequential_updates, split_groups
 from or1.profiling import StepProfiler
 from or1.run import Run, checkpoint_parts, config_dict, restart_rollout
 from or1.steps import (
     ENGINE_SEED_STRIDE,
-    EntropyCoefficient,
     NonFiniteGuard,
     OverlappedScoring,
     SkippedSteps,
@@ -167,7 +167,7 @@ def learner_update(
                 batch.ref_logprobs = c.learner.compute_ref_logprobs(batch)
         entropy_coef = EntropyCoefficient(c.entropy, batches[0].response_mask)
         if len(batches) == 1:  # strictly on-policy: the recipe's single update
-            metrics |= c.learner.on_policy_step(batches[0], c.loss, entropy_coef)
+            metrics |= on_policy_step(c.learner, batches[0], c.loss, entropy_coef)
             metrics["train/updates"] = 1.0
         else:  # old log-probs of every mini-batch first, then one update each
             metrics |= sequential_updates(c.learner, c.loss, entropy_coef, batches)
