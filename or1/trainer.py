@@ -1,4 +1,4 @@
-"""The RL loop: DESIGN.md's "one RL step", calling hook points only.
+"""The RL loop: docs/architecture.md's "One RL step, as data", calling hook points only.
 
 prompts -> rollout -> verifiers -> online filter -> advantages
   -> learner (old log-probs + entropy, entropy coefficient, optimiser step: one

@@ -230,3 +230,58 @@ def test_a_hook_point_added_to_the_table_is_registered_composed_built_and_docume
     assert "### Hook point `shaper`" in hooks_page and "`RewardShaper`" in hooks_page
     assert "### RewardShaper" not in hooks_page  # (the interface lives in the test, not or1)
     assert "### `shaper=scale`" in reference.render(registry)
+
+
+def test_the_trainer_calls_score_many_once_per_group_from_a_helper_thread():
+    """What ``RewardVerifier.score_many``'s docstring promises its implementers: in training
+    it is called once per group (that group's responses, all with its row) from the
+    ``or1-reward`` helper thread, never from the trainer's thread when no engine restarts."""
+    import threading
+    from types import SimpleNamespace
+
+    from or1.distributed import EngineLayout
+    from or1.interfaces import OnlineFilter, RewardVerifier, RolloutEngine
+    from or1.steps import Timer
+    from or1.trainer import collect_groups
+    from or1.types import Completion, Prompt, SamplingParams, Score
+
+    calls = []
+
+    class Recording(RewardVerifier):
+        def score(self, response, row):
+            return Score(1.0 if response == row["answer"] else 0.0, "correct")
+
+        def score_many(self, responses, rows):
+            calls.append((threading.current_thread().name, list(responses), list(rows)))
+            return super().score_many(responses, rows)
+
+    class Echo(RolloutEngine):
+        def generate(self, prompts, params):
+            return [
+                [Completion(p, [1], [0.0], "stop", str(p[0] + j)) for j in range(params.n)]
+                for p in prompts
+            ]
+
+        def update_weights(self, named_tensors):
+            pass
+
+    class KeepAll(OnlineFilter):
+        def keep(self, groups):
+            return [True] * len(groups)
+
+    prompts = [Prompt(f"u{i}", {"answer": str(i)}, [i]) for i in range(3)]
+    run = SimpleNamespace(
+        components=SimpleNamespace(rollout=Echo(), verifier=Recording(), filter=KeepAll()),
+        cfg=SimpleNamespace(
+            trainer=SimpleNamespace(prompts_per_step=3, seed=0, group_size=2, max_refill_rounds=0)
+        ),
+        sampler=SimpleNamespace(next=lambda n: prompts[:n]),
+        layout=EngineLayout(),
+    )
+    params = SamplingParams(n=2, temperature=1.0, top_p=1.0, top_k=-1, max_tokens=4)
+    groups, _ = collect_groups(run, 1, params, Timer())
+    assert len(calls) == len(prompts)  # once per group
+    for (thread, responses, rows), prompt in zip(calls, prompts, strict=True):
+        assert thread.startswith("or1-reward") and thread != threading.current_thread().name
+        assert rows == [prompt.row] * 2 and len(responses) == 2
+    assert [g.rewards for g in groups] == [[1.0, 0.0]] * 3
