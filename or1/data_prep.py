@@ -26,13 +26,13 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from or1.atomic import atomic_path
 from or1.checkpoint import sha256_file
 from or1.data import as_path_list, read_rows, validate_row
 from or1.errors import ConfigError, DataError, first_line
@@ -81,22 +81,6 @@ def read_input_rows(path: Path) -> list[dict[str, Any]]:
                 f"{path}: rows {start}-{start + n - 1} (row group {g}): unreadable ({first_line(exc)})"
             ) from None
     return rows
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block ends
-    without an exception (the temporary file is removed otherwise)."""
-    tmp = _tmp(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _jsonable(value: Any) -> Any:

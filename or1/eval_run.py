@@ -27,6 +27,7 @@ from or1.evaluation import ProblemResult, check_pass_ks, is_math, score_chunks, 
 from or1.interfaces import BuildContext
 from or1.model_support import check_model_support
 from or1.plugins import get_registry
+from or1.response_budget import response_budget
 from or1.types import Prompt, SamplingParams
 
 log = logging.getLogger("or1.eval")
@@ -144,7 +145,7 @@ def run_evaluation(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]
 
     ctx = BuildContext.of_run(cfg, run_dir, model_path)
     stages = registry.build("stages", cfg.stages, ctx)
-    max_tokens = e.max_tokens or stages.stage_at(max(stages.total_steps - 1, 0)).max_response_length
+    max_tokens = response_budget(e.max_tokens, stages, "last")
     params = SamplingParams(
         n=e.k,
         temperature=e.temperature,

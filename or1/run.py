@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from or1 import checkpoint, distributed, hook_points
+from or1.atomic import atomic_path
 from or1.data import PromptSampler, as_path_list, held_out_sets, read_dataset, tokenize_prompts
 from or1.errors import ConfigError
 from or1.hook_points import HookPoint
@@ -87,47 +88,54 @@ class Run:
         return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
 
+def check_at_least(bounds: Iterable[tuple[str, float | None, float]]) -> None:
+    """``(key, value, low)`` in turn: a ConfigError ``KEY=VALUE must be >= LOW`` for the
+    first value below its bound (None: unset, not checked)."""
+    for key, value, low in bounds:
+        if value is not None and value < low:
+            raise ConfigError(f"{key}={value} must be >= {low}")
+
+
+def check_sampling(section: str, node: DictConfig) -> None:
+    """A section's sampling settings: ``temperature`` of at least :data:`MIN_TEMPERATURE`
+    and ``top_p`` in (0, 1]."""
+    if not node.temperature >= MIN_TEMPERATURE:
+        raise ConfigError(
+            f"{section}.temperature={node.temperature} must be >= {MIN_TEMPERATURE} (lower "
+            "temperatures overflow the sampling distribution; 0.01 is already near-greedy)"
+        )
+    if not 0.0 < node.top_p <= 1.0:
+        raise ConfigError(f"{section}.top_p={node.top_p} must be in (0, 1]")
+
+
 def check_values(cfg: DictConfig) -> None:
     """Range checks the types cannot express; one ConfigError naming the key."""
     t = cfg.trainer
-    for key, value, low in [
-        ("trainer.prompts_per_step", t.prompts_per_step, 1),
-        ("trainer.group_size", t.group_size, 1),
-        ("trainer.updates_per_step", t.updates_per_step, 1),
-        ("trainer.save_every", t.save_every, 0),
-        ("trainer.eval_every", t.eval_every, 0),
-        ("trainer.keep_checkpoints", t.keep_checkpoints, 0),
-        ("trainer.max_refill_rounds", t.max_refill_rounds, 0),
-        ("eval.k", cfg.eval.k, 1),
-        ("eval.chunk", cfg.eval.chunk, 1),
-        ("trainer.samples_every", t.samples_every, 0),
-        ("trainer.max_nonfinite_steps", t.max_nonfinite_steps, 0),
-        (
-            "trainer.min_free_disk_gb",
-            0.0 if t.min_free_disk_gb is None else t.min_free_disk_gb,
-            0.0,
-        ),
-    ]:
-        if value < low:
-            raise ConfigError(f"{key}={value} must be >= {low}")
+    check_at_least(
+        [
+            ("trainer.prompts_per_step", t.prompts_per_step, 1),
+            ("trainer.group_size", t.group_size, 1),
+            ("trainer.updates_per_step", t.updates_per_step, 1),
+            ("trainer.save_every", t.save_every, 0),
+            ("trainer.eval_every", t.eval_every, 0),
+            ("trainer.keep_checkpoints", t.keep_checkpoints, 0),
+            ("trainer.max_refill_rounds", t.max_refill_rounds, 0),
+            ("trainer.samples_every", t.samples_every, 0),
+            ("trainer.max_nonfinite_steps", t.max_nonfinite_steps, 0),
+            ("trainer.min_free_disk_gb", t.min_free_disk_gb, 0.0),
+        ]
+    )
     check_eval_values(cfg.eval)
     check_micro_batch_budgets(cfg)
-    if t.total_steps is not None and t.total_steps < 1:
-        raise ConfigError(f"trainer.total_steps={t.total_steps} must be >= 1")
+    check_at_least([("trainer.total_steps", t.total_steps, 1)])
     if t.async_steps not in (0, 1):
         raise ConfigError(
             f"trainer.async_steps={t.async_steps} is not supported (0: strictly on-policy, "
             "1: one-step asynchronous)"
         )
-    if t.async_steps and t.rollout_ranks < 1:
-        raise ConfigError(f"trainer.rollout_ranks={t.rollout_ranks} must be >= 1")
-    if not cfg.rollout.temperature >= MIN_TEMPERATURE:
-        raise ConfigError(
-            f"rollout.temperature={cfg.rollout.temperature} must be >= {MIN_TEMPERATURE} (lower temperatures overflow the "
-            "sampling distribution; 0.01 is already near-greedy)"
-        )
-    if not 0.0 < cfg.rollout.top_p <= 1.0:
-        raise ConfigError(f"rollout.top_p={cfg.rollout.top_p} must be in (0, 1]")
+    if t.async_steps:
+        check_at_least([("trainer.rollout_ranks", t.rollout_ranks, 1)])
+    check_sampling("rollout", cfg.rollout)
 
 
 def check_micro_batch_budgets(cfg: DictConfig) -> None:
@@ -148,17 +156,9 @@ def check_eval_values(e: DictConfig) -> None:
     """The eval section's ranges: sampling settings, and pass@k only for k <= eval.k."""
     from or1.evaluation import check_pass_ks
 
-    if e.k < 1:
-        raise ConfigError(f"eval.k={e.k} must be >= 1")
-    if not e.temperature >= MIN_TEMPERATURE:
-        raise ConfigError(
-            f"eval.temperature={e.temperature} must be >= {MIN_TEMPERATURE} (lower temperatures overflow the "
-            "sampling distribution; 0.01 is already near-greedy)"
-        )
-    if not 0.0 < e.top_p <= 1.0:
-        raise ConfigError(f"eval.top_p={e.top_p} must be in (0, 1]")
-    if e.max_tokens is not None and e.max_tokens < 1:
-        raise ConfigError(f"eval.max_tokens={e.max_tokens} must be >= 1")
+    check_at_least([("eval.k", e.k, 1), ("eval.chunk", e.chunk, 1)])
+    check_sampling("eval", e)
+    check_at_least([("eval.max_tokens", e.max_tokens, 1)])
     try:
         check_pass_ks(e.k, list(e.pass_k))
     except ValueError as exc:
@@ -440,9 +440,8 @@ def save_config_snapshot(cfg: DictConfig, run_dir: Path) -> None:
         "hydra.yaml": OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})),
     }
     for name, text in texts.items():
-        tmp = folder / f".{name}.tmp-{os.getpid()}"
-        tmp.write_text(text)
-        os.replace(tmp, folder / name)
+        with atomic_path(folder / name) as tmp:
+            tmp.write_text(text)
 
 
 def check_launch(cfg: DictConfig, registry: Registry) -> distributed.EngineLayout:

@@ -21,6 +21,7 @@ from or1.evaluation import ProblemResult, evaluate, headline_key
 from or1.learner_step import EntropyCoefficient, on_policy_step
 from or1.mini_batches import sequential_updates, split_groups
 from or1.profiling import StepProfiler
+from or1.response_budget import response_budget
 from or1.run import Run, checkpoint_parts, config_dict, restart_rollout
 from or1.steps import (
     ENGINE_SEED_STRIDE,
@@ -230,15 +231,12 @@ def validate(run: Run, step: int) -> dict[str, float]:
     ``eval.top_p``, fixed seed): ``val/<set>/avg@K``, ``val/<set>/pass@1`` and the other
     metrics of :func:`or1.evaluation.evaluate`. Under torchrun each engine samples its share
     of every set (whole problems) and the results are gathered."""
-    e, layout, stages = run.cfg.eval, run.layout, run.components.stages
-    # one budget for every validation of a run (the last stage's unless eval.max_tokens), so
-    # the accuracy before the first step and after the last compare like with like
-    max_tokens = e.max_tokens or stages.stage_at(max(stages.total_steps - 1, 0)).max_response_length
+    e, layout = run.cfg.eval, run.layout
     params = SamplingParams(
         n=e.k,
         temperature=e.temperature,
         top_p=e.top_p,
-        max_tokens=max_tokens,
+        max_tokens=response_budget(e.max_tokens, run.components.stages, "last"),
         seed=run.cfg.trainer.seed + 17 + ENGINE_SEED_STRIDE * layout.index,
     )
 

@@ -26,6 +26,7 @@ def run_filter(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
     from or1.data import read_dataset, tokenize_prompts
     from or1.interfaces import BuildContext
     from or1.offline_filter import check_band, count_correct, default_output, select, write_parquet
+    from or1.response_budget import response_budget
     from or1.run import load_tokenizer, resolve_data, resolve_model, save_config_snapshot
     from or1.types import SamplingParams
 
@@ -57,7 +58,7 @@ def run_filter(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
         temperature=o.temperature,
         top_p=cfg.rollout.top_p,
         top_k=cfg.rollout.top_k,
-        max_tokens=o.max_tokens or stages.stage_at(0).max_response_length,
+        max_tokens=response_budget(o.max_tokens, stages, "first"),
         seed=cfg.trainer.seed,
     )
     with Progress() as bar:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
 import shutil
 import socket
 import warnings
@@ -42,6 +41,7 @@ import torch
 import torch.distributed as dist
 
 from or1 import distributed
+from or1.atomic import atomic_path
 from or1.batch import split_by_token_budget
 from or1.config import LearnerConfig
 from or1.errors import ConfigError
@@ -839,22 +839,18 @@ class MegatronLearner(Learner):
                 tensors[n] = t.detach().to("cpu").contiguous().clone()
         if not distributed.is_main():
             return
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         if self.arch.tie_embeddings:
             tensors.pop("lm_head.weight", None)
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        config = AutoConfig.from_pretrained(self.model_path)
-        config.dtype = self.dtype
-        config.save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(self.model_path).save_pretrained(tmp)
-        generation = self.model_path / "generation_config.json"
-        if generation.is_file():
-            shutil.copy(generation, tmp / generation.name)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.mkdir(parents=True)
+            save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            config = AutoConfig.from_pretrained(self.model_path)
+            config.dtype = self.dtype
+            config.save_pretrained(tmp)
+            AutoTokenizer.from_pretrained(self.model_path).save_pretrained(tmp)
+            generation = self.model_path / "generation_config.json"
+            if generation.is_file():
+                shutil.copy(generation, tmp / generation.name)
 
     def reset_optimizer(self) -> None:
         """Fresh AdamW moments; the master weights stay."""

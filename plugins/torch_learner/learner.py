@@ -7,8 +7,6 @@ global weights, AdamW and gradient-norm clipping.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from or1.atomic import atomic_path
 from or1.batch import split_by_token_budget
 from or1.config import LearnerConfig
 from or1.interfaces import BuildContext, Learner, PolicyLoss
@@ -181,14 +180,9 @@ class TorchLearner(Learner):
             yield name, tensor.detach()
 
     def save_pretrained(self, path: Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp, safe_serialization=True)
-        self.tokenizer.save_pretrained(tmp)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        with atomic_path(Path(path)) as tmp:
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
 
     def reset_optimizer(self) -> None:
         self.optimizer = self._new_optimizer()
