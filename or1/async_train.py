@@ -35,7 +35,8 @@ import torch
 import torch.distributed as dist
 
 from or1 import checkpoint, distributed
-from or1.run import Run, rng_state
+from or1.resume import rng_state
+from or1.run import Run
 from or1.steps import NonFiniteGuard, SkippedSteps, Timer, engine_metrics, rollout_metrics
 from or1.stopping import GracefulStop
 

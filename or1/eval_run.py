@@ -120,7 +120,8 @@ def resolve_eval_model(
 
 def run_evaluation(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]]:
     """Evaluate, write the report files, print the table; returns the report."""
-    from or1.run import check_eval_values, load_tokenizer, save_config_snapshot
+    from or1.config_checks import check_eval_values
+    from or1.run import load_tokenizer, save_config_snapshot
 
     e = cfg.eval
     registry = get_registry()

@@ -6,7 +6,7 @@ their state goes into checkpoints. Everything else is derived from this table: t
 config's schema (:func:`run_config_schema`), the registry's groups (:mod:`or1.plugins`), the Hydra
 ConfigStore entries (:mod:`or1.schemas`), the components a run builds
 (:class:`or1.run.Components`, :func:`or1.run.build`), the checkpointed state
-(:func:`or1.run.checkpoint_parts`), ``or1-plugins`` and the generated ``docs/hooks.md``.
+(:func:`or1.resume.checkpoint_parts`), ``or1-plugins`` and the generated ``docs/hooks.md``.
 
 Adding a hook point is one row here, its interface in :mod:`or1.interfaces` (its docstrings
 are the contract) and its base schema in :mod:`or1.config` (with ``conf/<group>/`` for
@@ -66,7 +66,7 @@ class HookPoint:
     """True: the run's component state (``state_dict``) goes into every checkpoint's
     ``state.pt`` and is restored on resume."""
     in_run: bool = True
-    """True: every training run uses it, and :func:`or1.run.check_config` checks its
+    """True: every training run uses it, and :func:`or1.config_checks.check_config` checks its
     section; one with an ``interface`` is then built by :func:`or1.run.build` (an attribute
     of :class:`or1.run.Components`, see :attr:`attribute`). False: another command builds
     it (a stage of ``or1-data``)."""
@@ -250,3 +250,9 @@ def run_config_schema() -> type:
         for hp in HOOK_POINTS
     ]
     return make_dataclass("Or1Config", [*core, *sections], namespace={"__module__": __name__})
+
+
+def run_hook_points() -> list[HookPoint]:
+    """The hook points :func:`or1.run.build` makes a component (or, ``many``, components) of: those a
+    run uses that have an interface (the data and model sources are functions, called)."""
+    return [hp for hp in HOOK_POINTS if hp.in_run and hp.interface is not None]

@@ -22,7 +22,8 @@ from or1.learner_step import EntropyCoefficient, on_policy_step
 from or1.mini_batches import sequential_updates, split_groups
 from or1.profiling import StepProfiler
 from or1.response_budget import response_budget
-from or1.run import Run, checkpoint_parts, config_dict, restart_rollout
+from or1.resume import checkpoint_parts
+from or1.run import Run, config_dict, restart_rollout
 from or1.steps import (
     ENGINE_SEED_STRIDE,
     NonFiniteGuard,

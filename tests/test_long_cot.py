@@ -228,8 +228,8 @@ def test_preset_composes_to_the_long_cot_recipe() -> None:
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
+    from or1.config_checks import check_values
     from or1.plugins import get_registry
-    from or1.run import check_values
     from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
 
     store_schemas(get_registry())

@@ -167,7 +167,8 @@ def test_a_hook_point_added_to_the_table_is_registered_composed_built_and_docume
     from or1.hook_points import HookPoint
     from or1.hookspecs import hookimpl
     from or1.interfaces import BuildContext, Component, Stateful
-    from or1.run import build, stateful_attributes
+    from or1.resume import stateful_attributes
+    from or1.run import build
     from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
 
     @dataclass
