@@ -253,6 +253,7 @@ def run_config_schema() -> type:
 
 
 def run_hook_points() -> list[HookPoint]:
-    """The hook points :func:`or1.run.build` makes a component (or, ``many``, components) of: those a
-    run uses that have an interface (the data and model sources are functions, called)."""
+    """The hook points :func:`or1.run.build` makes a component (or, ``many``, components)
+    of: those a run uses that have an interface (the data and model sources are functions,
+    called)."""
     return [hp for hp in HOOK_POINTS if hp.in_run and hp.interface is not None]
