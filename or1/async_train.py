@@ -36,7 +36,8 @@ import torch.distributed as dist
 
 from or1 import checkpoint, distributed
 from or1.partial_rollouts import PartialRollouts
-from or1.run import Run, rng_state
+from or1.resume import rng_state
+from or1.run import Run
 from or1.steps import (
     NonFiniteGuard,
     OverlappedScoring,
@@ -199,9 +200,8 @@ def learner_side(run: Run, loggers: Any, stop: GracefulStop) -> dict[str, Any]:
     """Train steps ``start + 1 .. total`` on the batches the rollout ranks send, one behind."""
     from or1.trainer import enter_stage, finish, learner_update, stopped, validate
 
-    cfg, c, t = run.cfg, run.components, run.cfg.trainer
+    c, t = run.components, run.cfg.trainer
     nonfinite, skipped = NonFiniteGuard(t.max_nonfinite_steps), SkippedSteps()
-    run.hook.or1_train_start(config=cfg, run_dir=run.run_dir, start_step=run.start_step)
     if run.start_metrics is None and t.eval_at_start and run.val_sets:
         run.start_metrics = validate(run, run.start_step)
         loggers.metrics(run.start_step, run.start_metrics)
@@ -268,7 +268,6 @@ def learner_side(run: Run, loggers: Any, stop: GracefulStop) -> dict[str, Any]:
         saved_now = t.save_every and step % t.save_every == 0 or step == run.total_steps
         if saved_now or stopping:
             save_async_checkpoint(run, step, stage, incoming, loggers)
-        run.hook.or1_step_end(step=step, metrics=metrics, groups=groups)
         if stopping and step < run.total_steps:
             return stopped(run, step, stop, loggers)
     return finish(run, metrics, loggers)
@@ -341,7 +340,6 @@ def save_async_checkpoint(
     }
     path = checkpoint.commit(root, step, tmp, parts, keep=run.cfg.trainer.keep_checkpoints)
     loggers.message(f"checkpoint saved: {path}")
-    run.hook.or1_checkpoint_saved(step=step, path=path)
 
 
 # --- the exchange --------------------------------------------------------------------------

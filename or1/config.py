@@ -1,8 +1,10 @@
-"""Typed config schemas (dataclasses) and their registration in Hydra's ConfigStore.
+"""Typed config schemas (dataclasses): each hook point's base schema and the core sections.
 
-The run config has one section per hook point; each section's schema is the one its selected
-component registered (a subclass of the base schema below). Core sections (``trainer``,
-``eval``) are fixed. The docs' config reference is generated from these classes.
+The run config (:func:`or1.hook_points.run_config_schema`) has one section per hook point;
+each section's schema is the one its selected component registered (a subclass of the hook
+point's base schema below). Core sections (``trainer``, ``eval``, ...) are fixed. The docs'
+config reference is generated from these classes. Imports neither torch nor Hydra
+(``or1-train --help`` reads :data:`COMMON_KEYS`).
 """
 
 from __future__ import annotations
@@ -292,40 +294,3 @@ COMMON_KEYS: tuple[tuple[str, str], ...] = (
 )
 """The keys a user changes first, with their descriptions (``or1-train --help`` prints them
 without importing the plugins; a test checks that each description is its schema field's)."""
-
-
-HOOK_GROUPS: dict[str, type] = {
-    "rollout": RolloutConfig,
-    "learner": LearnerConfig,
-    "verifier": VerifierConfig,
-    "filter": FilterConfig,
-    "advantage": AdvantageConfig,
-    "loss": LossConfig,
-    "entropy": EntropyConfig,
-    "stages": StagesConfig,
-    "logger": LoggerConfig,
-    "data": DataConfig,
-    "model": ModelConfig,
-    "data_stage": DataStageConfig,
-}
-"""Config group -> base schema. ``logger`` holds several components keyed by name."""
-
-
-@dataclass
-class Or1Config:
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    offline: OfflineFilterConfig = field(default_factory=OfflineFilterConfig)
-    rollout: Any = MISSING
-    learner: Any = MISSING
-    verifier: Any = MISSING
-    filter: Any = MISSING
-    advantage: Any = MISSING
-    loss: Any = MISSING
-    entropy: Any = MISSING
-    stages: Any = MISSING
-    logger: Any = field(default_factory=dict)
-    data: Any = MISSING
-    model: Any = MISSING
-    prep: DataPrepConfig = field(default_factory=DataPrepConfig)
-    data_stage: Any = field(default_factory=dict)

@@ -26,13 +26,13 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from or1.atomic import atomic_path
 from or1.checkpoint import sha256_file
 from or1.data import as_path_list, read_rows, validate_row
 from or1.errors import ConfigError, DataError, first_line
@@ -81,22 +81,6 @@ def read_input_rows(path: Path) -> list[dict[str, Any]]:
                 f"{path}: rows {start}-{start + n - 1} (row group {g}): unreadable ({first_line(exc)})"
             ) from None
     return rows
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block ends
-    without an exception (the temporary file is removed otherwise)."""
-    tmp = _tmp(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _jsonable(value: Any) -> Any:
@@ -214,24 +198,15 @@ class PrepContext(DataStageContext):
     def verifier(self, name: str, overrides: dict[str, Any] | None = None) -> RewardVerifier:
         key = json.dumps([name, overrides or {}], sort_keys=True, default=str)
         if key not in self._verifiers:
-            comp = self.registry.get("verifier", name)
-            node = OmegaConf.structured(comp.schema)
-            try:
-                for k, v in (overrides or {}).items():
-                    OmegaConf.update(node, k, v, merge=True)
-            except Exception as exc:
-                raise ConfigError(
-                    f"verifier '{name}' overrides {overrides}: {first_line(exc)}"
-                ) from None
-            self._verifiers[key] = comp.factory(node, self._build_context(self.out_dir))
+            ctx = self._build_context(self.out_dir)
+            self._verifiers[key] = self.registry.build_partial("verifier", name, overrides, ctx)
         return self._verifiers[key]
 
     def run_verifier(self) -> RewardVerifier:
         key = "__run__"
         if key not in self._verifiers:
-            comp = self.registry.get("verifier", self.config.verifier.name)
-            self._verifiers[key] = comp.factory(
-                self.config.verifier, self._build_context(self.out_dir)
+            self._verifiers[key] = self.registry.build(
+                "verifier", self.config.verifier, self._build_context(self.out_dir)
             )
         return self._verifiers[key]
 
@@ -248,8 +223,7 @@ class PrepContext(DataStageContext):
             path = resolve_model(cfg, self.registry, self.cache_dir)
             check_model_support(self.config, self.registry, path, groups=("rollout",))
             tokenizer = load_tokenizer(path)
-            comp = self.registry.get("rollout", self.config.rollout.name)
-            engine = comp.factory(self.config.rollout, self._build_context(path))
+            engine = self.registry.build("rollout", self.config.rollout, self._build_context(path))
             self._engines[key] = (engine, tokenizer)
         return self._engines[key]
 
@@ -378,7 +352,8 @@ def run_pipeline(cfg: DictConfig, default_out: Path) -> dict[str, Any]:
 
     registry = get_registry()
     names = _stage_names(cfg)
-    components = {n: registry.get("data_stage", n) for n in names}
+    for name in names:  # every stage is registered, before anything is read or written
+        registry.get("data_stage", name)
     out_dir = Path(cfg.prep.output_dir).expanduser() if cfg.prep.output_dir else default_out
     out_dir.mkdir(parents=True, exist_ok=True)
     for leftover in (FINAL, SUMMARY_JSON, SUMMARY_MD):
@@ -411,7 +386,7 @@ def run_pipeline(cfg: DictConfig, default_out: Path) -> dict[str, Any]:
                         {"stage": f"{index:02d}_{name}", "name": name, "status": "disabled"}
                     )
                     continue
-                stage: DataStage = components[name].factory(stage_cfg, ctx)
+                stage: DataStage = registry.build("data_stage", stage_cfg, ctx)
                 try:
                     fp, entry = _run_stage(
                         cfg, ctx, stage, index, name, previous, files, current_file, console

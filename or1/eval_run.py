@@ -27,6 +27,7 @@ from or1.evaluation import ProblemResult, check_pass_ks, is_math, score_chunks, 
 from or1.interfaces import BuildContext
 from or1.model_support import check_model_support
 from or1.plugins import get_registry
+from or1.response_budget import response_budget
 from or1.types import Prompt, SamplingParams
 
 log = logging.getLogger("or1.eval")
@@ -119,7 +120,8 @@ def resolve_eval_model(
 
 def run_evaluation(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]]:
     """Evaluate, write the report files, print the table; returns the report."""
-    from or1.run import check_eval_values, load_tokenizer, save_config_snapshot
+    from or1.config_checks import check_eval_values
+    from or1.run import load_tokenizer, save_config_snapshot
 
     e = cfg.eval
     registry = get_registry()
@@ -143,8 +145,8 @@ def run_evaluation(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]
     }
 
     ctx = BuildContext.of_run(cfg, run_dir, model_path)
-    stages = registry.get("stages", cfg.stages.name).factory(cfg.stages, ctx)
-    max_tokens = e.max_tokens or stages.stage_at(max(stages.total_steps - 1, 0)).max_response_length
+    stages = registry.build("stages", cfg.stages, ctx)
+    max_tokens = response_budget(e.max_tokens, stages, "last")
     params = SamplingParams(
         n=e.k,
         temperature=e.temperature,
@@ -203,8 +205,8 @@ def _sample_all(
     todo = {name: progress.finished(name) for name in sets}
     if all({p.uid for p in prompts} <= todo[name] for name, prompts in sets.items()):
         return
-    engine = registry.get("rollout", cfg.rollout.name).factory(cfg.rollout, ctx)
-    verifier = registry.get("verifier", cfg.verifier.name).factory(cfg.verifier, ctx)
+    engine = registry.build("rollout", cfg.rollout, ctx)
+    verifier = registry.build("verifier", cfg.verifier, ctx)
     total = sum(len(p) for p in sets.values())
     try:
         with Bar(

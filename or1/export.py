@@ -58,14 +58,14 @@ def export_checkpoint(ckpt: Path, out: Path, registry: Registry) -> Path:
         )
     rc = OmegaConf.load(cfg_file)
     try:
-        learner_cfg, learner_name = rc.learner, rc.learner.name
+        learner_cfg, _ = rc.learner, rc.learner.name  # not an or1 run config: no learner
         ctx = BuildContext.of_run(rc, out.parent, Path())  # model path filled in below
     except Exception as exc:
         raise ConfigError(f"{cfg_file}: not an or1 run config ({first_line(exc)})") from None
     base = resolve_model(rc, registry, ctx.cache_dir)
     ctx = dataclasses.replace(ctx, model_path=base)
     log.info("exporting checkpoint %s (base model %s) to %s", ckpt, base, out)
-    learner = registry.get("learner", learner_name).factory(learner_cfg, ctx)
+    learner = registry.build("learner", learner_cfg, ctx)
     try:
         checkpoint.load_learner(ckpt, learner)
     except ValueError as exc:

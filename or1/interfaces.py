@@ -1,9 +1,11 @@
 """The interfaces of the components that fill or1's hook points.
 
-A plugin registers a *component* (a factory and its config schema) through one of the
-``or1_register_*`` hooks in :mod:`or1.hookspecs`; the Hydra config names which registered
-component fills each hook point; the trainer builds it with ``factory(cfg, ctx)`` and then calls
-only the methods below. Each method's docstring is its contract.
+A plugin registers a *component* (a factory and its config schema) for a hook point of
+:data:`or1.hook_points.HOOK_POINTS` through :func:`or1.hookspecs.or1_register`; the Hydra
+config names which registered component fills each hook point; the core builds it with
+:meth:`or1.plugins.Registry.build` (``factory(cfg, ctx)``) and then calls only the methods
+below. Each method's docstring is its contract. Unless a docstring says otherwise, the core
+calls a component on the thread that runs the trainer (or the command), one call at a time.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from or1.types import (
 )
 
 if TYPE_CHECKING:
+    from or1.learner_step import StepCoefficient
     from or1.memory_plan import MemoryEstimate, MemoryQuery
 
 
@@ -216,32 +219,30 @@ class Learner(Component, Stateful, ABC):
         ``trainer.max_nonfinite_steps`` of them in a row.
         """
 
-    def on_policy_step(
-        self,
-        batch: TrainBatch,
-        loss: PolicyLoss,
-        entropy_coef: Callable[[torch.Tensor, torch.Tensor], float],
+    def fuses_old_logprobs(self, batch: TrainBatch) -> bool:
+        """Whether :meth:`fused_train_step` can do this strictly on-policy step: true only
+        when the training forward of every rank's share of ``batch`` is a single
+        micro-batch holding all of its tokens, so that forward's detached log-probs are the
+        old log-probs. Called by :func:`or1.learner_step.on_policy_step` (the one place the
+        fused path is chosen) once per on-policy step, before anything else of it; under
+        torchrun collective (every rank calls it with its share and all answer alike). The
+        default False: the step then runs :meth:`compute_logprobs` and :meth:`train_step`."""
+        return False
+
+    def fused_train_step(
+        self, batch: TrainBatch, loss: PolicyLoss, coefficient: StepCoefficient
     ) -> dict[str, float]:
-        """One strictly on-policy optimisation step (the recipe's: one update per rollout
-        batch), where the old log-probs are the current policy's own.
-
-        ``entropy_coef(old_logprobs, entropy)`` receives the whole batch's ``[B, T]``
-        log-probs and entropies under the current (pre-update) policy, exactly as
-        :meth:`compute_logprobs` returns them (no gradient), and returns the entropy
-        coefficient of this step; the learner calls it exactly once, before any gradient.
-        Sets ``batch.old_logprobs`` to those log-probs, then does what :meth:`train_step`
-        does and returns the same metrics.
-
-        The default runs :meth:`compute_logprobs` (one no-gradient pass) and then
-        :meth:`train_step`. A learner that can take the old log-probs from the training
-        forward itself (``old = logprobs.detach()``, the same values: the policy has not
-        changed yet) overrides this to save that extra pass; the result must agree with the
-        default to float tolerance. Returns ``learner/fused_old_logprobs`` = 1.0 when it did.
-        """
-        old_logprobs, entropy = self.compute_logprobs(batch)
-        batch.old_logprobs = old_logprobs
-        metrics = self.train_step(batch, loss, entropy_coef(old_logprobs, entropy))
-        return metrics | {"learner/fused_old_logprobs": 0.0}
+        """:meth:`train_step` whose old log-probs come from its own training forward, called
+        instead of ``compute_logprobs`` + ``train_step`` only when
+        :meth:`fuses_old_logprobs` said so for this ``batch``. ``batch.old_logprobs`` is
+        unset; the learner asks ``coefficient.of_micro_batch(...)`` after the forward and
+        before the backward (which sets them and measures the entropy coefficient) and
+        ``coefficient.of_step(batch)`` after its micro-batch loop (a rank without rows joins
+        the coefficient's reduction there), as it does in ``train_step`` with
+        :meth:`~or1.learner_step.StepCoefficient.given`. The result must agree with
+        ``compute_logprobs`` + ``train_step`` to float tolerance; the metrics are
+        ``train_step``'s with ``learner/fused_old_logprobs`` = 1.0."""
+        raise NotImplementedError(f"{type(self).__name__} has no fused on-policy step")
 
     @abstractmethod
     def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
@@ -258,8 +259,8 @@ class Learner(Component, Stateful, ABC):
     multiprocess: bool = False
     """True for learners that run in several processes (``torchrun``, SPMD). There every
     rank builds the learner and calls every method at the same point of the loop with *its
-    own share*: the batch given to :meth:`compute_logprobs`, :meth:`train_step` and
-    :meth:`on_policy_step` is this rank's share of the step (the trainer's token-balanced
+    own share*: the batch given to :meth:`compute_logprobs`, :meth:`train_step`,
+    :meth:`fuses_old_logprobs` and :meth:`fused_train_step` is this rank's share of the step (the trainer's token-balanced
     split for data-parallel index :meth:`data_shard`, the same rows on every tensor-parallel
     rank of that index, possibly no rows at all), and the returned metrics are the step's,
     reduced over the ranks (equal on every rank). :meth:`named_weights`, :meth:`state_dict`,
@@ -336,8 +337,22 @@ class RewardVerifier(Component, ABC):
         (that is ``wrong``/``no_answer``/``error``), never blocks past its own timeout."""
 
     def score_many(self, responses: Sequence[str], rows: Sequence[dict[str, Any]]) -> list[Score]:
-        """Score ``responses[i]`` against ``rows[i]`` for all i, in order. Plugins override
-        this to run in parallel (bounded); the default calls ``score`` in a loop."""
+        """Score ``responses[i]`` against ``rows[i]`` for all i, in order; never raises for
+        bad model output. Plugins override this to run in parallel (bounded); the default
+        calls ``score`` in a loop.
+
+        Who calls it: in training, the trainer once per *group* (the ``group_size``
+        responses of one prompt, all with that prompt's row), as soon as the rollout engine
+        hands the group over, from a helper thread (``or1-reward-*``, one per sampling round,
+        one call at a time) while the other groups still generate; after a rollout-engine
+        restart the groups generated again are scored in one call from the trainer's own
+        thread, possibly while the helper thread finishes a call for a group that was
+        generated again. ``or1-eval`` and the in-training evaluation call it once per chunk
+        of problems, ``or1-filter`` once per rollout call, ``or1-verify`` and the
+        ``validate_code`` stage once per chunk of rows, each from the command's thread. So
+        it must be safe to call from a thread other than the one that built the verifier,
+        and from two threads at once (its worker pool or sandboxes shared safely); it must
+        not mutate ``rows``."""
         return [self.score(r, row) for r, row in zip(responses, rows, strict=True)]
 
     def answer_key(self, response: str, row: dict[str, Any]) -> str | None:
@@ -360,7 +375,9 @@ class OnlineFilter(Component, Stateful, ABC):
     @abstractmethod
     def keep(self, groups: Sequence[Group]) -> list[bool]:
         """Return one flag per group (True = train on it), given scored groups (``rewards``
-        set). Never splits a group; does not mutate groups (the trainer sets ``kept``)."""
+        set). Never splits a group; does not mutate groups (the trainer sets ``kept``).
+        Called by the trainer once per sampling round (the step's first, and each refill
+        round) with that round's groups of this rank's engine."""
 
 
 class AdvantageEstimator(Component, Stateful, ABC):
@@ -376,7 +393,8 @@ class AdvantageEstimator(Component, Stateful, ABC):
         ``truncation`` (from the current stage) is ``none`` (truncated completions count like any
         other), ``mask_after`` (they count in the group statistics, then get advantage 0) or
         ``mask_before`` (excluded from the statistics, advantage 0). The trainer also removes
-        masked completions' tokens from the loss.
+        masked completions' tokens from the loss. Called by the trainer once per step with
+        this rank's kept groups (not at all when it kept none).
         """
 
 
@@ -404,7 +422,8 @@ class PolicyLoss(Component, ABC):
         ``micro_batches`` lists the row indices of each of this rank's micro-batches (only
         modes that weight by micro-batch use it). ``totals`` are the step's counts summed over
         every data-parallel rank (the global normaliser); None means this batch is the whole
-        step (one rank). E.g. the global token mean is ``w = mask / totals.tokens``."""
+        step (one rank). E.g. the global token mean is ``w = mask / totals.tokens``. Called
+        by the learner once per optimisation step, before its micro-batches."""
 
     @abstractmethod
     def per_token_loss(
@@ -420,7 +439,9 @@ class PolicyLoss(Component, ABC):
         statistics (e.g. ``clipfrac``) of the same shape, which learners aggregate with ``w``.
         ``ref_logprobs`` is given exactly when ``needs_reference`` is true, and
         ``rollout_logprobs`` (the engine's sampling log-probs, same layout) exactly when
-        ``needs_rollout_logprobs`` is true (a loss without that flag need not accept it)."""
+        ``needs_rollout_logprobs`` is true (a loss without that flag need not accept it).
+        Called by the learner once per micro-batch, through
+        :func:`or1.learner_step.backward_micro_batch`."""
 
 
 class EntropyController(Component, Stateful, ABC):
@@ -428,19 +449,26 @@ class EntropyController(Component, Stateful, ABC):
 
     estimator: str = "full_vocab"
     """``full_vocab``: entropy of the full next-token distribution; ``sampled_nll``: mean
-    negative log-prob of the sampled tokens. The trainer measures ``e_k`` this way."""
+    negative log-prob of the sampled tokens. :class:`or1.learner_step.EntropyCoefficient`
+    measures ``e_k`` this way, over the response tokens of the step on every rank."""
 
     @abstractmethod
     def coefficient(self, entropy: float) -> tuple[float, bool]:
         """Given this step's measured batch entropy ``e_k``, return ``(c_k, active)``: the
-        coefficient and whether the bonus applies; the loss uses ``c_k * active``. Pure."""
+        coefficient and whether the bonus applies; the loss uses ``c_k * active``. Pure.
+        Called once per training step, before any gradient, by
+        :class:`or1.learner_step.EntropyCoefficient`: from inside the learner's step (the
+        on-policy update) or before the mini-batch updates; the same ``e_k`` on every rank."""
 
     @abstractmethod
     def update(self, entropy: float) -> None:
-        """Advance the state after step k with the same ``e_k``."""
+        """Advance the state after step k with the same ``e_k``; called by the trainer once
+        per training step, after the learner's update (not on a step that trained
+        nothing)."""
 
     def reset(self) -> None:
-        """Return to the initial state (a stage asked for it)."""
+        """Return to the initial state; called by the trainer on entering a stage with
+        ``reset_entropy`` (not for a run's first stage)."""
 
 
 class StageScheduler(Component, Stateful, ABC):
@@ -451,7 +479,9 @@ class StageScheduler(Component, Stateful, ABC):
         """The stage that applies at (0-based) ``step``. Pure. For a step already taken
         (:meth:`observe` has seen it) the stage it was taken in; for a later one the stage
         the schedule plans from its current state, which a scheduler that moves on by a
-        signal may still bring forward."""
+        signal may still bring forward. Called by the trainer at the start of every step
+        (and for the last step taken, on resuming), by evaluation for the last stage's
+        response budget, and by ``or1-filter``, ``or1-plan`` and the ``difficulty`` stage."""
 
     def observe(self, step: int, metrics: Mapping[str, float]) -> None:
         """Called by the trainer after every step it takes, with the (0-based) ``step`` that
@@ -470,29 +500,39 @@ class StageScheduler(Component, Stateful, ABC):
 
 
 class Logger(Component, ABC):
-    """Receives metrics, samples and artifacts."""
+    """Receives metrics, samples, messages and artifacts: the one way to observe a run (there
+    are no event hooks). Built on rank 0 only; the trainer calls every method from its own
+    thread. A method that raises disables this logger for the rest of the run (reported
+    once); training goes on."""
 
     def start(
         self, run_dir: Path, config: dict[str, Any], total_steps: int, start_step: int
     ) -> None:
-        """Called once before the first step (``start_step > 0`` when resuming)."""
+        """Called once before the first step, after every component is built and a
+        checkpoint (if any) restored, with the resolved config (``start_step > 0`` when
+        resuming)."""
 
     @abstractmethod
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
-        """Called once per step (and for evaluation results) with flat ``name -> number``."""
+        """Called once per step with its flat ``name -> number`` metrics (the held-out
+        evaluation's merged in on evaluation steps), and once before the first step with
+        the starting evaluation (``step`` = the start step)."""
 
     def log_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
-        """Per-response records of a step (see the trainer's ``samples.jsonl``). Default no-op."""
+        """Per-response records of a step (see the trainer's ``samples.jsonl``), on the steps
+        ``trainer.dump_samples`` / ``trainer.samples_every`` choose. Default no-op."""
 
     def log_message(self, message: str) -> None:
-        """A human-readable event (stage change, checkpoint, summary). Default no-op."""
+        """A human-readable event: a stage entered, a checkpoint saved (with its path), a
+        warning, a stop by a signal, the held-out accuracy from start to end. Default
+        no-op."""
 
     def log_artifact(self, name: str, path: Path, kind: str) -> None:
         """A finished file or folder worth keeping with the run (``kind`` ``model`` for the
         exported final model). Default no-op."""
 
     def close(self) -> None:
-        """Flush and release. Called once at the end, also after an error."""
+        """Flush and release. Called once at the end, also after an error or a stop."""
 
 
 class DataStageContext(ABC):

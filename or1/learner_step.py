@@ -1,17 +1,21 @@
-"""What every learner's optimisation step shares, so the loss-normalisation contract and the
-step's metrics live in one place: the optimiser, one micro-batch's backward pass, the fused
-on-policy step's old log-probs, the rollout/learner mismatch metrics, and the end of the step."""
+"""What every learner's optimisation step shares, so the loss-normalisation and entropy
+contracts and the step's metrics live in one place: the optimiser, the entropy coefficient of
+a step (:class:`EntropyCoefficient`, :class:`StepCoefficient`), the choice of the fused
+on-policy step (:func:`on_policy_step`), one micro-batch's backward pass, the rollout/learner
+mismatch metrics, and the end of the step. A learner supplies its forward pass and its
+gradient reduction; it calls these pieces."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from or1.interfaces import PolicyLoss
+from or1 import distributed
+from or1.interfaces import EntropyController, Learner, PolicyLoss
 from or1.types import TrainBatch
 
 
@@ -23,23 +27,139 @@ def new_adamw(params: Iterable[torch.nn.Parameter], cfg: Any) -> torch.optim.Ada
     )
 
 
-def take_old_logprobs(
-    batch: TrainBatch,
-    sub: TrainBatch,
-    logprobs: torch.Tensor,
-    entropy: torch.Tensor,
-    entropy_coef: Callable[[torch.Tensor, torch.Tensor], float],
-) -> float:
-    """The fused on-policy step (``Learner.on_policy_step`` with the whole batch in one
-    micro-batch ``sub``): the training forward's detached, padding-masked log-probs become the
-    old log-probs of ``batch`` (and of ``sub``, on its device), and ``entropy_coef`` gets them
-    with the entropies exactly as ``compute_logprobs`` would return them. Returns the
-    coefficient."""
-    mask = sub.attention_mask.to(logprobs.device)
-    old = (logprobs.detach() * mask).cpu()
-    coef = float(entropy_coef(old, (entropy.detach() * mask).cpu()))
-    batch.old_logprobs, sub.old_logprobs = old, old.to(logprobs.device)
-    return coef
+class EntropyCoefficient:
+    """The entropy controller's decision for one step: measures ``e_k`` over the batch's
+    response tokens from the pre-update log-probs / entropies (with the controller's
+    ``estimator``) and asks ``controller.coefficient(e_k)`` once; the coefficient of the step
+    is ``c_k`` (0 when the bonus is inactive). Keeps ``e_k``, ``coef`` and ``active`` for
+    the step's metrics; the trainer calls ``controller.update(e_k)`` after the step.
+
+    Called exactly once per step, by :func:`on_policy_step` (through the learner, inside
+    the fused step) or by :func:`or1.mini_batches.sequential_updates`, on the trainer's
+    thread. Under torchrun every rank calls it with its own share at the same point: ``e_k``
+    is the mean over the step's tokens of every rank (two summed scalars), the same on all.
+    """
+
+    def __init__(self, controller: EntropyController, response_mask: torch.Tensor) -> None:
+        self.controller, self.mask = controller, response_mask
+        self.e_k, self.coef, self.active = float("nan"), 0.0, False
+
+    def __call__(self, old_logprobs: torch.Tensor, entropy: torch.Tensor) -> float:
+        """The coefficient of a step given whole: this rank's ``[B, T]`` pre-update
+        log-probs and entropies (as :meth:`~or1.interfaces.Learner.compute_logprobs` returns
+        them) over the rows of ``response_mask``."""
+        return self.of_parts([(self.mask, old_logprobs, entropy)])
+
+    def of_parts(self, parts: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> float:
+        """The same for a step given in parts (its mini-batches): ``(response_mask,
+        old_logprobs, entropy)`` of each; ``e_k`` is the mean over the tokens of all of them
+        (of every rank)."""
+        full = self.controller.estimator == "full_vocab"
+        total, weight = 0.0, 0.0
+        for mask, old_logprobs, entropy in parts:
+            values = entropy if full else -old_logprobs
+            total += float((values * mask).sum())
+            weight += float(mask.sum())
+        total, weight = distributed.all_reduce([total, weight])
+        self.e_k = total / weight if weight > 0 else 0.0
+        self.coef, self.active = self.controller.coefficient(self.e_k)
+        return self.coef if self.active else 0.0
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "entropy/value": self.e_k,
+            "entropy/coef": self.coef,
+            "entropy/active": float(self.active),
+        }
+
+
+Measure = Callable[[torch.Tensor, torch.Tensor], float]
+"""``measure(old_logprobs, entropy) -> coefficient``: an :class:`EntropyCoefficient`, or any
+function of this rank's whole-batch ``[B, T]`` pre-update log-probs and entropies."""
+
+
+class StepCoefficient:
+    """The entropy coefficient of one learner optimisation step, and where the step's old
+    log-probs come from; a learner's step loop asks it for the coefficient after each
+    micro-batch's training forward (:meth:`of_micro_batch`) and once after the loop
+    (:meth:`of_step`), and reports :attr:`fused` in ``learner/fused_old_logprobs``.
+
+    :meth:`given`: ``train_step``'s fixed coefficient; ``batch.old_logprobs`` is set.
+    :meth:`from_forward`: the fused on-policy step (the whole batch of every rank in one
+    micro-batch): the training forward's detached, padding-masked log-probs are the old
+    log-probs (the same values a separate ``compute_logprobs`` pass would give: the policy
+    has not changed yet) and ``measure`` gets them with the entropies, once, before any
+    backward."""
+
+    def __init__(self, value: float | None, measure: Measure | None) -> None:
+        self.value, self.measure = value, measure
+
+    @classmethod
+    def given(cls, value: float) -> StepCoefficient:
+        return cls(float(value), None)
+
+    @classmethod
+    def from_forward(cls, measure: Measure) -> StepCoefficient:
+        return cls(None, measure)
+
+    @property
+    def fused(self) -> bool:
+        """True when the step's old log-probs come from its own training forward."""
+        return self.measure is not None
+
+    def of_micro_batch(
+        self, batch: TrainBatch, sub: TrainBatch, logprobs: torch.Tensor, entropy: torch.Tensor
+    ) -> float:
+        """The coefficient for the backward of micro-batch ``sub`` of ``batch``, given its
+        training forward's ``logprobs`` and ``entropy``. Fused (``sub`` is the whole batch):
+        on the first call they become ``batch.old_logprobs`` (and ``sub``'s, on its device)
+        and ``measure`` gives the coefficient."""
+        if self.value is None:
+            assert self.measure is not None
+            mask = sub.attention_mask.to(logprobs.device)
+            old = (logprobs.detach() * mask).cpu()
+            self.value = float(self.measure(old, (entropy.detach() * mask).cpu()))
+            batch.old_logprobs, sub.old_logprobs = old, old.to(logprobs.device)
+        return self.value
+
+    def of_step(self, batch: TrainBatch) -> float:
+        """The step's coefficient, after its micro-batches. A fused step on a rank without
+        rows (no forward ran) still joins ``measure``'s reduction over the ranks, with
+        zeros that contribute nothing."""
+        if self.value is None:
+            assert self.measure is not None
+            empty = torch.zeros(batch.input_ids.shape)
+            batch.old_logprobs = empty
+            self.value = float(self.measure(empty, empty))
+        return self.value
+
+
+def two_pass_step(
+    learner: Learner, batch: TrainBatch, loss: PolicyLoss, measure: Measure
+) -> dict[str, float]:
+    """A strictly on-policy step in two passes: ``learner.compute_logprobs`` (the old
+    log-probs and entropies, no gradient), the coefficient from them, then
+    ``learner.train_step``."""
+    old_logprobs, entropy = learner.compute_logprobs(batch)
+    batch.old_logprobs = old_logprobs
+    metrics = learner.train_step(batch, loss, measure(old_logprobs, entropy))
+    return metrics | {"learner/fused_old_logprobs": 0.0}
+
+
+def on_policy_step(
+    learner: Learner, batch: TrainBatch, loss: PolicyLoss, measure: Measure
+) -> dict[str, float]:
+    """The trainer's strictly on-policy step (the recipe's one update per rollout batch): the
+    one place the fused path is chosen. When ``learner.fuses_old_logprobs(batch)`` (every
+    rank's share fits one training forward; collective), ``learner.fused_train_step`` takes
+    the old log-probs from that forward (:meth:`StepCoefficient.from_forward`: one
+    no-gradient pass less); otherwise :func:`two_pass_step`. Either way ``measure`` is
+    called exactly once, before any gradient, with this rank's whole-batch ``[B, T]``
+    pre-update log-probs and entropies, ``batch.old_logprobs`` is set to those log-probs,
+    and the metrics are ``train_step``'s (``learner/fused_old_logprobs`` 1.0 when fused)."""
+    if learner.fuses_old_logprobs(batch):
+        return learner.fused_train_step(batch, loss, StepCoefficient.from_forward(measure))
+    return two_pass_step(learner, batch, loss, measure)
 
 
 MISMATCH_BAND = (0.5, 2.0)

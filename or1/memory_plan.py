@@ -550,7 +550,7 @@ def stage_loads(cfg: Any, registry: Any) -> list[StageLoad]:
     from or1.interfaces import BuildContext
 
     ctx = BuildContext(Path("."), Path("."), Path("."), int(cfg.trainer.seed), cfg)
-    scheduler = registry.get("stages", cfg.stages.name).factory(cfg.stages, ctx)
+    scheduler = registry.build("stages", cfg.stages, ctx)
     total = int(cfg.trainer.total_steps or scheduler.total_steps)
     out, step = [], 0
     while step < total:

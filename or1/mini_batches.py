@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from or1 import distributed
 from or1.interfaces import Learner, PolicyLoss
-from or1.steps import EntropyCoefficient
+from or1.learner_step import EntropyCoefficient
 from or1.types import Group, TrainBatch
 
 

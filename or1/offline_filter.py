@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from or1.atomic import atomic_path
 from or1.errors import ConfigError
 from or1.interfaces import RewardVerifier, RolloutEngine
 from or1.types import Prompt, SamplingParams
@@ -98,9 +98,8 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
 
 
 def band_reason(correct: int, band: tuple[int, int]) -> str:

@@ -4,42 +4,26 @@ Plugins are modules (or objects) implementing hooks from :mod:`or1.hookspecs`. T
 through the ``or1`` entry-point group, the built-in ones (this distribution's ``or1_plugins``)
 exactly like third-party packages; built-ins load first, so a third-party package may override
 a built-in component name. The registry records, for every config group, which component
-names exist, their factory and schema, and which package offered them.
+names exist, their factory and schema, and which package offered them; the groups are the
+hook points of :data:`or1.hook_points.HOOK_POINTS`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
 
-from or1 import config_packages, hookspecs
-from or1.config import HOOK_GROUPS
-from or1.errors import ConfigError, PluginError
+from or1 import config_packages, hook_points, hookspecs
+from or1.errors import ConfigError, PluginError, first_line
 
 log = logging.getLogger("or1.plugins")
 
 BUILTIN_PACKAGE = "or1"
-
-REGISTRATION_HOOKS: dict[str, str] = {
-    "rollout": "or1_register_rollout_engines",
-    "learner": "or1_register_learners",
-    "verifier": "or1_register_verifiers",
-    "filter": "or1_register_filters",
-    "advantage": "or1_register_advantage_estimators",
-    "loss": "or1_register_policy_losses",
-    "entropy": "or1_register_entropy_controllers",
-    "stages": "or1_register_stage_schedulers",
-    "logger": "or1_register_loggers",
-    "data": "or1_register_data_sources",
-    "model": "or1_register_model_sources",
-    "data_stage": "or1_register_data_stages",
-}
-"""Config group -> the registration hook that fills it (one per hook point)."""
 
 
 @dataclass(frozen=True)
@@ -64,23 +48,57 @@ class Component:
 @dataclass
 class Registry:
     components: dict[str, dict[str, Component]] = field(
-        default_factory=lambda: {g: {} for g in REGISTRATION_HOOKS}
+        default_factory=lambda: {hp.group: {} for hp in hook_points.HOOK_POINTS}
     )
     plugins: list[PluginInfo] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     """Plugins that failed to load or register, one message each (reported, not fatal)."""
 
     def get(self, group: str, name: str) -> Component:
+        """The component ``name`` registered for hook point ``group``; a ConfigError naming
+        the registered ones when there is none."""
         found = self.components[group].get(name)
         if found is None:
             known = ", ".join(sorted(self.components[group])) or "none"
             raise ConfigError(f"unknown {group} component '{name}' (registered: {known})")
         return found
 
+    def build(self, group: str, node: Any, ctx: Any) -> Any:
+        """The component that config section ``node`` of hook point ``group`` selects
+        (``node.name``), made by its factory from ``node`` and ``ctx`` (what the hook point's
+        factory takes: a :class:`~or1.interfaces.BuildContext`, a
+        :class:`~or1.interfaces.DataStageContext`, or the cache folder of a data or model
+        source). Every component the core makes is made here."""
+        return self.get(group, node.name).factory(node, ctx)
+
+    def build_partial(
+        self, group: str, name: str, overrides: Mapping[str, Any] | None, ctx: Any
+    ) -> Any:
+        """:meth:`build` for a section that is not in a composed config: component ``name``
+        of ``group`` from its schema's defaults updated with ``overrides`` (keys may be
+        dotted, ``routes.math.workers``; values may be nested mappings, merged), typed by
+        the schema. An unknown key or a wrong type is a ConfigError naming the component."""
+        from omegaconf import OmegaConf
+
+        comp = self.get(group, name)
+        node = OmegaConf.structured(comp.schema)
+        try:
+            for key, value in (overrides or {}).items():
+                OmegaConf.update(node, key, value, merge=True)
+        except Exception as exc:  # an unknown key / a wrong type, from OmegaConf
+            raise ConfigError(f"{group} '{name}': {first_line(exc)}") from None
+        return comp.factory(node, ctx)
+
     def add(
         self, group: str, name: str, factory: Callable[..., Any], schema: type, plugin: PluginInfo
     ) -> None:
-        base = HOOK_GROUPS[group]
+        if group not in self.components:
+            known = ", ".join(self.components)
+            raise PluginError(
+                f"plugin '{plugin.name}' ({plugin.package}) registered {group} '{name}': there is "
+                f"no hook point '{group}' (hook points: {known})"
+            )
+        base = hook_points.hook_point(group).schema
         if not (isinstance(schema, type) and issubclass(schema, base)):
             raise PluginError(
                 f"plugin '{plugin.name}' ({plugin.package}) registered {group} '{name}' with a "
@@ -134,33 +152,32 @@ class Or1PluginManager(pluggy.PluginManager):
         return self.infos.get(id(plugin), PluginInfo(name, name, "?"))
 
     def build_registry(self) -> Registry:
-        """Call every registration hook implementation, one plugin at a time, and collect."""
+        """Call every ``or1_register`` implementation, one plugin at a time in registration
+        (load) order, built-ins first, and collect what they register."""
         registry = Registry(problems=[*self.problems, *config_packages.problems()])
         seen: dict[int, PluginInfo] = {}
-        for group, hook_name in REGISTRATION_HOOKS.items():
-            caller = getattr(self.hook, hook_name)
-            # get_hookimpls() lists implementations in registration (load) order: built-ins first.
-            for impl in caller.get_hookimpls():
-                info = self.info(impl.plugin)
-                seen[id(impl.plugin)] = info
+        # get_hookimpls() lists implementations in registration (load) order: built-ins first.
+        for impl in self.hook.or1_register.get_hookimpls():
+            info = self.info(impl.plugin)
+            seen[id(impl.plugin)] = info
 
-                def register(
-                    name: str,
-                    factory: Callable[..., Any],
-                    schema: type,
-                    _g: str = group,
-                    _i: PluginInfo = info,
-                ) -> None:
-                    registry.add(_g, name, factory, schema, _i)
+            def register(
+                group: str,
+                name: str,
+                factory: Callable[..., Any],
+                schema: type,
+                _i: PluginInfo = info,
+            ) -> None:
+                registry.add(group, name, factory, schema, _i)
 
-                try:
-                    impl.function(register=register)
-                except PluginError:
-                    raise
-                except Exception as exc:
-                    registry.problems.append(
-                        f"plugin '{info.name}' from package {info.package} failed in {hook_name}: {exc}"
-                    )
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:
+                registry.problems.append(
+                    f"plugin '{info.name}' from package {info.package} failed in or1_register: {exc}"
+                )
         registry.plugins = sorted(
             seen.values(), key=lambda p: (p.package != BUILTIN_PACKAGE, p.name)
         )

@@ -22,6 +22,7 @@ from or1.config import (
     TrainerConfig,
 )
 from or1.field_docs import field_docs
+from or1.hook_points import hook_point
 from or1.plugins import Registry, get_registry
 
 CORE_SECTIONS: tuple[tuple[str, type, str], ...] = (
@@ -181,7 +182,7 @@ def render(registry: Registry) -> str:
         out += ["", f"## {group}"]
         for name in sorted(components):
             comp = components[name]
-            prefix = f"{group}.{name}" if group in ("logger", "data_stage") else group
+            prefix = f"{group}.{name}" if hook_point(group).many else group
             doc = (comp.factory.__doc__ or "").strip().split("\n\n")[0]
             out += ["", f"### `{group}={name}` ({comp.plugin.package}: `{comp.plugin.name}`)", ""]
             if doc:

@@ -12,14 +12,12 @@ from importlib import resources
 
 from hydra.core.config_store import ConfigStore
 
-from or1.config import Or1Config
+from or1 import hook_points
 from or1.config_packages import install_search_path, plugin_ships_yaml
 from or1.plugins import Registry
 
 CONFIG_MODULE = "or1_conf"
 CONFIG_NAME = "train"
-MULTI_GROUPS = ("logger", "data_stage")
-"""Groups whose selected options are all active at once, each under ``<group>.<name>``."""
 
 
 def shipped_yaml(group: str, name: str) -> bool:
@@ -34,10 +32,11 @@ def store_schemas(registry: Registry) -> None:
     on Hydra's search path (:mod:`or1.config_packages`); call before composing the config."""
     install_search_path()
     cs = ConfigStore.instance()
-    cs.store(name="or1_schema", node=Or1Config)
+    cs.store(name="or1_schema", node=hook_points.run_config_schema())
     for group, components in registry.components.items():
+        many = hook_points.hook_point(group).many  # all selected options active at once
         for name, comp in components.items():
-            package = f"{group}.{name}" if group in MULTI_GROUPS else None
+            package = f"{group}.{name}" if many else None
             cs.store(group=group, name=f"{name}_schema", node=comp.schema, package=package)
             if not shipped_yaml(group, name):
                 cs.store(group=group, name=name, node=comp.schema, package=package)

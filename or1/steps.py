@@ -17,7 +17,6 @@ from or1 import distributed
 from or1.errors import Or1Error, TrainingError
 from or1.interfaces import (
     AdvantageEstimator,
-    EntropyController,
     OnlineFilter,
     RewardVerifier,
     RolloutEngine,
@@ -40,44 +39,6 @@ class Timer:
             yield
         finally:
             self.seconds[name] += time.perf_counter() - t0
-
-
-class EntropyCoefficient:
-    """The entropy controller's decision for one step, as the learner's ``entropy_coef``
-    callable: measures ``e_k`` over the batch's response tokens from the pre-update
-    log-probs / entropies (the controller's estimator) and returns ``c_k`` (0 when the bonus
-    is inactive). Keeps ``e_k``, ``coef`` and ``active`` for the step's metrics."""
-
-    def __init__(self, controller: EntropyController, response_mask: torch.Tensor) -> None:
-        self.controller, self.mask = controller, response_mask
-        self.e_k, self.coef, self.active = float("nan"), 0.0, False
-
-    def __call__(self, old_logprobs: torch.Tensor, entropy: torch.Tensor) -> float:
-        """Under torchrun every rank calls it with its own share at the same point: ``e_k``
-        is the mean over the step's tokens on every rank (two summed scalars)."""
-        return self.of_parts([(self.mask, old_logprobs, entropy)])
-
-    def of_parts(self, parts: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> float:
-        """The same for a step given in parts (its mini-batches): ``(response_mask,
-        old_logprobs, entropy)`` of each; ``e_k`` is the mean over the tokens of all of them
-        (of every rank)."""
-        full = self.controller.estimator == "full_vocab"
-        total, weight = 0.0, 0.0
-        for mask, old_logprobs, entropy in parts:
-            values = entropy if full else -old_logprobs
-            total += float((values * mask).sum())
-            weight += float(mask.sum())
-        total, weight = distributed.all_reduce([total, weight])
-        self.e_k = total / weight if weight > 0 else 0.0
-        self.coef, self.active = self.controller.coefficient(self.e_k)
-        return self.coef if self.active else 0.0
-
-    def metrics(self) -> dict[str, float]:
-        return {
-            "entropy/value": self.e_k,
-            "entropy/coef": self.coef,
-            "entropy/active": float(self.active),
-        }
 
 
 ENGINE_SEED_STRIDE = 7_919_113

@@ -28,13 +28,13 @@ import csv
 import io
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+
+from or1.atomic import atomic_path
 
 log = logging.getLogger("or1.sweep")
 
@@ -188,10 +188,8 @@ def render_csv(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_summary(

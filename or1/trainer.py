@@ -1,4 +1,4 @@
-"""The RL loop: DESIGN.md's "one RL step", calling hook points only.
+"""The RL loop: docs/architecture.md's "One RL step, as data", calling hook points only.
 
 prompts -> rollout -> verifiers -> online filter -> advantages
   -> learner (old log-probs + entropy, entropy coefficient, optimiser step: one
@@ -18,12 +18,14 @@ from or1 import checkpoint, distributed
 from or1.batch import rows_to_batch, sequence_rows
 from or1.dp_balance import balance
 from or1.evaluation import ProblemResult, evaluate, headline_key
+from or1.learner_step import EntropyCoefficient, on_policy_step
 from or1.mini_batches import sequential_updates, split_groups
 from or1.profiling import StepProfiler
-from or1.run import Run, checkpoint_parts, config_dict, restart_rollout
+from or1.response_budget import response_budget
+from or1.resume import checkpoint_parts
+from or1.run import Run, config_dict, restart_rollout
 from or1.steps import (
     ENGINE_SEED_STRIDE,
-    EntropyCoefficient,
     NonFiniteGuard,
     OverlappedScoring,
     SkippedSteps,
@@ -59,14 +61,13 @@ def train(run: Run) -> dict[str, Any]:
 
 
 def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
-    cfg, c, t = run.cfg, run.components, run.cfg.trainer
+    c, t = run.components, run.cfg.trainer
     if t.async_steps:  # rollout and learner on disjoint ranks, one step apart
         from or1.async_train import train_async
 
         return train_async(run, loggers, stop)
     nonfinite = NonFiniteGuard(t.max_nonfinite_steps)
     skipped = SkippedSteps()
-    run.hook.or1_train_start(config=cfg, run_dir=run.run_dir, start_step=run.start_step)
     if run.start_metrics is None and t.eval_at_start and run.val_sets:
         run.start_metrics = validate(run, run.start_step)
         loggers.metrics(run.start_step, run.start_metrics)
@@ -131,7 +132,6 @@ def _train(run: Run, loggers: LoggerSet, stop: GracefulStop) -> dict[str, Any]:
         saved = t.save_every and step % t.save_every == 0 or step == run.total_steps
         if saved or stopping:
             save_checkpoint(run, step, loggers)
-        run.hook.or1_step_end(step=step, metrics=metrics, groups=groups)
         if stopping and step < run.total_steps:
             return stopped(run, step, stop, loggers)
 
@@ -169,7 +169,7 @@ def learner_update(
                 batch.ref_logprobs = c.learner.compute_ref_logprobs(batch)
         entropy_coef = EntropyCoefficient(c.entropy, batches[0].response_mask)
         if len(batches) == 1:  # strictly on-policy: the recipe's single update
-            metrics |= c.learner.on_policy_step(batches[0], c.loss, entropy_coef)
+            metrics |= on_policy_step(c.learner, batches[0], c.loss, entropy_coef)
             metrics["train/updates"] = 1.0
         else:  # old log-probs of every mini-batch first, then one update each
             metrics |= sequential_updates(c.learner, c.loss, entropy_coef, batches)
@@ -232,15 +232,12 @@ def validate(run: Run, step: int) -> dict[str, float]:
     ``eval.top_p``, fixed seed): ``val/<set>/avg@K``, ``val/<set>/pass@1`` and the other
     metrics of :func:`or1.evaluation.evaluate`. Under torchrun each engine samples its share
     of every set (whole problems) and the results are gathered."""
-    e, layout, stages = run.cfg.eval, run.layout, run.components.stages
-    # one budget for every validation of a run (the last stage's unless eval.max_tokens), so
-    # the accuracy before the first step and after the last compare like with like
-    max_tokens = e.max_tokens or stages.stage_at(max(stages.total_steps - 1, 0)).max_response_length
+    e, layout = run.cfg.eval, run.layout
     params = SamplingParams(
         n=e.k,
         temperature=e.temperature,
         top_p=e.top_p,
-        max_tokens=max_tokens,
+        max_tokens=response_budget(e.max_tokens, run.components.stages, "last"),
         seed=run.cfg.trainer.seed + 17 + ENGINE_SEED_STRIDE * layout.index,
     )
 
@@ -273,7 +270,6 @@ def enter_stage(run: Run, previous: Any, stage: Any, loggers: LoggerSet) -> None
         f"stage {stage.index} ({stage.name}): max response length {stage.max_response_length}, "
         f"truncation {stage.truncation}, {stage.steps} steps"
     )
-    run.hook.or1_stage_changed(step=stage.start_step + 1, previous=previous, stage=stage)
 
 
 def save_checkpoint(run: Run, step: int, loggers: LoggerSet) -> None:
@@ -292,7 +288,6 @@ def save_checkpoint(run: Run, step: int, loggers: LoggerSet) -> None:
             root, step, Path(tmp), parts, keep=run.cfg.trainer.keep_checkpoints
         )
         loggers.message(f"checkpoint saved: {path}")
-        run.hook.or1_checkpoint_saved(step=step, path=path)
     distributed.barrier()  # the checkpoint exists once any rank goes on
 
 
@@ -305,8 +300,8 @@ def stopped(run: Run, step: int, stop: GracefulStop, loggers: LoggerSet) -> dict
 
 
 def finish(run: Run, last: dict[str, float], loggers: LoggerSet) -> dict[str, Any]:
-    """Export the policy, write ``summary.json``, report start vs end accuracy and call the
-    ``or1_train_end`` hook."""
+    """Export the policy, write ``summary.json`` and report start vs end accuracy to the
+    loggers."""
     import json
 
     summary: dict[str, Any] = {"steps": run.total_steps, "run_dir": str(run.run_dir)}
@@ -330,7 +325,6 @@ def finish(run: Run, last: dict[str, float], loggers: LoggerSet) -> dict[str, An
             )
     if distributed.is_main():
         (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    run.hook.or1_train_end(run_dir=run.run_dir, summary=summary)
     return summary
 
 

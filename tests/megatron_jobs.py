@@ -186,12 +186,12 @@ def equivalence(
 
 def on_policy_pair(learner: Any, loss: Any, grads: list[dict[str, torch.Tensor]]) -> dict:
     """The same on-policy step twice from the same state: the learner's own
-    ``on_policy_step`` (fused when it can) and the interface's two-pass default; the entropy
+    :func:`or1.learner_step.on_policy_step` (fused when it can) and the two-pass step; the entropy
     coefficient is a function of the log-probs / entropies handed to it (each call kept),
     reduced over the ranks as the trainer's is; the batch's sampling log-probs are the
     learner's own minus :func:`mismatch_offset` (the ``mismatch/*`` metrics)."""
     from or1 import distributed
-    from or1.interfaces import Learner
+    from or1.learner_step import on_policy_step, two_pass_step
 
     state = distributed.broadcast_object(learner.state_dict())  # tiny model: small
     out: dict[str, Any] = {"onp_seen": []}
@@ -209,11 +209,10 @@ def on_policy_pair(learner: Any, loss: Any, grads: list[dict[str, torch.Tensor]]
     own, _ = learner.compute_logprobs(sub)  # sampling log-probs a known offset away
     offset = mismatch_offset(batch)[rows, : sub.input_ids.shape[1]]
     sub.rollout_logprobs = (own - offset) * sub.response_mask
-    for key, step in (("fused", learner.on_policy_step), ("default", Learner.on_policy_step)):
+    for key, step in (("fused", on_policy_step), ("default", two_pass_step)):
         learner.load_state_dict(state)
         sub.old_logprobs = None
-        args = (sub, loss, coef) if key == "fused" else (learner, sub, loss, coef)
-        out[f"onp_{key}"] = step(*args)
+        out[f"onp_{key}"] = step(learner, sub, loss, coef)
         out[f"onp_{key}_old"] = whole(learner, batch, rows, sub.old_logprobs)
         out[f"onp_{key}_grads"] = grads[-1] if grads else None
     out["onp_seen"] = [
@@ -300,8 +299,8 @@ def updates(model_path: str, tp: int) -> dict:
     (whole, on rank 0)."""
     from omegaconf import OmegaConf
 
+    from or1.learner_step import EntropyCoefficient
     from or1.mini_batches import sequential_updates
-    from or1.steps import EntropyCoefficient
     from or1_plugins.entropy import ConstantEntropy, ConstantEntropyConfig
     from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
 

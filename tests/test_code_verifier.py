@@ -22,7 +22,7 @@ import pytest
 from or1.config import VerifierConfig
 from or1.errors import ConfigError
 from or1.interfaces import RewardVerifier
-from or1_plugins.code_verifier import CodeVerifier, CodeVerifierConfig, or1_register_verifiers
+from or1_plugins.code_verifier import CodeVerifier, CodeVerifierConfig, or1_register
 from or1_plugins.code_verifier.cases import (
     GroundTruthError,
     data_equal,
@@ -177,8 +177,8 @@ def test_config_and_registration():
         False,
     )
     seen = []
-    or1_register_verifiers(register=lambda *a: seen.append(a))
-    assert seen == [("code", CodeVerifier, CodeVerifierConfig)]
+    or1_register(register=lambda *a: seen.append(a))
+    assert seen == [("verifier", "code", CodeVerifier, CodeVerifierConfig)]
 
 
 LC_TWO_SUM = {

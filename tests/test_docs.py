@@ -53,7 +53,8 @@ def _field_doc(schema: type, parts: list[str]) -> str | None:
 
 
 def test_the_common_keys_are_described_as_their_schema_fields_are():
-    from or1.config import COMMON_KEYS, HOOK_GROUPS
+    from or1.config import COMMON_KEYS
+    from or1.hook_points import hook_point
     from or1.reference import CORE_SECTIONS
 
     core = {prefix: schema for prefix, schema, _ in CORE_SECTIONS}
@@ -63,7 +64,7 @@ def test_the_common_keys_are_described_as_their_schema_fields_are():
         if section in core:
             schemas = [core[section]]
         else:  # the base schema where it declares the key, else the group's components
-            schemas = [HOOK_GROUPS[section]] + [
+            schemas = [hook_point(section).schema] + [
                 c.schema for c in registry.components[section].values()
             ]
         docs = [d for d in (_field_doc(s, parts) for s in schemas) if d is not None]

@@ -25,6 +25,10 @@ def test_hook_contracts_page_covers_every_hook_and_interface():
     for name, _ in inspect.getmembers(hookspecs, inspect.isfunction):
         if name.startswith("or1_"):
             assert f"\n### {name}\n" in page, name
+    from or1.hook_points import HOOK_POINTS
+
+    for hp in HOOK_POINTS:
+        assert f"\n### Hook point `{hp.group}`\n" in page, hp.group
     for cls in (
         interfaces.RolloutEngine,
         interfaces.Learner,

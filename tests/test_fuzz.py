@@ -145,8 +145,8 @@ def _check_in_process(args: list[str]) -> None:
     from hydra.core.global_hydra import GlobalHydra
 
     from or1.cli.common import check_overrides
+    from or1.config_checks import check_values
     from or1.plugins import get_registry
-    from or1.run import check_values
     from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
 
     registry = get_registry()

@@ -128,7 +128,7 @@ def test_on_policy_step_fused_equals_two_passes(tiny_model, budget):
     as compute_logprobs + train_step; with ratio 1 the policy-gradient loss is minus the
     token-mean advantage (computed here from the batch)."""
     from or1.batch import masked_mean
-    from or1.interfaces import Learner
+    from or1.learner_step import on_policy_step, two_pass_step
 
     results = {}
     for key in ("fused", "default"):
@@ -144,9 +144,7 @@ def test_on_policy_step_fused_equals_two_passes(tiny_model, budget):
 
         grads = record_gradients(learner)
         loss = OR1Loss(OmegaConf.structured(OR1LossConfig()))
-        step = (
-            learner.on_policy_step if key == "fused" else partial(Learner.on_policy_step, learner)
-        )
+        step = partial(on_policy_step if key == "fused" else two_pass_step, learner)
         results[key] = (step(batch, loss, coef), grads[0], seen, batch)
     (fused, g_f, seen_f, batch), (default, g_d, seen_d, _) = results["fused"], results["default"]
     assert fused["learner/fused_old_logprobs"] == (1.0 if budget == 0 else 0.0)

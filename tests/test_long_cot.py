@@ -228,8 +228,8 @@ def test_preset_composes_to_the_long_cot_recipe() -> None:
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
+    from or1.config_checks import check_values
     from or1.plugins import get_registry
-    from or1.run import check_values
     from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
 
     store_schemas(get_registry())
@@ -254,8 +254,8 @@ def test_plugin_registers_the_long_cot_sources() -> None:
 
     data: dict[str, tuple] = {}
     models: dict[str, tuple] = {}
-    plugin.or1_register_data_sources(lambda n, f, s: data.__setitem__(n, (f, s)))
-    plugin.or1_register_model_sources(lambda n, f, s: models.__setitem__(n, (f, s)))
+    found = {"data": data, "model": models}
+    plugin.or1_register(lambda g, n, f, s: found[g].__setitem__(n, (f, s)))
     assert data["tiny_cot"] == (prepare_tiny_cot, TinyCotDataConfig)
     assert models["tiny_cot"] == (prepare_tiny_cot_model, TinyCotModelConfig)
     assert TinyCotDataConfig().name == "tiny_cot" and TinyCotModelConfig().name == "tiny_cot"

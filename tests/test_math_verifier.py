@@ -11,7 +11,7 @@ import pytest
 
 from or1.config import VerifierConfig
 from or1.interfaces import RewardVerifier
-from or1_plugins.math_verifier import MathVerifier, MathVerifierConfig, or1_register_verifiers
+from or1_plugins.math_verifier import MathVerifier, MathVerifierConfig, or1_register
 from or1_plugins.math_verifier.verify import (
     answer_region,
     gold_answers,
@@ -113,8 +113,8 @@ def test_config_and_registration():
         {},
     )
     seen = []
-    or1_register_verifiers(register=lambda *a: seen.append(a))
-    assert seen == [("math", MathVerifier, MathVerifierConfig)]
+    or1_register(register=lambda *a: seen.append(a))
+    assert seen == [("verifier", "math", MathVerifier, MathVerifierConfig)]
     assert issubclass(MathVerifier, RewardVerifier)
 
 

@@ -252,7 +252,9 @@ def test_the_reference_learner_logs_the_mismatch_of_a_known_offset(tiny_model, b
     b, t = batch.input_ids.shape
     offset = torch.linspace(-1.5, 1.5, b * t).reshape(b, t) * batch.response_mask
     batch.rollout_logprobs = (own - offset) * batch.response_mask
-    metrics = learner.on_policy_step(batch, loss_of(rollout_correction="tis"), lambda o, e: 0.0)
+    from or1.learner_step import on_policy_step
+
+    metrics = on_policy_step(learner, batch, loss_of(rollout_correction="tis"), lambda o, e: 0.0)
     assert metrics["learner/fused_old_logprobs"] == float(budget == 0)
     d = offset[batch.response_mask > 0].double()
     assert metrics["mismatch/kl"] == pytest.approx(float((d.exp() - d - 1).mean()), rel=1e-4)

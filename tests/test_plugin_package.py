@@ -95,7 +95,7 @@ def test_or1_plugins_lists_the_installed_package(plugin_venv, tmp_path):
     (plugin,) = example["plugins"]
     assert plugin["module"] == "or1_example_plugin"
     assert plugin["components"] == {"verifier": ["close_number"], "filter": ["reward_band"]}
-    assert set(plugin["hooks"]) == {"or1_register_verifiers", "or1_register_filters"}
+    assert set(plugin["hooks"]) == {"or1_register"}
     (config,) = example["config"]
     assert config["search_path"] == "pkg://or1_example_plugin.conf"
     assert config["files"] == {
@@ -103,8 +103,8 @@ def test_or1_plugins_lists_the_installed_package(plugin_venv, tmp_path):
         "verifier": ["close_number", "close_number_lenient"],
     }
     assert info["problems"] == []
-    hooks = {h["hook"]: h for h in info["hook_points"]}
-    verifiers = hooks["or1_register_verifiers"]["components"]
+    points = {h["group"]: h for h in info["hook_points"]}
+    verifiers = points["verifier"]["components"]
     assert verifiers["close_number"] == DIST and verifiers["math"] == "or1"
     # the human-readable listing says the same
     text = run_module(plugin_venv, "or1.cli.plugins", [], tmp_path).stdout

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from or1 import hookspecs, plugins
-from or1.config import HOOK_GROUPS
 from or1.errors import PluginError
+from or1.hook_points import HOOK_POINTS
 
 
 def hook_names() -> list[str]:
@@ -24,17 +24,16 @@ def test_every_hookspec_has_a_contract_docstring():
         assert len(doc) > 60, f"{name} needs a docstring that states its contract"
 
 
-def test_every_registration_hook_is_filled_by_a_builtin():
+def test_every_hook_point_is_filled_by_a_builtin():
     registry = plugins.get_registry()
-    assert set(plugins.REGISTRATION_HOOKS) == set(HOOK_GROUPS)
-    assert set(plugins.REGISTRATION_HOOKS.values()) == {
-        n for n in hook_names() if n.startswith("or1_register_")
-    }
-    for group in plugins.REGISTRATION_HOOKS:
+    assert list(registry.components) == [hp.group for hp in HOOK_POINTS]
+    assert [n for n in hook_names() if n.startswith("or1_register")] == ["or1_register"]
+    for hp in HOOK_POINTS:
+        group = hp.group
         builtins = [c for c in registry.components[group].values() if c.plugin.package == "or1"]
         assert builtins, f"no built-in component for hook point '{group}'"
         for comp in builtins:
-            assert issubclass(comp.schema, HOOK_GROUPS[group])
+            assert issubclass(comp.schema, hp.schema)
             assert comp.schema().name == comp.name  # the schema's default selects itself
 
 
@@ -56,6 +55,7 @@ def test_builtin_components_implement_their_interfaces(tiny_model, tmp_path):
         "logger": interfaces.Logger,
         "data_stage": interfaces.DataStage,
     }
+    assert expected == {hp.group: hp.interface for hp in HOOK_POINTS if hp.interface}
     ctx = BuildContext(
         run_dir=tmp_path, model_path=tiny_model, cache_dir=tmp_path, seed=0, config=None
     )
@@ -107,8 +107,8 @@ OVERRIDE_GRPO = """
             return torch.full_like(rewards, 0.5)
 
     @hookimpl
-    def or1_register_advantage_estimators(register):
-        register("grpo", Half, HalfConfig)
+    def or1_register(register):
+        register("advantage", "grpo", Half, HalfConfig)
 """
 
 
@@ -138,7 +138,7 @@ def test_a_broken_plugin_is_reported_and_the_builtins_survive(site):
         """
         from or1.hookspecs import hookimpl
         @hookimpl
-        def or1_register_verifiers(register):
+        def or1_register(register):
             raise ValueError("bad registration")
         """,
     )
@@ -147,3 +147,142 @@ def test_a_broken_plugin_is_reported_and_the_builtins_survive(site):
     assert "or1-test-broken" in problems and "boom at import" in problems
     assert "or1-test-raising" in problems and "bad registration" in problems
     assert registry.get("verifier", "math").plugin.package == "or1"
+
+
+def test_a_hook_point_added_to_the_table_is_registered_composed_built_and_documented(
+    monkeypatch, tiny_model, tmp_path
+):
+    """Adding a hook point is one table row, its interface and its base schema: the registry
+    accepts it, Hydra composes and types it, a run builds and checkpoints it, and the
+    generated docs list it, with no other edit."""
+    from abc import ABC, abstractmethod
+    from dataclasses import dataclass
+
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException
+
+    from or1 import hook_points, hook_reference, reference
+    from or1.config import ComponentConfig
+    from or1.hook_points import HookPoint
+    from or1.hookspecs import hookimpl
+    from or1.interfaces import BuildContext, Component, Stateful
+    from or1.resume import stateful_attributes
+    from or1.run import build
+    from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
+
+    @dataclass
+    class ShaperConfig(ComponentConfig):  # the base schema
+        pass
+
+    class RewardShaper(Component, Stateful, ABC):  # the interface
+        """Reshapes a step's rewards before the advantages."""
+
+        @abstractmethod
+        def shape(self, rewards: list[float]) -> list[float]:
+            """The rewards to train on."""
+
+    row = HookPoint("shaper", ShaperConfig, RewardShaper, "Built once per rank.", stateful=True)
+    monkeypatch.setattr(hook_points, "HOOK_POINTS", (*hook_points.HOOK_POINTS, row))
+
+    @dataclass
+    class ScaleConfig(ShaperConfig):
+        name: str = "scale"
+        factor: float = 0.5
+
+    class Scale(RewardShaper):
+        def __init__(self, cfg, ctx):
+            self.factor = cfg.factor
+
+        def shape(self, rewards):
+            return [r * self.factor for r in rewards]
+
+    class Plugin:  # a plugin that fills the new hook point, as any other plugin would
+        @hookimpl
+        def or1_register(self, register):
+            register("shaper", "scale", Scale, ScaleConfig)
+
+    pm = plugins.Or1PluginManager()
+    pm.load_entry_points()
+    pm.register(Plugin(), name="test_shaper")
+    registry = pm.build_registry()
+    assert registry.get("shaper", "scale").factory is Scale
+
+    store_schemas(registry)
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
+            cfg = compose(
+                config_name=CONFIG_NAME,
+                overrides=["learner=torch", "+shaper=scale", "shaper.factor=2"],
+            )
+            with pytest.raises(ConfigCompositionException, match="shaper.factor=x"):  # typed
+                compose(config_name=CONFIG_NAME, overrides=["+shaper=scale", "shaper.factor=x"])
+    finally:
+        GlobalHydra.instance().clear()
+    assert cfg.shaper.name == "scale" and cfg.shaper.factor == 2.0
+
+    components = build(cfg, registry, BuildContext.of_run(cfg, tmp_path, tiny_model))
+    assert components.shaper.shape([1.0, 0.25]) == [2.0, 0.5]
+    assert "shaper" in stateful_attributes()  # its state goes into every checkpoint
+    for c in (components.verifier, components.learner, components.rollout):
+        c.close()
+
+    hooks_page = hook_reference.render()
+    assert "### Hook point `shaper`" in hooks_page and "`RewardShaper`" in hooks_page
+    assert "### RewardShaper" not in hooks_page  # (the interface lives in the test, not or1)
+    assert "### `shaper=scale`" in reference.render(registry)
+
+
+def test_the_trainer_calls_score_many_once_per_group_from_a_helper_thread():
+    """What ``RewardVerifier.score_many``'s docstring promises its implementers: in training
+    it is called once per group (that group's responses, all with its row) from the
+    ``or1-reward`` helper thread, never from the trainer's thread when no engine restarts."""
+    import threading
+    from types import SimpleNamespace
+
+    from or1.distributed import EngineLayout
+    from or1.interfaces import OnlineFilter, RewardVerifier, RolloutEngine
+    from or1.steps import Timer
+    from or1.trainer import collect_groups
+    from or1.types import Completion, Prompt, SamplingParams, Score
+
+    calls = []
+
+    class Recording(RewardVerifier):
+        def score(self, response, row):
+            return Score(1.0 if response == row["answer"] else 0.0, "correct")
+
+        def score_many(self, responses, rows):
+            calls.append((threading.current_thread().name, list(responses), list(rows)))
+            return super().score_many(responses, rows)
+
+    class Echo(RolloutEngine):
+        def generate(self, prompts, params):
+            return [
+                [Completion(p, [1], [0.0], "stop", str(p[0] + j)) for j in range(params.n)]
+                for p in prompts
+            ]
+
+        def update_weights(self, named_tensors):
+            pass
+
+    class KeepAll(OnlineFilter):
+        def keep(self, groups):
+            return [True] * len(groups)
+
+    prompts = [Prompt(f"u{i}", {"answer": str(i)}, [i]) for i in range(3)]
+    run = SimpleNamespace(
+        components=SimpleNamespace(rollout=Echo(), verifier=Recording(), filter=KeepAll()),
+        cfg=SimpleNamespace(
+            trainer=SimpleNamespace(prompts_per_step=3, seed=0, group_size=2, max_refill_rounds=0)
+        ),
+        sampler=SimpleNamespace(next=lambda n: prompts[:n]),
+        layout=EngineLayout(),
+    )
+    params = SamplingParams(n=2, temperature=1.0, top_p=1.0, top_k=-1, max_tokens=4)
+    groups, _ = collect_groups(run, 1, params, Timer())
+    assert len(calls) == len(prompts)  # once per group
+    for (thread, responses, rows), prompt in zip(calls, prompts, strict=True):
+        assert thread.startswith("or1-reward") and thread != threading.current_thread().name
+        assert rows == [prompt.row] * 2 and len(responses) == 2
+    assert [g.rewards for g in groups] == [[1.0, 0.0]] * 3

@@ -8,7 +8,8 @@ import json
 import os
 
 from or1.cli.plugins import hook_names
-from or1.plugins import REGISTRATION_HOOKS, get_registry
+from or1.hook_points import HOOK_POINTS
+from or1.plugins import get_registry
 from tests.conftest import run_cli
 from tests.test_cli import assert_one_line_error
 from tests.test_plugins import OVERRIDE_GRPO, make_dist
@@ -24,23 +25,25 @@ def test_or1_plugins_lists_every_builtin_hook_point(tmp_path):
     proc = run_cli("or1-plugins", [], tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert len(hook_names()) == 17  # 12 registration hooks + 5 event hooks
-    for group, hook in REGISTRATION_HOOKS.items():
-        assert f"  {group} ({hook}): " in out, hook
-    for hook in hook_names()[len(REGISTRATION_HOOKS) :]:
-        assert f"  event {hook}: " in out, hook
+    assert len(HOOK_POINTS) == 12
+    assert hook_names() == ["or1_register"]  # one registration hook, no event hooks
+    for hook in hook_names():
+        assert f"\n  {hook}: " in out, hook
+    for hp in HOOK_POINTS:
+        assert f"  {hp.group} ({hp.interface.__name__ if hp.interface else 'a function'}): " in out
     # every built-in plugin with its package and version, e.g. the math verifier
     assert "\nor1 0.1.0\n" in out
     assert (
-        "  plugin builtin_math_verifier (or1_plugins.math_verifier)\n    hooks: or1_register_verifiers\n"
+        "  plugin builtin_math_verifier (or1_plugins.math_verifier)\n    hooks: or1_register\n"
         in out
     )
     registry = get_registry()  # this process: the built-ins only
-    for group, hook in REGISTRATION_HOOKS.items():
+    for hp in HOOK_POINTS:
         listed = ", ".join(
-            f"{n} ({c.plugin.package})" for n, c in sorted(registry.components[group].items())
+            f"{n} ({c.plugin.package})" for n, c in sorted(registry.components[hp.group].items())
         )
-        assert f"  {group} ({hook}): {listed}\n" in out
+        interface = hp.interface.__name__ if hp.interface else "a function"
+        assert f"  {hp.group} ({interface}): {listed}\n" in out
 
 
 def test_a_failing_plugin_is_reported_with_its_package_and_the_builtins_stay(tmp_path):
@@ -54,7 +57,7 @@ def test_a_failing_plugin_is_reported_with_its_package_and_the_builtins_stay(tmp
         """
         from or1.hookspecs import hookimpl
         @hookimpl
-        def or1_register_verifiers(register):
+        def or1_register(register):
             raise ValueError("bad registration")
         """,
     )
@@ -63,12 +66,13 @@ def test_a_failing_plugin_is_reported_with_its_package_and_the_builtins_stay(tmp
     info = json.loads(proc.stdout)
     assert info["problems"] == [
         "plugin 'or1test_broken' from package or1-test-broken failed to load: boom at import",
-        "plugin 'or1test_raising' from package or1-test-raising failed in or1_register_verifiers: bad registration",
+        "plugin 'or1test_raising' from package or1-test-raising failed in or1_register: bad registration",
     ]
-    hooks = {h["hook"]: h for h in info["hook_points"]}
+    points = {h["group"]: h for h in info["hook_points"]}
     registry = get_registry()  # this process: the built-ins only
-    for group, hook in REGISTRATION_HOOKS.items():  # every built-in component is still there
-        assert hooks[hook]["components"] == {n: "or1" for n in sorted(registry.components[group])}
+    for hp in HOOK_POINTS:  # every built-in component is still there
+        group = hp.group
+        assert points[group]["components"] == {n: "or1" for n in sorted(registry.components[group])}
     text = run_cli("or1-plugins", [], tmp_path, env=with_path(site)).stdout
     assert "problems\n  plugin 'or1test_broken' from package or1-test-broken failed to load" in text
 

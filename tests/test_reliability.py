@@ -381,7 +381,7 @@ def test_free_disk_check_default_needs_room_for_checkpoints(tmp_path, tiny_model
     from omegaconf import OmegaConf
 
     from or1.errors import ConfigError
-    from or1.run import check_free_disk, fp32_weight_bytes
+    from or1.launch_checks import check_free_disk, fp32_weight_bytes
 
     weights = fp32_weight_bytes(tiny_model)
     assert weights == 4 * sum(

@@ -487,7 +487,7 @@ def test_only_rank_0_of_a_job_writes_the_summary_after_its_job(tmp_path, monkeyp
 
 
 def test_a_finished_run_folder_is_recognised_from_its_files(tmp_path):
-    from or1.run import finished_summary
+    from or1.resume import finished_summary
 
     cfg = OmegaConf.create({"trainer": {"resume": "auto", "total_steps": None, "seed": 1}})
     (tmp_path / ".hydra").mkdir()

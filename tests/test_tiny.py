@@ -285,8 +285,9 @@ def test_plugin_registers_both_sources() -> None:
     import or1_plugins.tiny as plugin
 
     seen: dict[str, tuple] = {}
-    plugin.or1_register_data_sources(lambda n, f, s: seen.__setitem__(n, (f, s)))
-    plugin.or1_register_model_sources(lambda n, f, s: seen.__setitem__(n, (f, s)))
+    groups: dict[str, str] = {}
+    plugin.or1_register(lambda g, n, f, s: (seen.__setitem__(n, (f, s)), groups.__setitem__(n, g)))
+    assert groups["tiny_arith"] == "data" and groups["tiny"] == "model"
     # (the package's long chain-of-thought sources are tested in tests/test_long_cot.py)
     assert seen["tiny_arith"] == (prepare_tiny_arith, TinyArithDataConfig)
     assert seen["tiny"] == (prepare_tiny_model, TinyModelConfig)

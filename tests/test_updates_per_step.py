@@ -14,8 +14,8 @@ from omegaconf import OmegaConf
 
 from or1.errors import ConfigError
 from or1.interfaces import BuildContext
+from or1.learner_step import EntropyCoefficient
 from or1.mini_batches import combine_updates, sequential_updates, split_groups
-from or1.steps import EntropyCoefficient
 from or1_plugins.entropy import ConstantEntropy, ConstantEntropyConfig
 from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
 from or1_plugins.torch_learner.learner import TorchLearner, TorchLearnerConfig

@@ -26,6 +26,7 @@ def run_filter(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
     from or1.data import read_dataset, tokenize_prompts
     from or1.interfaces import BuildContext
     from or1.offline_filter import check_band, count_correct, default_output, select, write_parquet
+    from or1.response_budget import response_budget
     from or1.run import load_tokenizer, resolve_data, resolve_model, save_config_snapshot
     from or1.types import SamplingParams
 
@@ -49,15 +50,15 @@ def run_filter(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config_snapshot(cfg, run_dir)  # input checks passed
     ctx = BuildContext.of_run(cfg, run_dir, model_path)
-    engine = registry.get("rollout", cfg.rollout.name).factory(cfg.rollout, ctx)
-    verifier = registry.get("verifier", cfg.verifier.name).factory(cfg.verifier, ctx)
-    stages = registry.get("stages", cfg.stages.name).factory(cfg.stages, ctx)
+    engine = registry.build("rollout", cfg.rollout, ctx)
+    verifier = registry.build("verifier", cfg.verifier, ctx)
+    stages = registry.build("stages", cfg.stages, ctx)
     params = SamplingParams(
         n=o.samples,
         temperature=o.temperature,
         top_p=cfg.rollout.top_p,
         top_k=cfg.rollout.top_k,
-        max_tokens=o.max_tokens or stages.stage_at(0).max_response_length,
+        max_tokens=response_budget(o.max_tokens, stages, "first"),
         seed=cfg.trainer.seed,
     )
     with Progress() as bar:

@@ -2,7 +2,8 @@
 
     or1-plugins            # per package: plugins, the hooks they implement, the components
                            # (config group=name) and config files they provide; then every
-                           # hook point with its components; then any plugin problems
+                           # hook with its implementations, every hook point with its
+                           # components; then any plugin problems
     or1-plugins --json     # the same as one JSON object
 
 Like ``pytest --trace-config`` or ``llm plugins``: the way to check that an installed package was
@@ -17,28 +18,25 @@ import inspect
 import json
 from typing import Any
 
-from or1 import config_packages, hookspecs
+from or1 import config_packages, hook_points, hookspecs
 from or1.cli.common import guarded
-from or1.plugins import BUILTIN_PACKAGE, REGISTRATION_HOOKS, get_plugin_manager, get_registry
+from or1.plugins import BUILTIN_PACKAGE, get_plugin_manager, get_registry
 
 
 def hook_names() -> list[str]:
-    """Every hook point in :mod:`or1.hookspecs`, registration hooks first (in config-group
-    order), then the event hooks in definition order."""
-    events = [
+    """Every hook in :mod:`or1.hookspecs`, in definition order (``or1_register`` first)."""
+    names = [
         name
         for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
-        if name.startswith("or1_") and name not in REGISTRATION_HOOKS.values()
+        if name.startswith("or1_")
     ]
-    events.sort(key=lambda n: inspect.getsourcelines(getattr(hookspecs, n))[1])
-    return [*REGISTRATION_HOOKS.values(), *events]
+    return sorted(names, key=lambda n: inspect.getsourcelines(getattr(hookspecs, n))[1])
 
 
 def describe() -> dict[str, Any]:
     """What ``or1-plugins`` prints, as plain data."""
     pm = get_plugin_manager()
     registry = get_registry()
-    group_of = {hook: group for group, hook in REGISTRATION_HOOKS.items()}
 
     plugins: dict[tuple[str, str], dict[str, Any]] = {}
 
@@ -57,21 +55,22 @@ def describe() -> dict[str, Any]:
 
     hooks: list[dict[str, Any]] = []
     for name in hook_names():
-        impls = getattr(pm.hook, name).get_hookimpls()
         implemented_by = []
-        for impl in impls:
+        for impl in getattr(pm.hook, name).get_hookimpls():
             info = pm.info(impl.plugin)
             entry(info)["hooks"].append(name)
             implemented_by.append(f"{info.package}:{info.name}")
-        hook: dict[str, Any] = {
-            "hook": name,
-            "group": group_of.get(name),
-            "implemented_by": implemented_by,
-        }
-        if name in group_of:
-            components = registry.components[group_of[name]]
-            hook["components"] = {n: components[n].plugin.package for n in sorted(components)}
-        hooks.append(hook)
+        hooks.append({"hook": name, "implemented_by": implemented_by})
+    points = []
+    for hp in hook_points.HOOK_POINTS:
+        components = registry.components[hp.group]
+        points.append(
+            {
+                "group": hp.group,
+                "interface": hp.interface.__name__ if hp.interface else None,
+                "components": {n: components[n].plugin.package for n in sorted(components)},
+            }
+        )
     for group, components in registry.components.items():
         for cname in sorted(components):
             entry(components[cname].plugin)["components"].setdefault(group, []).append(cname)
@@ -93,7 +92,8 @@ def describe() -> dict[str, Any]:
         )
     return {
         "packages": list(packages.values()),
-        "hook_points": hooks,
+        "hooks": hooks,
+        "hook_points": points,
         "problems": list(registry.problems),
     }
 
@@ -114,14 +114,14 @@ def render(info: dict[str, Any]) -> str:
             out.append(f"  config files ({c['search_path']})")
             for group, names in c["files"].items():
                 out.append(f"    {group}: {', '.join(names)}")
+    out += ["", "hooks"]
+    for h in info["hooks"]:
+        impls = ", ".join(h["implemented_by"]) or "(no plugin implements it)"
+        out.append(f"  {h['hook']}: {impls}")
     out += ["", "hook points"]
     for h in info["hook_points"]:
-        if h["group"] is not None:
-            comps = ", ".join(f"{n} ({pkg})" for n, pkg in h["components"].items()) or "(none)"
-            out.append(f"  {h['group']} ({h['hook']}): {comps}")
-        else:
-            impls = ", ".join(h["implemented_by"]) or "(no plugin implements it)"
-            out.append(f"  event {h['hook']}: {impls}")
+        comps = ", ".join(f"{n} ({pkg})" for n, pkg in h["components"].items()) or "(none)"
+        out.append(f"  {h['group']} ({h['interface'] or 'a function'}): {comps}")
     if info["problems"]:
         out += ["", "problems"]
         out += [f"  {p}" for p in info["problems"]]

@@ -54,7 +54,8 @@ def run_training(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from or1.run import finished_summary, prepare
+    from or1.resume import finished_summary
+    from or1.run import prepare
     from or1.trainer import train
 
     hydra_cfg = HydraConfig.get()
@@ -88,8 +89,8 @@ def check_before_start(cfg) -> None:  # noqa: ANN001 - a DictConfig composed by 
     """Every value check that needs no engine or file, before Hydra creates the run folder;
     in a sweep on a multi-task launcher, also the job's shape and this run's parallel layout
     against its ranks (:mod:`or1.sweep_jobs`)."""
+    from or1.config_checks import check_config
     from or1.plugins import get_registry
-    from or1.run import check_config
     from or1.sweep_jobs import check_run_layout
 
     registry = get_registry()

@@ -97,7 +97,8 @@ def build_verifier(name: str, workers: int, overrides: list[str]) -> Any:
     from or1.interfaces import BuildContext
     from or1.plugins import get_registry
 
-    comp = get_registry().get("verifier", name)
+    registry = get_registry()
+    registry.get("verifier", name)  # an unknown name first, naming the registered ones
     dotlist = []
     if workers > 0:
         if name == "auto":
@@ -109,12 +110,12 @@ def build_verifier(name: str, workers: int, overrides: list[str]) -> Any:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(comp.schema), OmegaConf.from_dotlist(dotlist))
+        overrides = OmegaConf.to_container(OmegaConf.from_dotlist(dotlist))
     except Exception as e:
         raise ConfigError(f"verifier '{name}' config: {first_line(e)}") from None
     run_dir = Path(tempfile.mkdtemp(prefix="or1-verify-"))
     ctx = BuildContext(run_dir=run_dir, model_path=run_dir, cache_dir=run_dir, seed=0, config=None)
-    return comp.factory(cfg, ctx)
+    return registry.build_partial("verifier", name, overrides, ctx)
 
 
 def _score_chunk(

@@ -8,9 +8,9 @@ from or1.hookspecs import hookimpl
 
 from .verifier import CodeVerifier, CodeVerifierConfig
 
-__all__ = ["CodeVerifier", "CodeVerifierConfig", "or1_register_verifiers"]
+__all__ = ["CodeVerifier", "CodeVerifierConfig", "or1_register"]
 
 
 @hookimpl
-def or1_register_verifiers(register):
-    register("code", CodeVerifier, CodeVerifierConfig)
+def or1_register(register):
+    register("verifier", "code", CodeVerifier, CodeVerifierConfig)

@@ -25,16 +25,16 @@ __all__ = [
     "Judge",
     "Normalise",
     "ValidateCode",
-    "or1_register_data_stages",
+    "or1_register",
 ]
 
 
 @hookimpl
-def or1_register_data_stages(register: Register) -> None:
+def or1_register(register: Register) -> None:
     """Offer the built-in data stages."""
-    register("normalise", Normalise, NormaliseConfig)
-    register("dedup", Dedup, DedupConfig)
-    register("decontaminate", Decontaminate, DecontaminateConfig)
-    register("validate_code", ValidateCode, ValidateCodeConfig)
-    register("judge", Judge, JudgeConfig)
-    register("difficulty", Difficulty, DifficultyConfig)
+    register("data_stage", "normalise", Normalise, NormaliseConfig)
+    register("data_stage", "dedup", Dedup, DedupConfig)
+    register("data_stage", "decontaminate", Decontaminate, DecontaminateConfig)
+    register("data_stage", "validate_code", ValidateCode, ValidateCodeConfig)
+    register("data_stage", "judge", Judge, JudgeConfig)
+    register("data_stage", "difficulty", Difficulty, DifficultyConfig)

@@ -21,6 +21,7 @@ from or1.errors import ConfigError, DataError
 from or1.interfaces import BuildContext, DataStage, DataStageContext
 from or1.offline_filter import PASS_RATE, band_reason, check_band, count_correct
 from or1.plugins import get_registry
+from or1.response_budget import response_budget
 from or1.types import DroppedRow, SamplingParams, StageResult
 
 
@@ -57,7 +58,7 @@ class Difficulty(DataStage):
 
     def _max_tokens(self, ctx: DataStageContext) -> int:
         if self.cfg.max_tokens:
-            return int(self.cfg.max_tokens)
+            return int(self.cfg.max_tokens)  # without building the stage schedule
         cfg = ctx.config
         build = BuildContext(
             run_dir=ctx.out_dir,
@@ -66,8 +67,7 @@ class Difficulty(DataStage):
             seed=ctx.seed,
             config=cfg,
         )
-        stages = get_registry().get("stages", cfg.stages.name).factory(cfg.stages, build)
-        return int(stages.stage_at(0).max_response_length)
+        return response_budget(None, get_registry().build("stages", cfg.stages, build), "first")
 
     def run(self, rows: list[dict[str, Any]], ctx: DataStageContext) -> StageResult:
         c = self.cfg

@@ -187,8 +187,8 @@ class NoEntropy(ConstantEntropy):
 
 
 @hookimpl
-def or1_register_entropy_controllers(register: Any) -> None:
-    register("adaptive", AdaptiveEntropy, AdaptiveEntropyConfig)
-    register("pi", PIEntropy, PIEntropyConfig)
-    register("constant", ConstantEntropy, ConstantEntropyConfig)
-    register("none", NoEntropy, NoEntropyConfig)
+def or1_register(register: Any) -> None:
+    register("entropy", "adaptive", AdaptiveEntropy, AdaptiveEntropyConfig)
+    register("entropy", "pi", PIEntropy, PIEntropyConfig)
+    register("entropy", "constant", ConstantEntropy, ConstantEntropyConfig)
+    register("entropy", "none", NoEntropy, NoEntropyConfig)

@@ -45,6 +45,6 @@ class NoFilter(OnlineFilter):
 
 
 @hookimpl
-def or1_register_filters(register: Any) -> None:
-    register("zero_variance", ZeroVarianceFilter, ZeroVarianceConfig)
-    register("none", NoFilter, NoFilterConfig)
+def or1_register(register: Any) -> None:
+    register("filter", "zero_variance", ZeroVarianceFilter, ZeroVarianceConfig)
+    register("filter", "none", NoFilter, NoFilterConfig)

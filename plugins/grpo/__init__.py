@@ -54,5 +54,5 @@ class GRPOAdvantage(AdvantageEstimator):
 
 
 @hookimpl
-def or1_register_advantage_estimators(register: Any) -> None:
-    register("grpo", GRPOAdvantage, GRPOConfig)
+def or1_register(register: Any) -> None:
+    register("advantage", "grpo", GRPOAdvantage, GRPOConfig)

@@ -33,10 +33,6 @@ def require_model_path(cfg: Any, cache_dir: Path) -> Path:
 
 
 @hookimpl
-def or1_register_data_sources(register: Any) -> None:
-    register("files", require_data_path, FilesDataConfig)
-
-
-@hookimpl
-def or1_register_model_sources(register: Any) -> None:
-    register("hf", require_model_path, HFModelConfig)
+def or1_register(register: Any) -> None:
+    register("data", "files", require_data_path, FilesDataConfig)
+    register("model", "hf", require_model_path, HFModelConfig)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from or1.atomic import atomic_path
 from or1.config import LoggerConfig
 from or1.hookspecs import hookimpl
 from or1.interfaces import Logger
@@ -139,15 +139,13 @@ def _rewrite_upto(path: Path, last_step: int) -> None:
     written to a temporary file and renamed, so the file is never half-written."""
     if not path.exists():
         return
-    tmp = path.with_name(path.name + ".tmp")
-    with path.open() as src, tmp.open("w") as dst:
+    with atomic_path(path) as tmp, path.open() as src, tmp.open("w") as dst:
         for line in src:
             try:
                 if json.loads(line).get("step", 0) <= last_step:
                     dst.write(line)
             except ValueError:
                 continue  # a line cut by a crash
-    os.replace(tmp, path)
 
 
 class JsonlLogger(Logger):
@@ -181,6 +179,6 @@ class JsonlLogger(Logger):
 
 
 @hookimpl
-def or1_register_loggers(register: Any) -> None:
-    register("console", ConsoleLogger, ConsoleConfig)
-    register("jsonl", JsonlLogger, JsonlConfig)
+def or1_register(register: Any) -> None:
+    register("logger", "console", ConsoleLogger, ConsoleConfig)
+    register("logger", "jsonl", JsonlLogger, JsonlConfig)

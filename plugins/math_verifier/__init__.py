@@ -7,9 +7,9 @@ from or1.hookspecs import hookimpl
 
 from .verifier import MathVerifier, MathVerifierConfig
 
-__all__ = ["MathVerifier", "MathVerifierConfig", "or1_register_verifiers"]
+__all__ = ["MathVerifier", "MathVerifierConfig", "or1_register"]
 
 
 @hookimpl
-def or1_register_verifiers(register):
-    register("math", MathVerifier, MathVerifierConfig)
+def or1_register(register):
+    register("verifier", "math", MathVerifier, MathVerifierConfig)

@@ -8,7 +8,7 @@ from or1.hookspecs import hookimpl
 
 
 @hookimpl
-def or1_register_learners(register: Any) -> None:
+def or1_register(register: Any) -> None:
     from or1_plugins.megatron.learner import MegatronLearner, MegatronLearnerConfig
 
-    register("megatron", MegatronLearner, MegatronLearnerConfig)
+    register("learner", "megatron", MegatronLearner, MegatronLearnerConfig)

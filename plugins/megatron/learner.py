@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
 import shutil
 import socket
 import warnings
@@ -42,11 +41,12 @@ import torch
 import torch.distributed as dist
 
 from or1 import distributed
+from or1.atomic import atomic_path
 from or1.batch import split_by_token_budget
 from or1.config import LearnerConfig
 from or1.errors import ConfigError
 from or1.interfaces import BuildContext, Learner, PolicyLoss
-from or1.learner_step import MismatchSums, backward_micro_batch, finish_step, take_old_logprobs
+from or1.learner_step import MismatchSums, StepCoefficient, backward_micro_batch, finish_step
 from or1.types import LossTotals, TrainBatch
 
 from . import sharded_checkpoint
@@ -672,32 +672,27 @@ class MegatronLearner(Learner):
     ) -> dict[str, float]:
         if batch.old_logprobs is None:
             raise ValueError("train_step needs batch.old_logprobs")
-        return self._train_step(batch, loss, entropy_coef)
+        return self._train_step(batch, loss, StepCoefficient.given(entropy_coef))
 
-    def on_policy_step(
-        self,
-        batch: TrainBatch,
-        loss: PolicyLoss,
-        entropy_coef: Callable[[torch.Tensor, torch.Tensor], float],
-    ) -> dict[str, float]:
-        """Fused when no rank has more than one micro-batch: the training forward's
-        detached log-probs are the old log-probs (the policy has not changed yet), and the
-        entropy coefficient, which needs the whole step's entropy, is reduced between that
-        forward and its backward (a rank without rows contributes nothing). Otherwise the
-        two-pass default."""
+    def fuses_old_logprobs(self, batch: TrainBatch) -> bool:
+        """When no rank has more than one micro-batch and there is no context parallelism
+        (each CP rank's forward holds only its tokens); the entropy coefficient, which needs
+        the whole step's entropy, is then reduced between the forward and its backward (a
+        rank without rows contributes nothing). Collective."""
         (most,) = distributed.all_reduce([len(self._plan(batch))], "max")
-        if most != 1 or self.cp > 1:  # CP: each rank's forward holds only its tokens
-            return super().on_policy_step(batch, loss, entropy_coef)
-        return self._train_step(batch, loss, entropy_coef)
+        return most == 1 and self.cp == 1
+
+    def fused_train_step(
+        self, batch: TrainBatch, loss: PolicyLoss, coefficient: StepCoefficient
+    ) -> dict[str, float]:
+        return self._train_step(batch, loss, coefficient)
 
     def _train_step(
-        self,
-        batch: TrainBatch,
-        loss: PolicyLoss,
-        entropy_coef: float | Callable[[torch.Tensor, torch.Tensor], float],
+        self, batch: TrainBatch, loss: PolicyLoss, coefficient: StepCoefficient
     ) -> dict[str, float]:
-        """A callable ``entropy_coef`` is the fused on-policy step (one process, one
-        micro-batch): it gets the forward's detached log-probs and entropies first."""
+        """This rank's forward and backward of one optimisation step, the gradient reduction
+        over the data-parallel group and the update; the entropy coefficient (and, fused,
+        the old log-probs) from ``coefficient``."""
         from megatron.core.distributed import finalize_model_grads
 
         plan = self._plan(batch)
@@ -707,7 +702,6 @@ class MegatronLearner(Learner):
         self.optimizer.zero_grad()
         sums: dict[str, float] = {"loss/pg": 0.0, "loss/entropy": 0.0}
         weight_total = float(weights.sum())
-        fused = callable(entropy_coef)
         for rows in plan:
             sub = batch.select(rows).to(self.device)
             w = weights[torch.as_tensor(rows), : sub.input_ids.shape[1]].to(self.device)
@@ -715,13 +709,9 @@ class MegatronLearner(Learner):
             if held is not None:  # CP: this rank's tokens only; the others weigh nothing here
                 w = w * held
                 logp = torch.where(held, logp, sub.old_logprobs.to(logp))
-            if callable(entropy_coef):  # fused: old log-probs from this very forward
-                entropy_coef = take_old_logprobs(batch, sub, logp, entropy, entropy_coef)
-            backward_micro_batch(loss, sub, w, logp, entropy, entropy_coef, sums)
-        if callable(entropy_coef):  # fused, and this rank has no rows: it still joins the
-            empty = torch.zeros(batch.input_ids.shape)  # coefficient's reduction
-            batch.old_logprobs = empty
-            entropy_coef = float(entropy_coef(empty, empty))
+            coef = coefficient.of_micro_batch(batch, sub, logp, entropy)
+            backward_micro_batch(loss, sub, w, logp, entropy, coef, sums)
+        coef = coefficient.of_step(batch)  # a fused rank without rows joins its reduction
         # the main_grad buffers summed over the data-parallel group (a rank without rows
         # adds zeros); with the distributed optimiser, reduce-scattered to each rank's range
         finalize_model_grads([self.ddp])
@@ -750,10 +740,10 @@ class MegatronLearner(Learner):
             self.optimizer,
             sums,
             weight_total,
-            entropy_coef,
+            coef,
             grad_norm,
             micro_batches,
-            fused,
+            coefficient.fused,
             step=lambda: self._clip_and_step(grad_norm),
             mismatch=mismatch,
         )
@@ -849,22 +839,18 @@ class MegatronLearner(Learner):
                 tensors[n] = t.detach().to("cpu").contiguous().clone()
         if not distributed.is_main():
             return
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         if self.arch.tie_embeddings:
             tensors.pop("lm_head.weight", None)
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        config = AutoConfig.from_pretrained(self.model_path)
-        config.dtype = self.dtype
-        config.save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(self.model_path).save_pretrained(tmp)
-        generation = self.model_path / "generation_config.json"
-        if generation.is_file():
-            shutil.copy(generation, tmp / generation.name)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.mkdir(parents=True)
+            save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            config = AutoConfig.from_pretrained(self.model_path)
+            config.dtype = self.dtype
+            config.save_pretrained(tmp)
+            AutoTokenizer.from_pretrained(self.model_path).save_pretrained(tmp)
+            generation = self.model_path / "generation_config.json"
+            if generation.is_file():
+                shutil.copy(generation, tmp / generation.name)
 
     def reset_optimizer(self) -> None:
         """Fresh AdamW moments; the master weights stay."""

@@ -22,12 +22,13 @@ holds more than its own shards, saving or loading.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from or1.atomic import atomic_path
 
 FORMAT = "or1-megatron-sharded-v1"
 INDEX = "index.json"
@@ -100,9 +101,8 @@ def save(
             index[key] = entry
         from safetensors.torch import save_file
 
-        tmp = folder / f".{file}.tmp-{os.getpid()}"
-        save_file(local, str(tmp))
-        os.replace(tmp, folder / file)
+        with atomic_path(folder / file) as tmp:
+            save_file(local, str(tmp))
     del local
     parts = gather_index(index if write else {})
     if not is_main:

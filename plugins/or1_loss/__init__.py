@@ -233,5 +233,5 @@ class OR1Loss(PolicyLoss):
 
 
 @hookimpl
-def or1_register_policy_losses(register: Any) -> None:
-    register("or1", OR1Loss, OR1LossConfig)
+def or1_register(register: Any) -> None:
+    register("loss", "or1", OR1Loss, OR1LossConfig)

@@ -8,9 +8,9 @@ from or1.hookspecs import hookimpl
 
 from .verifier import PythonVerifier, PythonVerifierConfig
 
-__all__ = ["PythonVerifier", "PythonVerifierConfig", "or1_register_verifiers"]
+__all__ = ["PythonVerifier", "PythonVerifierConfig", "or1_register"]
 
 
 @hookimpl
-def or1_register_verifiers(register):
-    register("python", PythonVerifier, PythonVerifierConfig)
+def or1_register(register):
+    register("verifier", "python", PythonVerifier, PythonVerifierConfig)

@@ -177,5 +177,5 @@ class Schedule(StageScheduler):
 
 
 @hookimpl
-def or1_register_stage_schedulers(register: Any) -> None:
-    register("schedule", Schedule, ScheduleConfig)
+def or1_register(register: Any) -> None:
+    register("stages", "schedule", Schedule, ScheduleConfig)

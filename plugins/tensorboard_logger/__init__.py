@@ -92,5 +92,5 @@ class TensorBoardLogger(Logger):
 
 
 @hookimpl
-def or1_register_loggers(register: Register) -> None:
-    register("tensorboard", TensorBoardLogger, TensorBoardConfig)
+def or1_register(register: Register) -> None:
+    register("logger", "tensorboard", TensorBoardLogger, TensorBoardConfig)

@@ -30,14 +30,9 @@ __all__ = [
 
 
 @hookimpl
-def or1_register_data_sources(register: Register) -> None:
-    """Offer the ``tiny_arith`` and ``tiny_cot`` data sources."""
-    register("tiny_arith", prepare_tiny_arith, TinyArithDataConfig)
-    register("tiny_cot", prepare_tiny_cot, TinyCotDataConfig)
-
-
-@hookimpl
-def or1_register_model_sources(register: Register) -> None:
-    """Offer the ``tiny`` and ``tiny_cot`` model sources."""
-    register("tiny", prepare_tiny_model, TinyModelConfig)
-    register("tiny_cot", prepare_tiny_cot_model, TinyCotModelConfig)
+def or1_register(register: Register) -> None:
+    """Offer the ``tiny_arith`` and ``tiny_cot`` data sources and model sources."""
+    register("data", "tiny_arith", prepare_tiny_arith, TinyArithDataConfig)
+    register("data", "tiny_cot", prepare_tiny_cot, TinyCotDataConfig)
+    register("model", "tiny", prepare_tiny_model, TinyModelConfig)
+    register("model", "tiny_cot", prepare_tiny_cot_model, TinyCotModelConfig)

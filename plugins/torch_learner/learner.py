@@ -7,9 +7,7 @@ global weights, AdamW and gradient-norm clipping.
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,15 +15,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from or1.atomic import atomic_path
 from or1.batch import split_by_token_budget
 from or1.config import LearnerConfig
 from or1.interfaces import BuildContext, Learner, PolicyLoss
 from or1.learner_step import (
     MismatchSums,
+    StepCoefficient,
     backward_micro_batch,
     finish_step,
     new_adamw,
-    take_old_logprobs,
 )
 from or1.types import TrainBatch
 
@@ -137,49 +136,42 @@ class TorchLearner(Learner):
     ) -> dict[str, float]:
         if batch.old_logprobs is None:
             raise ValueError("train_step needs batch.old_logprobs")
-        return self._step(batch, loss, entropy_coef)
+        return self._step(batch, loss, StepCoefficient.given(entropy_coef))
 
-    def on_policy_step(
-        self,
-        batch: TrainBatch,
-        loss: PolicyLoss,
-        entropy_coef: Callable[[torch.Tensor, torch.Tensor], float],
+    def fuses_old_logprobs(self, batch: TrainBatch) -> bool:
+        """When the batch is one micro-batch."""
+        return len(split_by_token_budget(batch.seq_lens, batch.micro_batch_tokens)) == 1
+
+    def fused_train_step(
+        self, batch: TrainBatch, loss: PolicyLoss, coefficient: StepCoefficient
     ) -> dict[str, float]:
-        """Fused when the batch is one micro-batch: the training forward's detached log-probs
-        are the old log-probs (no separate pass); otherwise the two-pass default."""
-        if len(split_by_token_budget(batch.seq_lens, batch.micro_batch_tokens)) > 1:
-            return super().on_policy_step(batch, loss, entropy_coef)
-        return self._step(batch, loss, entropy_coef)
+        return self._step(batch, loss, coefficient)
 
     def _step(
-        self,
-        batch: TrainBatch,
-        loss: PolicyLoss,
-        entropy_coef: float | Callable[[torch.Tensor, torch.Tensor], float],
+        self, batch: TrainBatch, loss: PolicyLoss, coefficient: StepCoefficient
     ) -> dict[str, float]:
-        """``train_step`` with a fixed coefficient, or the fused on-policy step with a
-        coefficient callable (then ``batch`` is a single micro-batch)."""
+        """The forward, backward and gradient clipping of one optimisation step; the entropy
+        coefficient (and, fused, the old log-probs) from ``coefficient``."""
         micro = split_by_token_budget(batch.seq_lens, batch.micro_batch_tokens)
         weights = loss.token_weights(batch.response_mask, micro)
         sums: dict[str, float] = {"loss/pg": 0.0, "loss/entropy": 0.0}
-        fused = callable(entropy_coef)
         self.optimizer.zero_grad(set_to_none=True)
         for rows in micro:
             sub = batch.select(rows).to(self.device)
             w = weights[torch.as_tensor(rows), : sub.input_ids.shape[1]].to(self.device)
             logp, entropy = self._forward(sub)
-            if callable(entropy_coef):  # fused: old log-probs from this very forward
-                entropy_coef = take_old_logprobs(batch, sub, logp, entropy, entropy_coef)
-            backward_micro_batch(loss, sub, w, logp, entropy, entropy_coef, sums)
+            coef = coefficient.of_micro_batch(batch, sub, logp, entropy)
+            backward_micro_batch(loss, sub, w, logp, entropy, coef, sums)
+        coef = coefficient.of_step(batch)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         return finish_step(
             self.optimizer,
             sums,
             float(weights.sum()),
-            entropy_coef,
+            coef,
             float(grad_norm),
             len(micro),
-            fused,
+            coefficient.fused,
             mismatch=MismatchSums.of(batch),  # batch.old_logprobs: set by now
         )
 
@@ -188,14 +180,9 @@ class TorchLearner(Learner):
             yield name, tensor.detach()
 
     def save_pretrained(self, path: Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp, safe_serialization=True)
-        self.tokenizer.save_pretrained(tmp)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        with atomic_path(Path(path)) as tmp:
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
 
     def reset_optimizer(self) -> None:
         self.optimizer = self._new_optimizer()

@@ -8,10 +8,10 @@ from or1.hookspecs import hookimpl
 
 
 @hookimpl
-def or1_register_rollout_engines(register: Any) -> None:
+def or1_register(register: Any) -> None:
     from or1_plugins.transformers_rollout.engine import (
         TransformersEngine,
         TransformersRolloutConfig,
     )
 
-    register("transformers", TransformersEngine, TransformersRolloutConfig)
+    register("rollout", "transformers", TransformersEngine, TransformersRolloutConfig)

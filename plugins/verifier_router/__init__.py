@@ -15,12 +15,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from or1.config import VerifierConfig
-from or1.errors import ConfigError, first_line
+from or1.errors import ConfigError
 from or1.hookspecs import hookimpl
 from or1.interfaces import RewardVerifier
 from or1.types import Score
 
-__all__ = ["AutoVerifier", "AutoVerifierConfig", "or1_register_verifiers"]
+__all__ = ["AutoVerifier", "AutoVerifierConfig", "or1_register"]
 
 
 def _default_routes() -> dict[str, Any]:
@@ -49,12 +49,7 @@ def build_component(group: str, node: Any, ctx: Any) -> Any:
         node = OmegaConf.to_container(node, resolve=True)
     if not isinstance(node, Mapping) or not node.get("name"):
         raise ConfigError(f"{group} route {node!r} must be a mapping with a 'name'")
-    comp = get_registry().get(group, str(node["name"]))
-    try:
-        cfg = OmegaConf.merge(OmegaConf.structured(comp.schema), dict(node))
-    except Exception as e:  # an unknown key / a wrong type, from OmegaConf
-        raise ConfigError(f"{group} '{node['name']}': {first_line(e)}") from None
-    return comp.factory(cfg, ctx)
+    return get_registry().build_partial(group, str(node["name"]), dict(node), ctx)
 
 
 class AutoVerifier(RewardVerifier):
@@ -126,5 +121,5 @@ class AutoVerifier(RewardVerifier):
 
 
 @hookimpl
-def or1_register_verifiers(register: Any) -> None:
-    register("auto", AutoVerifier, AutoVerifierConfig)
+def or1_register(register: Any) -> None:
+    register("verifier", "auto", AutoVerifier, AutoVerifierConfig)

@@ -9,8 +9,8 @@ from or1.hookspecs import Register, hookimpl
 
 
 @hookimpl
-def or1_register_rollout_engines(register: Register) -> None:
+def or1_register(register: Register) -> None:
     """Offer the ``vllm`` rollout engine."""
     from or1_plugins.vllm_rollout.engine import VLLMEngine, VLLMRolloutConfig
 
-    register("vllm", VLLMEngine, VLLMRolloutConfig)
+    register("rollout", "vllm", VLLMEngine, VLLMRolloutConfig)

@@ -231,5 +231,5 @@ def _short(exc: BaseException) -> str:
 
 
 @hookimpl
-def or1_register_loggers(register: Register) -> None:
-    register("wandb", WandbLogger, WandbConfig)
+def or1_register(register: Register) -> None:
+    register("logger", "wandb", WandbLogger, WandbConfig)

@@ -16,10 +16,6 @@ __all__ = ["CloseNumberConfig", "CloseNumberVerifier", "RewardBandConfig", "Rewa
 
 
 @hookimpl
-def or1_register_verifiers(register: Register) -> None:
-    register("close_number", CloseNumberVerifier, CloseNumberConfig)
-
-
-@hookimpl
-def or1_register_filters(register: Register) -> None:
-    register("reward_band", RewardBandFilter, RewardBandConfig)
+def or1_register(register: Register) -> None:
+    register("verifier", "close_number", CloseNumberVerifier, CloseNumberConfig)
+    register("filter", "reward_band", RewardBandFilter, RewardBandConfig)
