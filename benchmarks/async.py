@@ -89,12 +89,13 @@ def command(a: argparse.Namespace, mode: str, rep: int, run_dir: Path) -> list[s
         f"hydra.run.dir={run_dir}",
         *a.extra,
     ]
-    if mode == "sync":
+    if mode in ("sync", "sync1"):
+        threads = 2 if mode == "sync" else 1
         return [
             str(BIN / "or1-train"),
             *overrides,
-            "trainer.num_threads=2",
-            "rollout.num_threads=2",
+            f"trainer.num_threads={threads}",
+            f"rollout.num_threads={threads}",
         ]
     overrides += ["trainer.async_steps=1", "trainer.num_threads=1", "rollout.num_threads=1"]
     if mode == "partial":
