@@ -168,3 +168,15 @@ def kill_launch_after_checkpoint(launch: subprocess.Popen, run_dir: Path, step: 
             time.sleep(0.1)
     finally:
         kill_launch(launch)
+
+
+def kill_then_resume(args: list[str], run_dir: Path, cwd: Path, step: int = 2) -> tuple[str, dict]:
+    """Launch ``or1-train args`` under torchrun, SIGKILL it (ranks included) once the
+    checkpoint of ``step`` is complete under ``run_dir``, relaunch it with
+    ``trainer.resume=auto`` to the end; the relaunch's output and the run's metrics by step."""
+    launch = torchrun(args, cwd, start_new_session=True)
+    kill_launch_after_checkpoint(launch, run_dir, step)
+    resumed = torchrun([*args, "trainer.resume=auto"], cwd)
+    out, _ = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, out[-6000:]
+    return out, {m["step"]: m for m in read_jsonl(run_dir / "metrics.jsonl")}

@@ -9,7 +9,7 @@ from tests.conftest import (
     COMPARED,
     FAST_RUN,
     MOVING,
-    kill_launch_after_checkpoint,
+    kill_then_resume,
     read_jsonl,
     run_cli,
     torchrun,
@@ -106,12 +106,7 @@ def test_one_step_async_overlaps_tags_weight_versions_and_resumes_exactly_after_
 
     run_dir = tmp_path / "b"
     args = [*ASYNC, "trainer.total_steps=6", "trainer.save_every=2", f"hydra.run.dir={run_dir}"]
-    launch = torchrun(args, tmp_path, start_new_session=True)
-    kill_launch_after_checkpoint(launch, run_dir, 2)
-    resumed = torchrun([*args, "trainer.resume=auto"], tmp_path)
-    out, _ = resumed.communicate(timeout=900)
-    assert resumed.returncode == 0, out[-6000:]
-    b = {m["step"]: m for m in read_jsonl(run_dir / "metrics.jsonl")}
+    out, b = kill_then_resume(args, run_dir, tmp_path)
     assert "resumed from" in out and b[6]["step"] == 6  # killed before the end
     for m in a[2:]:
         for key in [*COMPARED, "async/weight_version", "mismatch/kl", "response_length/mean"]:
@@ -144,12 +139,7 @@ def test_partial_rollouts_carry_samples_across_steps_and_resume_exactly_after_ki
 
     run_dir = tmp_path / "b"
     args = [*partial, "trainer.save_every=2", f"hydra.run.dir={run_dir}"]
-    launch = torchrun(args, tmp_path, start_new_session=True)
-    kill_launch_after_checkpoint(launch, run_dir, 2)
-    resumed = torchrun([*args, "trainer.resume=auto"], tmp_path)
-    out, _ = resumed.communicate(timeout=900)
-    assert resumed.returncode == 0, out[-6000:]
-    b = {m["step"]: m for m in read_jsonl(run_dir / "metrics.jsonl")}
+    out, b = kill_then_resume(args, run_dir, tmp_path)
     assert "resumed from" in out and b[6]["step"] == 6
     keys = ["reward/mean", "response_length/mean", "partial/open_samples", "partial/requests"]
     for m in a[2:]:
