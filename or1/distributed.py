@@ -257,6 +257,18 @@ def init(timeout_s: float) -> None:
     _control = dist.new_group(backend="gloo", timeout=timeout)
 
 
+def close() -> None:
+    """Leave the process groups of :func:`init` once every rank got here: a group torn down
+    by the interpreter's exit while another rank still talks on it can abort the process
+    ("terminate called without an active exception"). No-op in a single process."""
+    global _control
+    if not _initialised():
+        return
+    barrier()
+    dist.destroy_process_group()
+    _control = None
+
+
 def check_gpus_per_node(gpus: int, job: JobLaunch | None = None) -> None:
     """Each rank of a GPU launch needs a GPU of its own: more ranks on this node
     (``LOCAL_WORLD_SIZE``) than the ``gpus`` it sees is a ConfigError naming what set them."""

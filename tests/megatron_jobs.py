@@ -346,6 +346,7 @@ def _worker(rank: int, world: int, port: int, job: str, kwargs: dict, out_file: 
     result = JOBS[job](**kwargs)
     if rank == 0:
         torch.save(result, out_file)
+    distributed.close()
 
 
 def launch(job: str, world: int, out_dir: Path, **kwargs: Any) -> dict:
