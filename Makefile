@@ -39,8 +39,8 @@ clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache site
 
 docs-reference: setup
-	$(BIN)/python -m or1.reference > docs/config-reference.md
-	$(BIN)/python -m or1.hook_reference > docs/hooks.md
+	$(BIN)/python -m or1.commands.config_docs > docs/config-reference.md
+	$(BIN)/python -m or1.commands.hook_docs > docs/hooks.md
 
 # The docs site (mkdocs.yml, docs/) into site/; any warning (a broken link, a missing included
 # snippet) fails the build. (Not --quiet: in mkdocs 1.6 it hides warnings from --strict.)

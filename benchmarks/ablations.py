@@ -193,7 +193,7 @@ def ablation(a: argparse.Namespace, name: str) -> str:
             f"{m(v, 'entropy_start'):.4f} -> {m(v, 'entropy_end'):.4f} | {m(v, 'length'):.0f} | "
             f"{m(v, 'truncated'):.3f} | {m(v, 'wall'):.0f} |"
         )
-    from or1.plotting import plot_runs
+    from or1.commands.plot import plot_runs
 
     plot_runs([dirs[(v, 0)] for v in variants], a.out / name / "plots")
 

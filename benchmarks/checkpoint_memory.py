@@ -63,10 +63,10 @@ def worker(rank: int, port: int, model: str, out_dir: str) -> None:
     from learner import make_batch  # benchmarks/learner.py
     from omegaconf import OmegaConf
 
-    from or1 import distributed
-    from or1.interfaces import BuildContext
-    from or1_plugins.megatron.learner import MegatronLearner, MegatronLearnerConfig
-    from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
+    from or1.core.interfaces import BuildContext
+    from or1.launch import distributed
+    from or1_plugins.learner.megatron.learner import MegatronLearner, MegatronLearnerConfig
+    from or1_plugins.loss.or1 import OR1Loss, OR1LossConfig
 
     distributed.init(300)
     p = Path(model)
@@ -107,7 +107,7 @@ def main() -> None:
     if args.tiny:
         from omegaconf import OmegaConf
 
-        from or1_plugins.tiny.model import TinyModelConfig, prepare_tiny_model
+        from or1_plugins.sources.tiny.model import TinyModelConfig, prepare_tiny_model
 
         cfg = OmegaConf.structured(TinyModelConfig(warmup_max_steps=0, num_threads=1))
         model = Path(prepare_tiny_model(cfg, Path(args.cache_dir)))

@@ -1,4 +1,4 @@
-"""``or1-data``'s text stages on a synthetic pool: rows/s of ``dedup`` and ``decontaminate``.
+"""``or1-data``'s text passes on a synthetic pool: rows/s of ``dedup`` and ``decontaminate``.
 
     .venv/bin/python benchmarks/data_prep.py [--rows 20000 --eval 400]
 
@@ -6,7 +6,7 @@ The pool: ``--rows`` math problems of 40-80 random words each (a vocabulary of 5
 10% of them copies of an earlier original with one word changed (near duplicates: token
 trigram Jaccard (T-3)/(T+3) >= 0.85 for T >= 38 trigrams) and up to 2% verbatim copies of
 the ``--eval`` evaluation problems (each at most once). The
-stages run as ``or1-data`` runs them (their default config); the last line is
+passes run as ``or1-data`` runs them (their default config); the last line is
 ``dedup_rows_per_s=<d> decontaminate_rows_per_s=<c> near=<n> exact=<e> contaminated=<k>``,
 and the dropped counts must equal the planted ones.
 """
@@ -70,9 +70,9 @@ def main() -> None:
     from hydra import compose, initialize_config_module
     from rich.progress import Progress
 
-    from or1.data_prep import PrepContext
-    from or1.plugins import get_registry
-    from or1.schemas import CONFIG_MODULE, store_schemas
+    from or1.commands.prepare_data import PrepContext
+    from or1.core.registry import get_registry
+    from or1.core.schemas import CONFIG_MODULE, store_schemas
 
     rows, evals, planted = make_pool(args.rows, args.eval)
     tmp = Path(tempfile.mkdtemp(prefix="or1-bench-data-"))
@@ -85,16 +85,16 @@ def main() -> None:
         cfg = compose(
             config_name="data_prep",
             overrides=[
-                f"data_stage.decontaminate.eval_files=[{tmp / 'eval.jsonl'}]",
-                "data_stage.decontaminate.include_val=false",
+                f"data_pass.decontaminate.eval_files=[{tmp / 'eval.jsonl'}]",
+                "data_pass.decontaminate.include_val=false",
             ],
         )
     ctx = PrepContext(cfg, registry, tmp, Progress(disable=True))
-    dedup = registry.get("data_stage", "dedup").factory(cfg.data_stage.dedup, ctx)
+    dedup = registry.build("data_pass", cfg.data_pass.dedup, ctx)
     t0 = time.perf_counter()
     after_dedup = dedup.run(rows, ctx)
     t_dedup = time.perf_counter() - t0
-    decon = registry.get("data_stage", "decontaminate").factory(cfg.data_stage.decontaminate, ctx)
+    decon = registry.build("data_pass", cfg.data_pass.decontaminate, ctx)
     t0 = time.perf_counter()
     after_decon = decon.run(after_dedup.rows, ctx)
     t_decon = time.perf_counter() - t0

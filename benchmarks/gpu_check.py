@@ -20,7 +20,7 @@ What it does, in one process (TP=1, DP=1; the distributed optimiser's code path 
    (``6 * params * tokens`` plus causal attention ``6 * layers * hidden * sum(L^2)``,
    recompute not counted, over ``--peak-tflops``), and peak GPU memory
    (``torch.cuda.max_memory_allocated``) against the memory plan's figure for the same
-   settings (``or1_plugins.megatron.memory.learner_step_bytes``);
+   settings (``or1_plugins.learner.megatron.memory.learner_step_bytes``);
 3. the same weights in an fp32 learner: the max and mean absolute difference of the two
    learners' log-probs on the same packed batch.
 
@@ -106,7 +106,7 @@ def make_model(a: argparse.Namespace, folder: Path) -> int:
 
 
 def make_batch(lengths: list[int], vocab: int):
-    from or1.types import TrainBatch
+    from or1.core.types import TrainBatch
 
     g = torch.Generator().manual_seed(0)
     width = max(lengths)
@@ -124,16 +124,16 @@ def make_batch(lengths: list[int], vocab: int):
 def make_learner(folder: Path, **settings):
     from omegaconf import OmegaConf
 
-    from or1.interfaces import BuildContext
-    from or1_plugins.megatron.learner import MegatronLearner, MegatronLearnerConfig
+    from or1.core.interfaces import BuildContext
+    from or1_plugins.learner.megatron.learner import MegatronLearner, MegatronLearnerConfig
 
     cfg = OmegaConf.structured(MegatronLearnerConfig(lr=1e-6, **settings))
     return MegatronLearner(cfg, BuildContext(folder, folder, folder, 0, None))
 
 
 def planned_bytes(learner, lengths: list[int]) -> float:
-    """The memory plan's learner-step figure for this run (or1_plugins.megatron.memory)."""
-    from or1_plugins.megatron.memory import learner_step_bytes
+    """The memory plan's learner-step figure for this run (or1_plugins.learner.megatron.memory)."""
+    from or1_plugins.learner.megatron.memory import learner_step_bytes
 
     return float(
         learner_step_bytes(learner.cfg, learner.arch, sum(lengths), max(lengths), learner.dp)
@@ -153,7 +153,7 @@ def main() -> None:
     use_checkout()
     from omegaconf import OmegaConf
 
-    from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
+    from or1_plugins.loss.or1 import OR1Loss, OR1LossConfig
 
     cuda = torch.cuda.is_available()
     if not cuda and not a.smoke:

@@ -29,7 +29,7 @@ SETS = {  # key: (label, venv, modules imported in order)
             "omegaconf, hydra",
             "megatron.core",
             "vllm:LLM",
-            "or1.trainer",
+            "or1.rl.trainer",
         ],
     ),
     "trl": (

@@ -41,7 +41,7 @@ times after one warm-up each:
   ``finalize_model_grads``, ``optimizer.step()`` (Megatron's norm, clipping and AdamW); and
   the bare no-gradient forward as the floor of ``compute_logprobs``. The module is
   Megatron's local layer spec with the learner's per-document core attention
-  (:mod:`or1_plugins.megatron.packed_attention`: megatron-core's local attention refuses THD
+  (:mod:`or1_plugins.learner.megatron.packed_attention`: megatron-core's local attention refuses THD
   on CPU; Transformer Engine's takes it on GPU), so both sides run the same kernels.
 
 Each step is broken down by timers around the calls it makes (model forward, log-probs and
@@ -108,7 +108,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def make_batch(sequences: int, length: int, vocab: int, lengths: str = "uniform", budget: int = 0):
-    from or1.types import TrainBatch
+    from or1.core.types import TrainBatch
 
     g = torch.Generator().manual_seed(0)
     if lengths == "longtail":
@@ -141,18 +141,18 @@ def worker(
     torch.set_num_threads(args.threads)
     from omegaconf import OmegaConf
 
-    from or1 import distributed
-    from or1.interfaces import BuildContext
-    from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
+    from or1.core.interfaces import BuildContext
+    from or1.launch import distributed
+    from or1_plugins.loss.or1 import OR1Loss, OR1LossConfig
 
     distributed.init(300)
     ctx = BuildContext(Path(model), Path(model), Path(model), 0, None)
     if kind == "reference":
-        from or1_plugins.torch_learner.learner import TorchLearner, TorchLearnerConfig
+        from or1_plugins.learner.torch.learner import TorchLearner, TorchLearnerConfig
 
         learner = TorchLearner(OmegaConf.structured(TorchLearnerConfig(lr=1e-4)), ctx)
     else:
-        from or1_plugins.megatron.learner import MegatronLearner, MegatronLearnerConfig
+        from or1_plugins.learner.megatron.learner import MegatronLearner, MegatronLearnerConfig
 
         cfg = MegatronLearnerConfig(
             lr=1e-4, tensor_parallel_size=world, packing=kind != "megatron-padded"
@@ -264,8 +264,8 @@ def long_cot_rows(tokenizer: Any, sequences: int, length: int) -> list[Any]:
     """``SequenceRow``s of the first ``sequences`` tiny_cot training rows (default config):
     the chat-templated prompt, then the reference solution and EOS cut at ``length`` tokens,
     as the trainer collates a sampled response; advantages N(0, 1), seeded."""
-    from or1.batch import SequenceRow
-    from or1_plugins.tiny import cot_task
+    from or1.rl.batch import SequenceRow
+    from or1_plugins.sources.tiny import cot_task
 
     train, _ = cot_task.make_splits(cot_task.TinyCotDataConfig())
     g = torch.Generator().manual_seed(0)
@@ -317,7 +317,7 @@ def bare_step(ddp: Any, optimizer: Any, packs: list[tuple[Any, ...]], clock: Clo
     cross-entropy), weighted sum, backward, gradient reduction, ``optimizer.step()``."""
     import megatron.core.distributed as mcd
 
-    from or1_plugins.megatron.cpu_shims import cuda_names
+    from or1_plugins.learner.megatron.cpu_shims import cuda_names
 
     ddp.zero_grad_buffer()
     optimizer.zero_grad()
@@ -346,11 +346,11 @@ def long_cot_worker(rank: int, args: argparse.Namespace, model: str, out: str) -
     from omegaconf import OmegaConf
     from transformers import AutoTokenizer
 
-    from or1.batch import rows_to_batch, split_by_token_budget
-    from or1.interfaces import BuildContext
-    from or1_plugins.megatron import learner as megatron_learner
-    from or1_plugins.megatron.learner import MegatronLearner, MegatronLearnerConfig
-    from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
+    from or1.core.interfaces import BuildContext
+    from or1.rl.batch import rows_to_batch, split_by_token_budget
+    from or1_plugins.learner.megatron import learner as megatron_learner
+    from or1_plugins.learner.megatron.learner import MegatronLearner, MegatronLearnerConfig
+    from or1_plugins.loss.or1 import OR1Loss, OR1LossConfig
 
     torch.set_num_threads(args.threads)
     tokenizer = AutoTokenizer.from_pretrained(model)
@@ -422,7 +422,7 @@ def run_long_cot(args: argparse.Namespace) -> None:
     import torch.multiprocessing as mp
     from omegaconf import OmegaConf
 
-    from or1_plugins.tiny.cot_model import TinyCotModelConfig, prepare_tiny_cot_model
+    from or1_plugins.sources.tiny.cot_model import TinyCotModelConfig, prepare_tiny_cot_model
 
     cfg = OmegaConf.structured(TinyCotModelConfig(warmup_max_steps=0, num_threads=args.threads))
     model = str(prepare_tiny_cot_model(cfg, Path(args.cache_dir).expanduser()))
@@ -498,7 +498,7 @@ def main() -> None:
         run_long_cot(args)
         return
 
-    from or1_plugins.tiny.model import TinyModelConfig, prepare_tiny_model
+    from or1_plugins.sources.tiny.model import TinyModelConfig, prepare_tiny_model
 
     cfg = OmegaConf.structured(TinyModelConfig(warmup_max_steps=0, num_threads=args.threads))
     model = str(prepare_tiny_model(cfg, Path(args.cache_dir)))

@@ -119,7 +119,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def shape_of(model: str):  # noqa: ANN201 - a ModelShape
-    from or1.memory_plan import ModelShape
+    from or1.launch.memory_plan import ModelShape
 
     c = MODELS[model]
     config = {
@@ -134,8 +134,8 @@ def planned(run: Run) -> dict[str, int]:
     """The plan's figures for one run: its settings, batch, layout and device (CPU)."""
     from types import SimpleNamespace
 
-    from or1.memory_plan import MemoryQuery, ParallelLayout, StageLoad
-    from or1_plugins.megatron import memory
+    from or1.launch.memory_plan import MemoryQuery, ParallelLayout, StageLoad
+    from or1_plugins.learner.megatron import memory
 
     stage = StageLoad(run.name, 0, run.width, run.rows * run.width, run.rows * run.ranks)
     layout = ParallelLayout(1, 1, run.ranks, 1)
@@ -175,12 +175,12 @@ def worker(rank: int, run: Run, model_dir: str, warm_dir: str, port: int, out: s
     from megatron.core.models.gpt import GPTModel  # noqa: F401 - imported before r0
     from omegaconf import OmegaConf
 
-    from or1 import distributed
-    from or1.interfaces import BuildContext
-    from or1.types import TrainBatch
-    from or1_plugins.megatron.cpu_shims import apply_cpu_shims
-    from or1_plugins.megatron.learner import MegatronLearner, MegatronLearnerConfig
-    from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
+    from or1.core.interfaces import BuildContext
+    from or1.core.types import TrainBatch
+    from or1.launch import distributed
+    from or1_plugins.learner.megatron.cpu_shims import apply_cpu_shims
+    from or1_plugins.learner.megatron.learner import MegatronLearner, MegatronLearnerConfig
+    from or1_plugins.loss.or1 import OR1Loss, OR1LossConfig
 
     apply_cpu_shims()
     if run.ranks > 1:

@@ -49,13 +49,13 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from or1.interfaces import BuildContext
-from or1.plugins import get_registry
-from or1.types import SamplingParams
-from or1_plugins.tiny import cot_task
-from or1_plugins.tiny.cot_model import TinyCotModelConfig, prepare_tiny_cot_model
-from or1_plugins.tiny.model import TinyModelConfig, prepare_tiny_model
-from or1_plugins.tiny.task import TinyArithDataConfig, make_splits, prompt_text
+from or1.core.interfaces import BuildContext
+from or1.core.registry import get_registry
+from or1.core.types import SamplingParams
+from or1_plugins.sources.tiny import cot_task
+from or1_plugins.sources.tiny.cot_model import TinyCotModelConfig, prepare_tiny_cot_model
+from or1_plugins.sources.tiny.model import TinyModelConfig, prepare_tiny_model
+from or1_plugins.sources.tiny.task import TinyArithDataConfig, make_splits, prompt_text
 
 WORKLOAD_DEFAULTS = {  # --prompts, --max-tokens, --reps
     "tiny": (32, [224, 64], 5),
@@ -174,8 +174,7 @@ def main() -> None:
     registry = get_registry()
 
     def build(name: str, **overrides):
-        comp = registry.get("rollout", name)
-        return comp.factory(OmegaConf.structured(comp.schema(**overrides)), ctx)
+        return registry.build_partial("rollout", name, overrides, ctx)
 
     t0 = time.perf_counter()
     plugin = build("vllm", kv_cache_gib=args.kv_cache_gib)

@@ -61,7 +61,7 @@ def make_model(args: argparse.Namespace) -> Path:
     from omegaconf import OmegaConf
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from or1_plugins.tiny.model import TinyModelConfig, prepare_tiny_model
+    from or1_plugins.sources.tiny.model import TinyModelConfig, prepare_tiny_model
 
     folder = Path(args.cache_dir) / "models" / f"scaling-h{args.hidden}-l{args.layers}"
     if (folder / "model.safetensors").is_file():

@@ -30,7 +30,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from or1.plugins import get_registry
+from or1.core.registry import get_registry
 
 MATH = [
     ("\\boxed{\\frac{1}{2}}", "0.5"),
@@ -52,8 +52,7 @@ CALL_MAIN = "\nimport json, sys\nprint(json.dumps(Solution().add(*json.loads(sys
 
 
 def build(name: str, **cfg):
-    comp = get_registry().get("verifier", name)
-    return comp.factory(comp.schema(**cfg), None)
+    return get_registry().build_partial("verifier", name, cfg, None)
 
 
 def bench_math(n: int, workers: int) -> float:

@@ -347,15 +347,15 @@ def workload_model_and_rows(workload: str, cache: Path) -> tuple[Path, list[dict
     from omegaconf import OmegaConf
 
     if workload == "long_cot":
-        from or1_plugins.tiny import cot_task as task
-        from or1_plugins.tiny.cot_model import TinyCotModelConfig as ModelConfig
-        from or1_plugins.tiny.cot_model import prepare_tiny_cot_model as prepare
-        from or1_plugins.tiny.cot_task import TinyCotDataConfig as DataConfig
+        from or1_plugins.sources.tiny import cot_task as task
+        from or1_plugins.sources.tiny.cot_model import TinyCotModelConfig as ModelConfig
+        from or1_plugins.sources.tiny.cot_model import prepare_tiny_cot_model as prepare
+        from or1_plugins.sources.tiny.cot_task import TinyCotDataConfig as DataConfig
     else:
-        from or1_plugins.tiny import task
-        from or1_plugins.tiny.model import TinyModelConfig as ModelConfig
-        from or1_plugins.tiny.model import prepare_tiny_model as prepare
-        from or1_plugins.tiny.task import TinyArithDataConfig as DataConfig
+        from or1_plugins.sources.tiny import task
+        from or1_plugins.sources.tiny.model import TinyModelConfig as ModelConfig
+        from or1_plugins.sources.tiny.model import prepare_tiny_model as prepare
+        from or1_plugins.sources.tiny.task import TinyArithDataConfig as DataConfig
     model = Path(prepare(OmegaConf.structured(ModelConfig()), cache))
     train, _ = task.make_splits(DataConfig())
     rows = [

@@ -9,7 +9,7 @@ presets, schemas and checks), write the same run folder (``.hydra/`` snapshot, `
     summary = or1.train(["trainer.total_steps=50", "learner.lr=1e-6"], run_dir="runs/a")
     report = or1.evaluate(["model.path=runs/a/final_model", "eval.k=8"])
 
-Bad input raises :class:`or1.errors.Or1Error` (a :class:`~or1.errors.ConfigError` for a
+Bad input raises :class:`or1.core.errors.Or1Error` (a :class:`~or1.core.errors.ConfigError` for a
 config value) with the same one-line message the command prints; nothing is written before
 the config checks pass. One run at a time per process (Hydra's config and logging are
 process-wide). Sweeps stay with ``or1-train -m``.
@@ -43,9 +43,9 @@ def _compose(
         implied_overrides,
         quiet_transformers,
     )
-    from or1.errors import ConfigError
-    from or1.plugins import get_registry
-    from or1.schemas import CONFIG_MODULE, store_schemas
+    from or1.core.errors import ConfigError
+    from or1.core.registry import get_registry
+    from or1.core.schemas import CONFIG_MODULE, store_schemas
 
     bad = [o for o in overrides if not isinstance(o, str) or "=" not in o or o.startswith("-")]
     if bad:
@@ -86,8 +86,8 @@ def train(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> d
     summary (``summary.json``'s content: steps, the held-out accuracy before and after, the
     run folder); an existing run folder resumes (``trainer.resume=auto``)."""
     from or1.cli.train import check_before_start
-    from or1.run import prepare
-    from or1.trainer import train as train_loop
+    from or1.launch.prepare import prepare
+    from or1.rl.trainer import train as train_loop
 
     cfg, out = _compose("train", overrides, run_dir, check_before_start)
     return train_loop(prepare(cfg, out))
@@ -99,7 +99,7 @@ def evaluate(
     """Evaluate as ``or1-eval *overrides`` would (``eval.datasets``, ``eval.k``,
     ``model.path`` of a model folder or a training checkpoint); returns the report, per
     dataset, as in ``eval_report.json``."""
-    from or1.eval_run import run_evaluation
+    from or1.commands.evaluate import run_evaluation
 
     cfg, out = _compose("eval", overrides, run_dir, None)
     return run_evaluation(cfg, out)

@@ -69,7 +69,7 @@ def tiny_model(cache_dir: Path) -> Path:
     """The untrained tiny Qwen2 folder (random weights, trained tokenizer, chat template)."""
     from omegaconf import OmegaConf
 
-    from or1_plugins.tiny.model import TinyModelConfig, prepare_tiny_model
+    from or1_plugins.sources.tiny.model import TinyModelConfig, prepare_tiny_model
 
     cfg = OmegaConf.structured(TinyModelConfig(warmup_max_steps=0, num_threads=1))
     return Path(prepare_tiny_model(cfg, cache_dir))

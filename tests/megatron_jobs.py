@@ -27,7 +27,7 @@ def free_port() -> int:
 def make_batch(lengths: list[int], vocab: int, prompt_len: int = 3, seed: int = 0, budget: int = 0):
     """A right-padded TrainBatch with random ids, a response mask after ``prompt_len`` and a
     random advantage per sequence."""
-    from or1.types import TrainBatch
+    from or1.core.types import TrainBatch
 
     g = torch.Generator().manual_seed(seed)
     width = max(lengths)
@@ -60,8 +60,8 @@ def mismatch_offset(batch: Any) -> torch.Tensor:
 def make_learner(model_path: str, tp: int, lr: float = 1e-3, **settings: Any):
     from omegaconf import OmegaConf
 
-    from or1.interfaces import BuildContext
-    from or1_plugins.megatron.learner import MegatronLearner, MegatronLearnerConfig
+    from or1.core.interfaces import BuildContext
+    from or1_plugins.learner.megatron.learner import MegatronLearner, MegatronLearnerConfig
 
     cfg = OmegaConf.structured(MegatronLearnerConfig(lr=lr, tensor_parallel_size=tp, **settings))
     p = Path(model_path)
@@ -74,7 +74,7 @@ def record_hf_gradients(learner: Any) -> list[dict[str, torch.Tensor]]:
     """Full (gathered) gradients under HF names, captured when the optimiser steps (after
     clipping): the summed ``main_grad`` buffers of Megatron's DDP (whole on every rank unless
     the optimiser is distributed)."""
-    from or1_plugins.megatron.hf_mapping import gather, megatron_to_hf, tp_layout
+    from or1_plugins.learner.megatron.hf_mapping import gather, megatron_to_hf, tp_layout
 
     seen: list[dict[str, torch.Tensor]] = []
     step = learner.optimizer.step_with_ready_grads
@@ -96,7 +96,7 @@ def record_hf_gradients(learner: Any) -> list[dict[str, torch.Tensor]]:
 def share(learner: Any, batch: Any) -> tuple[list[int], Any]:
     """This rank's rows of ``batch`` and their sub-batch, as the trainer's token-balanced
     split deals them (every rank builds the same whole batch here)."""
-    from or1.dp_balance import partition
+    from or1.rl.dp_balance import partition
 
     index, count = learner.data_shard()
     bins = partition(batch.seq_lens, count)
@@ -107,7 +107,7 @@ def share(learner: Any, batch: Any) -> tuple[list[int], Any]:
 def whole(learner: Any, batch: Any, rows: list[int], local: torch.Tensor) -> torch.Tensor:
     """The ``[B, T]`` tensor of the whole batch from every data-parallel rank's ``local``
     rows (a collective)."""
-    from or1 import distributed
+    from or1.launch import distributed
 
     full = torch.zeros(batch.input_ids.shape)
     for tp_rank, r, t in distributed.all_gather_object((learner.tp_rank, rows, local)):
@@ -132,8 +132,8 @@ def equivalence(
     the distributed optimiser no gradients are recorded (each rank holds its range only)."""
     from omegaconf import OmegaConf
 
-    from or1 import distributed
-    from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
+    from or1.launch import distributed
+    from or1_plugins.loss.or1 import OR1Loss, OR1LossConfig
 
     learner = make_learner(model_path, tp, **settings)
     grads = [] if settings.get("distributed_optimizer") else record_hf_gradients(learner)
@@ -186,12 +186,12 @@ def equivalence(
 
 def on_policy_pair(learner: Any, loss: Any, grads: list[dict[str, torch.Tensor]]) -> dict:
     """The same on-policy step twice from the same state: the learner's own
-    :func:`or1.learner_step.on_policy_step` (fused when it can) and the two-pass step; the entropy
+    :func:`or1.rl.learner_step.on_policy_step` (fused when it can) and the two-pass step; the entropy
     coefficient is a function of the log-probs / entropies handed to it (each call kept),
     reduced over the ranks as the trainer's is; the batch's sampling log-probs are the
     learner's own minus :func:`mismatch_offset` (the ``mismatch/*`` metrics)."""
-    from or1 import distributed
-    from or1.learner_step import on_policy_step, two_pass_step
+    from or1.launch import distributed
+    from or1.rl.learner_step import on_policy_step, two_pass_step
 
     state = distributed.broadcast_object(learner.state_dict())  # tiny model: small
     out: dict[str, Any] = {"onp_seen": []}
@@ -233,9 +233,9 @@ def exchange(
 ) -> dict:
     """Every rank hands its rows to the token-balanced split (``dp_of[rank]``: its
     data-parallel index); each rank's received rows, gathered on rank 0."""
-    from or1 import distributed
-    from or1.batch import SequenceRow
-    from or1.dp_balance import balance
+    from or1.launch import distributed
+    from or1.rl.batch import SequenceRow
+    from or1.rl.dp_balance import balance
 
     me = distributed.rank()
     rows = [SequenceRow(*r) for r in rows_per_rank[me]]
@@ -251,7 +251,7 @@ def recompute_modes(model_path: str, modes: list[str]) -> dict:
     metrics and gradients."""
     from omegaconf import OmegaConf
 
-    from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
+    from or1_plugins.loss.or1 import OR1Loss, OR1LossConfig
 
     out = {}
     for mode in modes:
@@ -279,8 +279,8 @@ def forward_and_weights(model_path: str, tp: int, lengths: list[int]) -> dict:
 def split_groups_job(groups_per_rank: list[int], updates: int) -> dict:
     """Every rank cuts its own kept groups (named ``r<rank>g<i>``) into the step's
     mini-batches (``trainer.updates_per_step``); each rank's parts, gathered on rank 0."""
-    from or1 import distributed
-    from or1.mini_batches import split_groups
+    from or1.launch import distributed
+    from or1.rl.mini_batches import split_groups
 
     me = distributed.rank()
     mine = [f"r{me}g{i}" for i in range(groups_per_rank[me])]
@@ -293,16 +293,16 @@ UPDATE_BATCHES = (([6, 9, 4, 12], 1), ([5, 8, 7, 10], 2))
 
 def updates(model_path: str, tp: int) -> dict:
     """Two sequential updates (``trainer.updates_per_step=2``:
-    :func:`or1.mini_batches.sequential_updates`) of the Megatron learner on every rank's share
+    :func:`or1.rl.mini_batches.sequential_updates`) of the Megatron learner on every rank's share
     of the mini-batches of :data:`UPDATE_BATCHES`, with a constant entropy coefficient; the
     step's metrics, the measured entropy and the log-probs of both mini-batches afterwards
     (whole, on rank 0)."""
     from omegaconf import OmegaConf
 
-    from or1.learner_step import EntropyCoefficient
-    from or1.mini_batches import sequential_updates
-    from or1_plugins.entropy import ConstantEntropy, ConstantEntropyConfig
-    from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
+    from or1.rl.learner_step import EntropyCoefficient
+    from or1.rl.mini_batches import sequential_updates
+    from or1_plugins.entropy.controllers import ConstantEntropy, ConstantEntropyConfig
+    from or1_plugins.loss.or1 import OR1Loss, OR1LossConfig
 
     learner = make_learner(model_path, tp)
     vocab = learner.arch.vocab_size
@@ -340,7 +340,7 @@ def _worker(rank: int, world: int, port: int, job: str, kwargs: dict, out_file: 
         MASTER_PORT=str(port),
     )
     torch.set_num_threads(1)
-    from or1 import distributed
+    from or1.launch import distributed
 
     distributed.init(TIMEOUT_S)
     result = JOBS[job](**kwargs)

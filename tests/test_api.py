@@ -40,7 +40,7 @@ def test_the_documented_example_trains_and_evaluates(tmp_path, cache_dir):
 
 def test_bad_overrides_raise_before_anything_is_written(tmp_path, monkeypatch):
     import or1
-    from or1.errors import ConfigError
+    from or1.core.errors import ConfigError
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="did you mean 'trainer.total_steps'"):

@@ -217,7 +217,7 @@ def test_steps_that_train_nothing_are_warned_about(tmp_path, cache_dir):
 
 
 def test_skipped_steps_name_the_cause():
-    from or1.steps import SkippedSteps
+    from or1.rl.steps import SkippedSteps
 
     def streak(reward: float, group_size: int = 4) -> list[str]:
         watch = SkippedSteps(warn_after=2)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from or1.config import VerifierConfig
-from or1.errors import ConfigError
-from or1.interfaces import RewardVerifier
-from or1_plugins.code_verifier import CodeVerifier, CodeVerifierConfig, or1_register
-from or1_plugins.code_verifier.cases import (
+from or1.core.config import VerifierConfig
+from or1.core.errors import ConfigError
+from or1.core.interfaces import RewardVerifier
+from or1_plugins.verifier.code import CodeVerifier, CodeVerifierConfig, or1_register
+from or1_plugins.verifier.code.cases import (
     GroundTruthError,
     data_equal,
     default_import_prefix,
@@ -32,8 +32,8 @@ from or1_plugins.code_verifier.cases import (
     stdout_matches,
     value_matches,
 )
-from or1_plugins.code_verifier.sandbox import Limits, Sandbox, SandboxUnavailable
-from or1_plugins.code_verifier.verifier import extract_code, row_id
+from or1_plugins.verifier.code.sandbox import Limits, Sandbox, SandboxUnavailable
+from or1_plugins.verifier.code.verifier import extract_code, row_id
 
 TIMEOUT_S = 1.0
 SLACK_S = 2.5  # a shared 2-core machine

@@ -1,4 +1,4 @@
-"""or1-data: the stages on small generated pools with known duplicates, near-duplicates,
+"""or1-data: the passes on small generated pools with known duplicates, near-duplicates,
 contaminated rows, broken tests and broken reference solutions; resumption; bad input; the
 whole pipeline on the CPU demo's pool followed by training on its output."""
 
@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from or1.errors import DataError
-from or1_plugins.data_stages.judge import parse_verdict
-from or1_plugins.data_stages.text import (
+from or1.core.errors import DataError
+from or1_plugins.data_pass.judge import parse_verdict
+from or1_plugins.data_pass.text import (
     jaccard,
     lsh_bands,
     minhash,
@@ -194,7 +194,7 @@ EXPECTED_DROPS = {
     },
 }
 SURVIVORS = ["a:0", "a:2", "a:6", "b:1", "c:0", "c:3", "d:0"]
-POOL_STAGES = "data_stage=[normalise,dedup,decontaminate,validate_code]"
+POOL_STAGES = "data_pass=[normalise,dedup,decontaminate,validate_code]"
 
 
 def pool_args(d: Path, files: list[Path], out: Path) -> list[str]:
@@ -204,9 +204,9 @@ def pool_args(d: Path, files: list[Path], out: Path) -> list[str]:
         "prep.workers=2",
         # the code instruction normalise appends is in 6 of the 14 rows: boilerplate here
         POOL_STAGES,
-        "data_stage.dedup.boilerplate_min_rows=5",
-        f"data_stage.decontaminate.eval_files=[{d / 'eval.jsonl'}]",
-        "data_stage.decontaminate.include_val=false",
+        "data_pass.dedup.boilerplate_min_rows=5",
+        f"data_pass.decontaminate.eval_files=[{d / 'eval.jsonl'}]",
+        "data_pass.decontaminate.include_val=false",
         f"hydra.run.dir={out / 'run'}",
     ]
 
@@ -219,10 +219,10 @@ def test_pool_keeps_exactly_the_expected_rows_and_reports_every_drop(tmp_path, c
     final = pq.read_table(out / "final.parquet").to_pylist()
     assert [r["uid"] for r in final] == SURVIVORS
     n_in = 16
-    for stage, drops in EXPECTED_DROPS.items():
-        report = read_jsonl(out / f"{stage}_report.jsonl")
-        assert {r["uid"]: r["reason"] for r in report} == drops, stage
-        kept = pq.read_table(out / f"{stage}.parquet").num_rows
+    for label, drops in EXPECTED_DROPS.items():
+        report = read_jsonl(out / f"{label}_report.jsonl")
+        assert {r["uid"]: r["reason"] for r in report} == drops, label
+        kept = pq.read_table(out / f"{label}.parquet").num_rows
         assert kept == n_in - len(drops)
         n_in = kept
     reports = {
@@ -266,23 +266,23 @@ def test_pool_keeps_exactly_the_expected_rows_and_reports_every_drop(tmp_path, c
     assert by_uid["a:0"]["prompt"] == [{"role": "user", "content": SUM}]
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["rows_in"], summary["rows_out"]) == (16, 7)
-    assert [s["dropped"] for s in summary["stages"]] == [2, 3, 1, 3]
-    assert summary["stages"][3]["reasons"] == {"incomplete_tests": 1, "reference_failed": 2}
+    assert [s["dropped"] for s in summary["passes"]] == [2, 3, 1, 3]
+    assert summary["passes"][3]["reasons"] == {"incomplete_tests": 1, "reference_failed": 2}
     assert (
         "| 02_dedup | ran | 14 | 11 | 3 | exact_duplicate 2, near_duplicate 1 |"
         in (out / "summary.md").read_text()
     )
     assert "02_dedup" in proc.stdout  # the table is printed
 
-    # run again: every stage is skipped, the result is the same
+    # run again: every pass is skipped, the result is the same
     before = (out / "04_validate_code.parquet").stat().st_mtime_ns
     proc = run_cli(
-        "or1-data", [*pool_args(tmp_path, files, out), "data_stage.dedup.threshold=0.6"], tmp_path
+        "or1-data", [*pool_args(tmp_path, files, out), "data_pass.dedup.threshold=0.6"], tmp_path
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     # a changed dedup threshold reruns dedup and what follows it; a:6 (J = 22/34 = 0.65) now goes
-    assert [s["status"] for s in summary["stages"]] == ["resumed", "ran", "ran", "ran"]
+    assert [s["status"] for s in summary["passes"]] == ["resumed", "ran", "ran", "ran"]
     assert {r["uid"]: r["details"]["kept_uid"] for r in read_jsonl(out / "02_dedup_report.jsonl")}[
         "a:6"
     ] == "a:2"
@@ -300,8 +300,8 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
-    from or1.plugins import get_registry
-    from or1.schemas import CONFIG_MODULE, store_schemas
+    from or1.core.registry import get_registry
+    from or1.core.schemas import CONFIG_MODULE, store_schemas
 
     store_schemas(get_registry())
     with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
@@ -309,7 +309,7 @@ def compose(overrides: list[str]):
 
 
 def run_in_process(tmp_path: Path, inputs: list[Path], extra: list[str]) -> Path:
-    from or1.data_prep import run_pipeline
+    from or1.commands.prepare_data import run_pipeline
 
     out = tmp_path / "out"
     cfg = compose([f"prep.inputs=[{','.join(map(str, inputs))}]", f"prep.output_dir={out}", *extra])
@@ -339,9 +339,9 @@ def test_missing_columns_name_the_file_and_row(tmp_path, cache_dir):
     rows = [{"question": "What is 1 + 1?", "answer": "2"}, {"question": "What is 2 + 2?"}]
     qa = jsonl(tmp_path / "qa.jsonl", rows)
     with pytest.raises(DataError, match=r"qa\.jsonl: row 1: missing column 'answer'"):
-        run_in_process(tmp_path, [qa], [POOL_STAGES, "data_stage.normalise.strict=true"])
+        run_in_process(tmp_path, [qa], [POOL_STAGES, "data_pass.normalise.strict=true"])
     assert_nothing_complete(tmp_path / "out")
-    # without normalise, the first stage needs OR1 rows: row 1 lacks 'ability'
+    # without normalise, the first pass needs OR1 rows: row 1 lacks 'ability'
     or1 = jsonl(
         tmp_path / "or1.jsonl",
         [
@@ -350,7 +350,7 @@ def test_missing_columns_name_the_file_and_row(tmp_path, cache_dir):
         ],
     )
     with pytest.raises(DataError, match=r"or1\.jsonl: row 1: missing column 'ability'"):
-        run_in_process(tmp_path, [or1], ["data_stage=[dedup]"])
+        run_in_process(tmp_path, [or1], ["data_pass=[dedup]"])
     assert_nothing_complete(tmp_path / "out")
 
 
@@ -382,14 +382,14 @@ def test_corrupt_parquet_is_one_line_and_leaves_no_complete_output(tmp_path, cac
 
 class FakeJudgeEngine:
     """Replies with canned texts, in the order the prompts arrive (the judge model is not what
-    this test is about; the stage's templating, parsing, dropping and resuming are)."""
+    this test is about; the pass's templating, parsing, dropping and resuming are)."""
 
     def __init__(self, replies: list[str]):
         self.replies = list(replies)
         self.prompts: list[list[int]] = []
 
     def generate(self, prompts, params):
-        from or1.types import Completion
+        from or1.core.types import Completion
 
         out = []
         for ids in prompts:
@@ -405,16 +405,16 @@ class FakeJudgeEngine:
 def test_judge_keeps_verdicts_and_drops_flagged_rows(tmp_path, tiny_model, cache_dir):
     from rich.progress import Progress
 
-    from or1.data_prep import PrepContext
-    from or1.plugins import get_registry
-    from or1.run import load_tokenizer
-    from or1_plugins.data_stages.judge import Judge
+    from or1.commands.prepare_data import PrepContext
+    from or1.core.registry import get_registry
+    from or1.launch.prepare import load_tokenizer
+    from or1_plugins.data_pass.judge import Judge
 
     cfg = compose(
         [
             f"prep.output_dir={tmp_path}",
-            "data_stage.judge.enabled=true",
-            "data_stage.judge.template='Check {ability}: {problem} answer {answer}'",
+            "data_pass.judge.enabled=true",
+            "data_pass.judge.template='Check {ability}: {problem} answer {answer}'",
         ]
     )
     tok = load_tokenizer(tiny_model)
@@ -433,7 +433,7 @@ def test_judge_keeps_verdicts_and_drops_flagged_rows(tmp_path, tiny_model, cache
         }
         for i, q in enumerate(["1 + 1", "2 + 2", "3 + 3"])
     ]
-    judge = Judge(cfg.data_stage.judge)
+    judge = Judge(cfg.data_pass.judge)
     assert judge.message(rows[1]) == "Check math: 2 + 2 answer 1"
     result = judge.run(rows, ctx)
     assert [(r["uid"], r["judge_verdict"], r["judge_reason"]) for r in result.rows] == [
@@ -451,7 +451,7 @@ def test_judge_keeps_verdicts_and_drops_flagged_rows(tmp_path, tiny_model, cache
     )
     assert engine.prompts[0] == list(expected_ids)
     # the replies were logged: a second run asks the engine nothing and gives the same result
-    again = Judge(cfg.data_stage.judge).run(rows, ctx)
+    again = Judge(cfg.data_pass.judge).run(rows, ctx)
     assert len(engine.prompts) == 3 and [r["uid"] for r in again.rows] == ["t:0", "t:2"]
 
 
@@ -468,14 +468,14 @@ def test_demo_pool_pipeline_then_training_on_its_output(tmp_path, cache_dir):
         "trainer.num_threads=1",
         f"prep.output_dir={out}",
         f"hydra.run.dir={out / 'run'}",
-        "data_stage.difficulty.samples=2",
-        "data_stage.difficulty.max_tokens=8",
+        "data_pass.difficulty.samples=2",
+        "data_pass.difficulty.max_tokens=8",
     ]
     # the untrained model solves nothing: with the default band [1, 1] every problem is too hard
     proc = run_cli("or1-data", args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert [(s["stage"], s["status"]) for s in summary["stages"]] == [
+    assert [(s["pass"], s["status"]) for s in summary["passes"]] == [
         ("01_normalise", "ran"),
         ("02_dedup", "ran"),
         ("03_decontaminate", "ran"),
@@ -486,13 +486,13 @@ def test_demo_pool_pipeline_then_training_on_its_output(tmp_path, cache_dir):
     # the generated pool has no duplicate and no held-out problem (its splits are disjoint)
     pool = pq.read_table(summary["inputs"][0]).to_pylist()
     assert len({r["prompt"][0]["content"] for r in pool}) == len(pool) == 48
-    assert [s.get("rows_out") for s in summary["stages"]] == [48, 48, 48, 48, None, 0]
-    assert summary["stages"][-1]["reasons"] == {"too_hard": 48}
-    # a band that admits 0 correct keeps everything; only the difficulty stage runs again
-    proc = run_cli("or1-data", [*args, "data_stage.difficulty.min_correct=0"], tmp_path)
+    assert [s.get("rows_out") for s in summary["passes"]] == [48, 48, 48, 48, None, 0]
+    assert summary["passes"][-1]["reasons"] == {"too_hard": 48}
+    # a band that admits 0 correct keeps everything; only the difficulty pass runs again
+    proc = run_cli("or1-data", [*args, "data_pass.difficulty.min_correct=0"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert [s["status"] for s in summary["stages"]] == ["resumed"] * 4 + ["disabled", "ran"]
+    assert [s["status"] for s in summary["passes"]] == ["resumed"] * 4 + ["disabled", "ran"]
     final = pq.read_table(out / "final.parquet").to_pylist()
     assert len(final) == 48 and {r["pass_rate"] for r in final} == {0.0}
     data = tmp_path / "train.parquet"
@@ -515,23 +515,23 @@ def test_demo_pool_pipeline_then_training_on_its_output(tmp_path, cache_dir):
 def test_decontaminate_min_coverage(tmp_path, cache_dir, min_coverage, dropped):
     from rich.progress import Progress
 
-    from or1.data_prep import PrepContext
-    from or1.plugins import get_registry
-    from or1_plugins.data_stages.decontaminate import Decontaminate
+    from or1.commands.prepare_data import PrepContext
+    from or1.core.registry import get_registry
+    from or1_plugins.data_pass.decontaminate import Decontaminate
 
     jsonl(tmp_path / "eval.jsonl", [{"question": EVAL, "answer": "3"}])
     cfg = compose(
         [
-            f"data_stage.decontaminate.eval_files=[{tmp_path / 'eval.jsonl'}]",
-            "data_stage.decontaminate.include_val=false",
-            f"data_stage.decontaminate.min_coverage={min_coverage}",
+            f"data_pass.decontaminate.eval_files=[{tmp_path / 'eval.jsonl'}]",
+            "data_pass.decontaminate.include_val=false",
+            f"data_pass.decontaminate.min_coverage={min_coverage}",
         ]
     )
     ctx = PrepContext(cfg, get_registry(), tmp_path, Progress(disable=True))
     # the first 14 of the 20 evaluation tokens: 2 of its 8 13-grams (coverage 0.25)
     part = " ".join(f"evalword{i}" for i in range(14))
     row = {"uid": "t:0", "prompt": [{"role": "user", "content": f"Solve: {part} now"}]}
-    result = Decontaminate(cfg.data_stage.decontaminate).run([row], ctx)
+    result = Decontaminate(cfg.data_pass.decontaminate).run([row], ctx)
     if dropped:
         (hit,) = result.dropped[0].details["hits"]
         assert (hit["shared_ngrams"], hit["coverage"]) == (2, 0.25)
@@ -542,9 +542,9 @@ def test_decontaminate_min_coverage(tmp_path, cache_dir, min_coverage, dropped):
 def test_validate_code_resumes_from_its_work_log(tmp_path, cache_dir):
     from rich.progress import Progress
 
-    from or1.data_prep import PrepContext
-    from or1.plugins import get_registry
-    from or1_plugins.data_stages.validate_code import ValidateCode
+    from or1.commands.prepare_data import PrepContext
+    from or1.core.registry import get_registry
+    from or1_plugins.data_pass.validate_code import ValidateCode
 
     cfg = compose(["prep.workers=2"])
     rows = [
@@ -562,7 +562,7 @@ def test_validate_code_resumes_from_its_work_log(tmp_path, cache_dir):
         ctx = PrepContext(cfg, get_registry(), tmp_path, Progress(disable=True))
         ctx.prefix, ctx.fingerprint = tmp_path / "04_validate_code", "a" * 16
         try:
-            return ValidateCode(cfg.data_stage.validate_code).run(rows, ctx), len(ctx._verifiers)
+            return ValidateCode(cfg.data_pass.validate_code).run(rows, ctx), len(ctx._verifiers)
         finally:
             ctx.close()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from or1.plugins import get_registry
-from or1.reference import render
+from or1.commands.config_docs import render
+from or1.core.registry import get_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,8 +22,8 @@ def test_readme_gives_the_two_commands():
 
 
 def test_every_config_key_has_a_description():
-    from or1.field_docs import undocumented
-    from or1.reference import all_schemas
+    from or1.commands.config_docs import all_schemas
+    from or1.core.field_docs import undocumented
 
     missing = [
         f"{where}.{name} ({schema.__module__}.{schema.__qualname__})"
@@ -40,7 +40,7 @@ def _field_doc(schema: type, parts: list[str]) -> str | None:
     import dataclasses
     import typing
 
-    from or1.field_docs import field_docs
+    from or1.core.field_docs import field_docs
 
     head, rest = parts[0], [p for p in parts[1:] if not p.isdigit()]
     if not rest:
@@ -53,9 +53,9 @@ def _field_doc(schema: type, parts: list[str]) -> str | None:
 
 
 def test_the_common_keys_are_described_as_their_schema_fields_are():
-    from or1.config import COMMON_KEYS
-    from or1.hook_points import hook_point
-    from or1.reference import CORE_SECTIONS
+    from or1.commands.config_docs import CORE_SECTIONS
+    from or1.core.config import COMMON_KEYS
+    from or1.core.hook_points import hook_point
 
     core = {prefix: schema for prefix, schema, _ in CORE_SECTIONS}
     registry = get_registry()
@@ -78,7 +78,7 @@ def test_train_help_needs_neither_hydra_nor_torch():
 
     code = (
         "import sys; from or1.cli.train import main; sys.argv = ['or1-train', '--help']; main(); "
-        "assert not {'torch', 'hydra', 'or1.plugins'} & set(sys.modules), sorted(sys.modules)"
+        "assert not {'torch', 'hydra', 'or1.core.registry'} & set(sys.modules), sorted(sys.modules)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]

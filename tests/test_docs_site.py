@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from or1.hook_reference import markdown, render
+from or1.commands.hook_docs import markdown, render
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,13 +19,13 @@ def test_hook_contracts_page_is_generated_from_the_code():
 def test_hook_contracts_page_covers_every_hook_and_interface():
     import inspect
 
-    from or1 import hookspecs, interfaces
+    from or1.core import hookspecs, interfaces
 
     page = render()
     for name, _ in inspect.getmembers(hookspecs, inspect.isfunction):
         if name.startswith("or1_"):
             assert f"\n### {name}\n" in page, name
-    from or1.hook_points import HOOK_POINTS
+    from or1.core.hook_points import HOOK_POINTS
 
     for hp in HOOK_POINTS:
         assert f"\n### Hook point `{hp.group}`\n" in page, hp.group
@@ -41,7 +41,7 @@ def test_hook_contracts_page_covers_every_hook_and_interface():
 
 
 def test_docstring_markup_becomes_markdown():
-    doc = """Returns an :class:`or1.types.Score` for ``row``; see :func:`~or1.x.f`.
+    doc = """Returns an :class:`or1.core.types.Score` for ``row``; see :func:`~or1.x.f`.
 
         Example::
 
@@ -49,7 +49,7 @@ def test_docstring_markup_becomes_markdown():
         """
     assert (
         markdown(doc)
-        == 'Returns an `or1.types.Score` for `row`; see `or1.x.f`.\n\nExample:\n\n    register("a", f, S)'
+        == 'Returns an `or1.core.types.Score` for `row`; see `or1.x.f`.\n\nExample:\n\n    register("a", f, S)'
     )
 
 

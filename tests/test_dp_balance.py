@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from or1.dp_balance import imbalance, partition
+from or1.rl.dp_balance import imbalance, partition
 from tests.megatron_jobs import launch
 
 

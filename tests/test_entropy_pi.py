@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from or1.errors import ConfigError
-from or1_plugins.entropy import PIEntropy, PIEntropyConfig
+from or1.core.errors import ConfigError
+from or1_plugins.entropy.controllers import PIEntropy, PIEntropyConfig
 
 # target 0.1, kp 2, ki 1, coefficient in [0, 0.28]; err = 0.1 - e, held = 2 err + I_{k-1}
 ENTROPIES = [0.05] * 6 + [0.15, 0.2, 0.1]

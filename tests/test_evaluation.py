@@ -8,7 +8,7 @@ from math import comb
 
 import pytest
 
-from or1.evaluation import (
+from or1.rl.evaluation import (
     ProblemResult,
     avg_at_k,
     check_pass_ks,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from or1.types import Group, Prompt
-from or1_plugins.filters import NoFilter, ZeroVarianceFilter
+from or1.core.types import Group, Prompt
+from or1_plugins.filter.zero_variance import NoFilter, ZeroVarianceFilter
 from tests.conftest import FAST_RUN, read_jsonl, run_cli
 
 

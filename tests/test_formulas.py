@@ -8,8 +8,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from or1_plugins.grpo import GRPOAdvantage, GRPOConfig
-from or1_plugins.or1_loss import OR1LossConfig, ppo_clip_loss, token_weights
+from or1_plugins.advantage.grpo import GRPOAdvantage, GRPOConfig
+from or1_plugins.loss.or1 import OR1LossConfig, ppo_clip_loss, token_weights
 
 EPS = 1e-6
 
@@ -117,7 +117,7 @@ def test_aggregation_independent_of_split(agg):
 def test_data_parallel_shares_with_the_step_totals_sum_to_the_whole_batch_loss(agg):
     """Each data-parallel rank weights only its own rows, with the step's LossTotals summed
     over the ranks: the ranks' sums add up to the one-rank loss (hand-computed above)."""
-    from or1.types import LossTotals
+    from or1.core.types import LossTotals
 
     torch.manual_seed(1)
     lengths = [3, 7, 1, 5, 2, 6]
@@ -155,7 +155,7 @@ def test_microbatch_token_mean_depends_on_split():
 
 
 def test_k3_kl_by_hand_and_no_reference_without_kl():
-    from or1_plugins.or1_loss import OR1Loss, k3_kl
+    from or1_plugins.loss.or1 import OR1Loss, k3_kl
 
     # policy p = 0.5, reference q = 0.25 on the sampled token: q/p - log(q/p) - 1 = 0.5 + ln 2 - 1
     kl = k3_kl(torch.tensor([math.log(0.5)]), torch.tensor([math.log(0.25)]))
@@ -175,7 +175,7 @@ def test_k3_kl_by_hand_and_no_reference_without_kl():
 
 
 def test_adaptive_entropy_controller_sequence():
-    from or1_plugins.entropy import AdaptiveEntropy, AdaptiveEntropyConfig
+    from or1_plugins.entropy.controllers import AdaptiveEntropy, AdaptiveEntropyConfig
 
     ctl = AdaptiveEntropy(
         OmegaConf.structured(AdaptiveEntropyConfig(target=0.2, delta=1e-4, coef_max=2.5e-4))
@@ -198,8 +198,8 @@ def test_adaptive_entropy_controller_sequence():
 def test_rollout_metrics_give_the_length_distribution_by_hand():
     """Lengths 1..10 over two groups (one dropped by the filter): mean 5.5, max 10, and the
     nearest-rank percentiles p10 = 1, p50 = 5, p90 = 9; 2 of 10 hit the budget."""
-    from or1.steps import rollout_metrics
-    from or1.types import Completion, Group, Prompt
+    from or1.core.types import Completion, Group, Prompt
+    from or1.rl.steps import rollout_metrics
 
     def comp(n: int, reason: str = "stop") -> Completion:
         return Completion([0], [7] * n, [0.0] * n, reason, "")

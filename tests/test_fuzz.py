@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from or1.data import read_dataset, tokenize_prompts
-from or1.errors import Or1Error
+from or1.core.data import read_dataset, tokenize_prompts
+from or1.core.errors import Or1Error
 from tests.conftest import FAST_RUN, run_cli
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
@@ -145,9 +145,9 @@ def _check_in_process(args: list[str]) -> None:
     from hydra.core.global_hydra import GlobalHydra
 
     from or1.cli.common import check_overrides
-    from or1.config_checks import check_values
-    from or1.plugins import get_registry
-    from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
+    from or1.core.registry import get_registry
+    from or1.core.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
+    from or1.launch.config_checks import check_values
 
     registry = get_registry()
     store_schemas(registry)
@@ -159,7 +159,7 @@ def _check_in_process(args: list[str]) -> None:
         GlobalHydra.instance().clear()
     check_values(cfg)
     for group in ("filter", "advantage", "loss", "entropy", "stages"):
-        registry.get(group, cfg[group].name).factory(cfg[group], None)
+        registry.build(group, cfg[group], None)
 
 
 @SETTINGS

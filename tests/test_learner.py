@@ -9,10 +9,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from or1.interfaces import BuildContext
-from or1.types import TrainBatch
-from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
-from or1_plugins.torch_learner.learner import TorchLearner, TorchLearnerConfig
+from or1.core.interfaces import BuildContext
+from or1.core.types import TrainBatch
+from or1_plugins.learner.torch.learner import TorchLearner, TorchLearnerConfig
+from or1_plugins.loss.or1 import OR1Loss, OR1LossConfig
 
 
 def make_learner(model: Path, **kw) -> TorchLearner:
@@ -127,8 +127,8 @@ def test_on_policy_step_fused_equals_two_passes(tiny_model, budget):
     several: the interface's two-pass default. Same coefficient inputs, metrics and gradients
     as compute_logprobs + train_step; with ratio 1 the policy-gradient loss is minus the
     token-mean advantage (computed here from the batch)."""
-    from or1.batch import masked_mean
-    from or1.learner_step import on_policy_step, two_pass_step
+    from or1.rl.batch import masked_mean
+    from or1.rl.learner_step import on_policy_step, two_pass_step
 
     results = {}
     for key in ("fused", "default"):

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
-from or1_plugins.tiny import build, cot_model, cot_task
-from or1_plugins.tiny.cot_model import TinyCotModelConfig, prepare_tiny_cot_model
-from or1_plugins.tiny.cot_task import ChainProblem, TinyCotDataConfig, prepare_tiny_cot
+from or1_plugins.sources.tiny import build, cot_model, cot_task
+from or1_plugins.sources.tiny.cot_model import TinyCotModelConfig, prepare_tiny_cot_model
+from or1_plugins.sources.tiny.cot_task import ChainProblem, TinyCotDataConfig, prepare_tiny_cot
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_DATA = dict(num_train=50, num_val=20)
@@ -148,7 +148,7 @@ def test_the_first_stage_truncates_a_real_share(tokenizer, sample_problems) -> N
 
 
 def test_reference_solutions_are_scored_correct_by_the_math_verifier(sample_problems) -> None:
-    from or1_plugins.math_verifier import MathVerifier, MathVerifierConfig
+    from or1_plugins.verifier.math import MathVerifier, MathVerifierConfig
 
     rows = [cot_task.to_row(p, i, "train") for i, p in enumerate(sample_problems[:40])]
     responses = [cot_task.target_response(p) for p in sample_problems[:40]]
@@ -228,9 +228,9 @@ def test_preset_composes_to_the_long_cot_recipe() -> None:
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
-    from or1.config_checks import check_values
-    from or1.plugins import get_registry
-    from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
+    from or1.core.registry import get_registry
+    from or1.core.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
+    from or1.launch.config_checks import check_values
 
     store_schemas(get_registry())
     try:
@@ -250,7 +250,7 @@ def test_preset_composes_to_the_long_cot_recipe() -> None:
 
 
 def test_plugin_registers_the_long_cot_sources() -> None:
-    import or1_plugins.tiny as plugin
+    import or1_plugins.sources.tiny as plugin
 
     data: dict[str, tuple] = {}
     models: dict[str, tuple] = {}

@@ -17,7 +17,7 @@ import logging
 
 import pytest
 
-from or1_plugins.math_verifier import MathVerifier, MathVerifierConfig
+from or1_plugins.verifier.math import MathVerifier, MathVerifierConfig
 
 B = "\\boxed"
 

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from or1.config import VerifierConfig
-from or1.interfaces import RewardVerifier
-from or1_plugins.math_verifier import MathVerifier, MathVerifierConfig, or1_register
-from or1_plugins.math_verifier.verify import (
+from or1.core.config import VerifierConfig
+from or1.core.interfaces import RewardVerifier
+from or1_plugins.verifier.math import MathVerifier, MathVerifierConfig, or1_register
+from or1_plugins.verifier.math.verify import (
     answer_region,
     gold_answers,
     last_boxed,
@@ -21,7 +21,7 @@ from or1_plugins.math_verifier.verify import (
 )
 
 try:  # helpers added with the issue-20 rules; their tests fail (not error) on older code
-    from or1_plugins.math_verifier.verify import decimal_comma, gold_parts, numeric_verdict
+    from or1_plugins.verifier.math.verify import decimal_comma, gold_parts, numeric_verdict
 except ImportError:  # pragma: no cover - only on the code before the rules
     decimal_comma = gold_parts = numeric_verdict = None
 

@@ -11,8 +11,8 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from or1.errors import ConfigError
-from or1.interfaces import BuildContext
+from or1.core.errors import ConfigError
+from or1.core.interfaces import BuildContext
 from tests.megatron_jobs import behaviour_logprobs, launch, make_batch, mismatch_offset
 
 LOGP_TOL = 1e-4
@@ -128,7 +128,7 @@ def test_mismatch_metrics_are_token_means_over_every_rank(runs, run):
     largest ``exp(d)`` and the share outside [0.5, 2], over the whole batch's response
     tokens (at DP=2 each rank holds part of them; a mean of the ranks' means would differ),
     and the default loss (no correction) is untouched by them (the test above)."""
-    from or1.dp_balance import partition
+    from or1.rl.dp_balance import partition
 
     batch = runs[run]["onp_batch"]
     offset, mask = mismatch_offset(batch), batch.response_mask > 0
@@ -152,8 +152,8 @@ def test_mismatch_metrics_are_token_means_over_every_rank(runs, run):
 
 
 def test_tp1_matches_the_reference_learner(runs, tiny_model):
-    from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
-    from or1_plugins.torch_learner.learner import TorchLearner, TorchLearnerConfig
+    from or1_plugins.learner.torch.learner import TorchLearner, TorchLearnerConfig
+    from or1_plugins.loss.or1 import OR1Loss, OR1LossConfig
 
     base = runs["tp1"]
     cfg = OmegaConf.structured(TorchLearnerConfig(lr=1e-3))
@@ -186,7 +186,7 @@ def test_mapping_round_trip_with_grouped_query_attention_and_tp_shards():
     for a GQA config where each KV group holds 3 query heads."""
     from transformers import Qwen2Config
 
-    from or1_plugins.megatron.hf_mapping import (
+    from or1_plugins.learner.megatron.hf_mapping import (
         architecture,
         hf_to_megatron,
         megatron_names,
@@ -250,7 +250,7 @@ def test_mapping_round_trip_with_grouped_query_attention_and_tp_shards():
 def test_unmappable_architecture_and_tp_sizes_are_clear_errors(tiny_model):
     from transformers import AutoConfig, GPT2Config
 
-    from or1_plugins.megatron.hf_mapping import architecture
+    from or1_plugins.learner.megatron.hf_mapping import architecture
 
     with pytest.raises(ConfigError, match="architecture GPT2LMHeadModel cannot be mapped"):
         architecture(GPT2Config(architectures=["GPT2LMHeadModel"]), 1)
@@ -287,7 +287,7 @@ def test_activation_recompute_gives_the_same_step(tiny_model, tmp_path):
 
 
 def test_an_unknown_recompute_mode_is_a_config_error(tiny_model):
-    from or1_plugins.megatron.learner import MegatronLearner, MegatronLearnerConfig
+    from or1_plugins.learner.megatron.learner import MegatronLearner, MegatronLearnerConfig
 
     cfg = OmegaConf.structured(MegatronLearnerConfig(recompute="some"))
     with pytest.raises(
@@ -413,7 +413,7 @@ def test_a_distributed_optimizer_checkpoint_resumes_in_one_process(precision_run
     ],
 )
 def test_bad_precision_and_parallel_settings_are_one_line_errors(tiny_model, settings, message):
-    from or1_plugins.megatron.learner import MegatronLearner, MegatronLearnerConfig
+    from or1_plugins.learner.megatron.learner import MegatronLearner, MegatronLearnerConfig
 
     cfg = OmegaConf.structured(MegatronLearnerConfig(**settings))
     with pytest.raises(ConfigError, match=message):
@@ -421,7 +421,7 @@ def test_bad_precision_and_parallel_settings_are_one_line_errors(tiny_model, set
 
 
 def test_context_parallel_without_a_gpu_is_a_one_line_error():
-    from or1_plugins.megatron.learner import MegatronLearnerConfig, check_settings
+    from or1_plugins.learner.megatron.learner import MegatronLearnerConfig, check_settings
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
@@ -450,7 +450,7 @@ def test_a_micro_batch_budget_below_the_longest_sequence_is_a_one_line_error(tmp
 def test_context_parallel_ranks_hold_load_balanced_chunks_of_every_sequence():
     """Megatron's CP layout, worked by hand: lengths 5 and 12 at CP=2 pad to 8 and 12 and cut
     into 4 chunks each (2 and 3 tokens); rank 0 holds chunks 0 and 3, rank 1 chunks 1 and 2."""
-    from or1_plugins.megatron.context_parallel import padded_lengths, partition
+    from or1_plugins.learner.megatron.context_parallel import padded_lengths, partition
 
     assert padded_lengths([5, 12], 2) == [8, 12]
     assert partition([5, 12], 2, 0).tolist() == [0, 1, 6, 7, 8, 9, 10, 17, 18, 19]

@@ -129,7 +129,7 @@ def test_a_dead_rank_ends_the_launch_within_a_minute_and_the_next_launch_resumes
     finally:
         if launch.poll() is None:
             kill_launch(launch)
-    from or1 import checkpoint
+    from or1.rl import checkpoint
 
     last = checkpoint.step_of(checkpoint.latest(tmp_path / "run" / "checkpoints"))
     assert last >= 1

@@ -17,13 +17,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from or1.batch import SequenceRow, rows_to_batch, sequence_rows
-from or1.dp_balance import _decode, _encode
-from or1.errors import ConfigError
-from or1.interfaces import PolicyLoss
-from or1.learner_step import MismatchSums, backward_micro_batch
-from or1.types import Completion, Group, LossTotals, Prompt, TrainBatch
-from or1_plugins.or1_loss import OR1Loss, OR1LossConfig, ppo_clip_loss, token_weights
+from or1.core.errors import ConfigError
+from or1.core.interfaces import PolicyLoss
+from or1.core.types import Completion, Group, LossTotals, Prompt, TrainBatch
+from or1.rl.batch import SequenceRow, rows_to_batch, sequence_rows
+from or1.rl.dp_balance import _decode, _encode
+from or1.rl.learner_step import MismatchSums, backward_micro_batch
+from or1_plugins.loss.or1 import OR1Loss, OR1LossConfig, ppo_clip_loss, token_weights
 from tests.conftest import FAST_RUN, read_jsonl, run_cli
 
 LN15, LN2, LN3, LN4 = math.log(1.5), math.log(2), math.log(3), math.log(4)
@@ -252,7 +252,7 @@ def test_the_reference_learner_logs_the_mismatch_of_a_known_offset(tiny_model, b
     b, t = batch.input_ids.shape
     offset = torch.linspace(-1.5, 1.5, b * t).reshape(b, t) * batch.response_mask
     batch.rollout_logprobs = (own - offset) * batch.response_mask
-    from or1.learner_step import on_policy_step
+    from or1.rl.learner_step import on_policy_step
 
     metrics = on_policy_step(learner, batch, loss_of(rollout_correction="tis"), lambda o, e: 0.0)
     assert metrics["learner/fused_old_logprobs"] == float(budget == 0)

@@ -21,8 +21,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from or1.errors import ConfigError
-from or1.plugins import get_registry
+from or1.core.errors import ConfigError
+from or1.core.registry import get_registry
 from tests.conftest import MOVING, read_jsonl, run_cli
 from tests.test_cli import assert_one_line_error
 
@@ -129,13 +129,13 @@ def hf_logprobs(
 
 
 def vllm_cfg() -> Any:
-    from or1_plugins.vllm_rollout.engine import VLLMRolloutConfig
+    from or1_plugins.rollout.vllm.engine import VLLMRolloutConfig
 
     return OmegaConf.structured(VLLMRolloutConfig())
 
 
 def megatron_cfg(**settings: Any) -> Any:
-    from or1_plugins.megatron.learner import MegatronLearnerConfig
+    from or1_plugins.learner.megatron.learner import MegatronLearnerConfig
 
     return OmegaConf.structured(MegatronLearnerConfig(**settings))
 
@@ -158,7 +158,7 @@ def error_of(check: Any, *args: Any) -> str:
 
 
 def test_vllm_on_cpu_refuses_head_dimension_16_and_takes_32():
-    from or1_plugins.vllm_rollout.engine import VLLMEngine
+    from or1_plugins.rollout.vllm.engine import VLLMEngine
 
     where = Path("/models/m")
     message = error_of(VLLMEngine.check_model, vllm_cfg(), config_of("qwen2", **HEAD_DIM_16), where)
@@ -171,7 +171,7 @@ def test_vllm_on_cpu_refuses_head_dimension_16_and_takes_32():
 
 def test_vllm_on_gpu_takes_every_head_dimension(monkeypatch):
     """On a GPU vLLM falls back to FlexAttention for head sizes its faster backends lack."""
-    from or1_plugins.vllm_rollout.engine import VLLMEngine
+    from or1_plugins.rollout.vllm.engine import VLLMEngine
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     VLLMEngine.check_model(vllm_cfg(), config_of("qwen2", **HEAD_DIM_16), Path("/m"))
@@ -195,7 +195,7 @@ def test_vllm_on_gpu_takes_every_head_dimension(monkeypatch):
     ],
 )
 def test_megatron_refuses_settings_it_does_not_reproduce(family, settings, needle):
-    from or1_plugins.megatron.learner import MegatronLearner
+    from or1_plugins.learner.megatron.learner import MegatronLearner
 
     message = error_of(
         MegatronLearner.check_model, megatron_cfg(), config_of(family, **settings), Path("/m")
@@ -207,7 +207,7 @@ def test_megatron_refuses_settings_it_does_not_reproduce(family, settings, needl
 def test_megatron_refuses_unmapped_architectures_and_tp_that_does_not_divide(tmp_path):
     from transformers import MistralConfig
 
-    from or1_plugins.megatron.learner import MegatronLearner
+    from or1_plugins.learner.megatron.learner import MegatronLearner
 
     mistral = MistralConfig(architectures=["MistralForCausalLM"], **SMALL | {"vocab_size": 64})
     message = error_of(MegatronLearner.check_model, megatron_cfg(), mistral, tmp_path)
@@ -232,8 +232,8 @@ def test_megatron_refuses_unmapped_architectures_and_tp_that_does_not_divide(tmp
 def test_reference_engines_take_any_transformers_causal_lm(tmp_path):
     from transformers import MistralConfig, T5Config
 
-    from or1_plugins.torch_learner.learner import TorchLearner
-    from or1_plugins.transformers_rollout.engine import TransformersEngine
+    from or1_plugins.learner.torch.learner import TorchLearner
+    from or1_plugins.rollout.transformers.engine import TransformersEngine
 
     for engine in (TorchLearner, TransformersEngine):
         for config in (config_of("qwen3", **QWEN3), config_of("qwen2", **HEAD_DIM_16)):
@@ -246,7 +246,7 @@ def test_reference_engines_take_any_transformers_causal_lm(tmp_path):
 def test_check_model_support_reads_the_folder_and_asks_each_engine(models):
     """What or1-train calls before building anything: the configured rollout engine's and
     learner's checks on the folder's config.json."""
-    from or1.model_support import check_model_support
+    from or1.launch.model_support import check_model_support
 
     cfg = OmegaConf.create({"rollout": vllm_cfg(), "learner": megatron_cfg()})
     registry = get_registry()
@@ -289,7 +289,7 @@ def test_qwen3_mapping_round_trips_exactly_through_tp_shards():
     """Pure tensors: a Qwen3 config with head_dim 32 != hidden / heads, 3 query heads per KV
     group, an odd vocabulary (padded at TP=2): HF -> Megatron -> TP shards -> HF is exact,
     the q/k norms replicated on every rank and no QKV bias."""
-    from or1_plugins.megatron.hf_mapping import (
+    from or1_plugins.learner.megatron.hf_mapping import (
         architecture,
         hf_to_megatron,
         megatron_names,
@@ -397,16 +397,16 @@ def test_vllm_generates_from_qwen3_with_the_transformers_logprobs(models, tmp_pa
     are the installed vLLM's."""
     from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
 
-    from or1.interfaces import BuildContext
-    from or1.types import SamplingParams
-    from or1_plugins.vllm_rollout.engine import VLLMRolloutConfig
-    from or1_plugins.vllm_rollout.limits import CPU_HEAD_SIZES
+    from or1.core.interfaces import BuildContext
+    from or1.core.types import SamplingParams
+    from or1_plugins.rollout.vllm.engine import VLLMRolloutConfig
+    from or1_plugins.rollout.vllm.limits import CPU_HEAD_SIZES
 
     assert list(CPU_HEAD_SIZES) == list(CPUAttentionBackend.get_supported_head_sizes())
     folder = models["qwen3"]
     cfg = OmegaConf.structured(VLLMRolloutConfig(num_threads=1))
     ctx = BuildContext(run_dir=tmp_path, model_path=folder, cache_dir=tmp_path, seed=0, config=None)
-    engine = get_registry().get("rollout", "vllm").factory(cfg, ctx)
+    engine = get_registry().build("rollout", cfg, ctx)
     try:
         prompts = [[5, 9, 14, 3], [7, 7, 20]]
         groups = engine.generate(
@@ -457,7 +457,7 @@ def own_model_command(model: Path, data: tuple[list[Path], list[Path]]) -> list[
 
 @pytest.fixture(scope="module")
 def tiny_data(cache_dir) -> tuple[list[Path], list[Path]]:
-    from or1_plugins.tiny.task import TinyArithDataConfig, prepare_tiny_arith
+    from or1_plugins.sources.tiny.task import TinyArithDataConfig, prepare_tiny_arith
 
     train, val = prepare_tiny_arith(OmegaConf.structured(TinyArithDataConfig()), cache_dir)
     return [Path(p) for p in train], [Path(p) for p in val]
@@ -529,7 +529,7 @@ def test_own_model_command_with_stages_longer_than_the_context_stops_at_once(
 
 
 def test_check_model_support_leaves_a_folder_without_config_to_resolve_model(tmp_path):
-    from or1.model_support import check_model_support
+    from or1.launch.model_support import check_model_support
 
     cfg = OmegaConf.create({"rollout": vllm_cfg(), "learner": megatron_cfg()})
     check_model_support(cfg, get_registry(), tmp_path / "missing")
@@ -542,8 +542,8 @@ def test_the_early_model_check_runs_the_chosen_components_checks(tmp_path):
     import subprocess
     import sys
 
-    from or1.errors import ConfigError
-    from or1.model_support import early_model_check, gpu_visible
+    from or1.core.errors import ConfigError
+    from or1.launch.model_support import early_model_check, gpu_visible
 
     folder = tmp_path / "m"
     folder.mkdir()
@@ -558,7 +558,7 @@ def test_the_early_model_check_runs_the_chosen_components_checks(tmp_path):
     early_model_check(["-m", f"model.path={folder}"], defaults)  # a sweep: left to later
     early_model_check([f"model.path={tmp_path / 'none'}"], defaults)  # no config.json: later
     code = (
-        "import sys; from or1.model_support import early_model_check; "
+        "import sys; from or1.launch.model_support import early_model_check; "
         f"early_model_check(['model.path={folder}', 'rollout=transformers'], {defaults!r}); "
         "assert not {'torch', 'hydra', 'transformers'} & set(sys.modules)"
     )

@@ -7,9 +7,9 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from or1.errors import ConfigError
-from or1.offline_filter import check_band, count_correct
-from or1.types import Completion, Prompt, SamplingParams, Score
+from or1.commands.filter_prompts import check_band, count_correct
+from or1.core.errors import ConfigError
+from or1.core.types import Completion, Prompt, SamplingParams, Score
 from tests.conftest import UNTRAINED_MODEL, run_cli
 
 

@@ -1,4 +1,4 @@
-"""Partial rollouts (:mod:`or1.partial_rollouts`): samples generate a bounded number of tokens
+"""Partial rollouts (:mod:`or1.rl.partial_rollouts`): samples generate a bounded number of tokens
 per step and carry on in the next one with newer weights.
 
 The pool is tested against a scripted engine (a fake: the engine is outside the subject here;
@@ -16,9 +16,9 @@ from collections.abc import Iterable, Sequence
 import pytest
 import torch
 
-from or1.interfaces import RolloutEngine
-from or1.partial_rollouts import PartialRollouts
-from or1.types import FINISH_LENGTH, FINISH_STOP, Completion, Prompt, SamplingParams
+from or1.core.interfaces import RolloutEngine
+from or1.core.types import FINISH_LENGTH, FINISH_STOP, Completion, Prompt, SamplingParams
+from or1.rl.partial_rollouts import PartialRollouts
 
 EOS = 0
 

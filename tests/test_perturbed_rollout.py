@@ -17,9 +17,9 @@ from __future__ import annotations
 import torch
 from omegaconf import OmegaConf
 
-from or1.learner_step import MismatchSums
-from or1.types import TrainBatch
-from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
+from or1.core.types import TrainBatch
+from or1.rl.learner_step import MismatchSums
+from or1_plugins.loss.or1 import OR1Loss, OR1LossConfig
 
 THETA = torch.tensor([4.0, 2.5, 1.0, -1.0, -3.0, -5.0], dtype=torch.float64)
 REWARD = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 1.0], dtype=torch.float64)

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from or1.errors import ConfigError
-from or1.memory_plan import GIB, MemoryQuery, ModelShape, ParallelLayout, StageLoad
-from or1_plugins.megatron import memory as megatron_memory
-from or1_plugins.vllm_rollout import memory as vllm_memory
+from or1.core.errors import ConfigError
+from or1.launch.memory_plan import GIB, MemoryQuery, ModelShape, ParallelLayout, StageLoad
+from or1_plugins.learner.megatron import memory as megatron_memory
+from or1_plugins.rollout.vllm import memory as vllm_memory
 
 from .conftest import ROOT, run_cli
 
@@ -171,8 +171,8 @@ def test_a_too_small_gpu_says_what_to_change(capsys):
 def compose(overrides):
     from hydra import compose, initialize_config_module
 
-    from or1.plugins import get_registry
-    from or1.schemas import store_schemas
+    from or1.core.registry import get_registry
+    from or1.core.schemas import store_schemas
 
     store_schemas(get_registry())
     with initialize_config_module(config_module="or1_conf", version_base=None):
@@ -180,7 +180,7 @@ def compose(overrides):
 
 
 def test_launch_check_names_the_key_and_the_number():
-    from or1.memory_plan import check_fits
+    from or1.launch.memory_plan import check_fits
 
     run = ["experiment=or1_7b", "model.path=/models/DeepSeek-R1-Distill-Qwen-7B"]
     awake = ["rollout.enable_sleep_mode=false"]  # vLLM keeps its memory during the learner step

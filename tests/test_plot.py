@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from or1.plotting import labels_for, load_run, moving_average, val_metrics
+from or1.commands.plot import labels_for, load_run, moving_average, val_metrics
 from tests.conftest import run_cli
 from tests.test_cli import assert_one_line_error
 
@@ -103,7 +103,7 @@ def test_or1_plot_bad_input(tmp_path, make):
 
 
 def test_training_figure_has_a_panel_per_signal_and_the_mismatch_ones_when_logged(tmp_path):
-    from or1.plotting import load_run, plot_training
+    from or1.commands.plot import load_run, plot_training
 
     plain = load_run(write_run(tmp_path / "plain", 6, lambda s: 0, lambda s: 0.3))
     assert plot_training([plain], tmp_path / "a.png") is not None

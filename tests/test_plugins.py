@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from or1 import hookspecs, plugins
-from or1.errors import PluginError
-from or1.hook_points import HOOK_POINTS
+from or1.core import hookspecs
+from or1.core import registry as plugins
+from or1.core.errors import PluginError
+from or1.core.hook_points import HOOK_POINTS
 
 
 def hook_names() -> list[str]:
@@ -38,10 +39,9 @@ def test_every_hook_point_is_filled_by_a_builtin():
 
 
 def test_builtin_components_implement_their_interfaces(tiny_model, tmp_path):
-    from omegaconf import OmegaConf
 
-    from or1 import interfaces
-    from or1.interfaces import BuildContext
+    from or1.core import interfaces
+    from or1.core.interfaces import BuildContext
 
     expected = {
         "rollout": interfaces.RolloutEngine,
@@ -53,7 +53,7 @@ def test_builtin_components_implement_their_interfaces(tiny_model, tmp_path):
         "entropy": interfaces.EntropyController,
         "stages": interfaces.StageScheduler,
         "logger": interfaces.Logger,
-        "data_stage": interfaces.DataStage,
+        "data_pass": interfaces.DataPass,
     }
     assert expected == {hp.group: hp.interface for hp in HOOK_POINTS if hp.interface}
     ctx = BuildContext(
@@ -62,7 +62,7 @@ def test_builtin_components_implement_their_interfaces(tiny_model, tmp_path):
     registry = plugins.get_registry()
     for group, interface in expected.items():
         for comp in registry.components[group].values():
-            obj = comp.factory(OmegaConf.structured(comp.schema), ctx)
+            obj = registry.build_partial(group, comp.name, None, ctx)
             assert isinstance(obj, interface), (
                 f"{group} '{comp.name}' is not a {interface.__name__}"
             )
@@ -92,9 +92,9 @@ def site(tmp_path):
 OVERRIDE_GRPO = """
     from dataclasses import dataclass
     import torch
-    from or1.config import AdvantageConfig
-    from or1.hookspecs import hookimpl
-    from or1.interfaces import AdvantageEstimator
+    from or1.core.config import AdvantageConfig
+    from or1.core.hookspecs import hookimpl
+    from or1.core.interfaces import AdvantageEstimator
 
     @dataclass
     class HalfConfig(AdvantageConfig):
@@ -136,7 +136,7 @@ def test_a_broken_plugin_is_reported_and_the_builtins_survive(site):
         "or1-test-raising",
         "or1test_raising",
         """
-        from or1.hookspecs import hookimpl
+        from or1.core.hookspecs import hookimpl
         @hookimpl
         def or1_register(register):
             raise ValueError("bad registration")
@@ -147,6 +147,24 @@ def test_a_broken_plugin_is_reported_and_the_builtins_survive(site):
     assert "or1-test-broken" in problems and "boom at import" in problems
     assert "or1-test-raising" in problems and "bad registration" in problems
     assert registry.get("verifier", "math").plugin.package == "or1"
+
+
+def test_a_plugin_written_for_the_old_per_group_hooks_is_reported(site):
+    make_dist(
+        site,
+        "or1-test-old",
+        "or1test_old",
+        """
+        from or1.core.hookspecs import hookimpl
+        @hookimpl
+        def or1_register_verifier(register):
+            raise AssertionError("never called: or1 has no such hook")
+        """,
+    )
+    registry = plugins.get_registry()
+    (problem,) = [p for p in registry.problems if "or1-test-old" in p]
+    assert "implements or1_register_verifier, a hook or1 does not have" in problem
+    assert "or1_register(register)" in problem
 
 
 def test_a_hook_point_added_to_the_table_is_registered_composed_built_and_documented(
@@ -162,14 +180,16 @@ def test_a_hook_point_added_to_the_table_is_registered_composed_built_and_docume
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import ConfigCompositionException
 
-    from or1 import hook_points, hook_reference, reference
-    from or1.config import ComponentConfig
-    from or1.hook_points import HookPoint
-    from or1.hookspecs import hookimpl
-    from or1.interfaces import BuildContext, Component, Stateful
-    from or1.resume import stateful_attributes
-    from or1.run import build
-    from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
+    from or1.commands import config_docs as reference
+    from or1.commands import hook_docs as hook_reference
+    from or1.core import hook_points
+    from or1.core.config import ComponentConfig
+    from or1.core.hook_points import HookPoint
+    from or1.core.hookspecs import hookimpl
+    from or1.core.interfaces import BuildContext, Component, Stateful
+    from or1.core.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
+    from or1.launch.prepare import build
+    from or1.launch.resume import stateful_attributes
 
     @dataclass
     class ShaperConfig(ComponentConfig):  # the base schema
@@ -240,11 +260,11 @@ def test_the_trainer_calls_score_many_once_per_group_from_a_helper_thread():
     import threading
     from types import SimpleNamespace
 
-    from or1.distributed import EngineLayout
-    from or1.interfaces import OnlineFilter, RewardVerifier, RolloutEngine
-    from or1.steps import Timer
-    from or1.trainer import collect_groups
-    from or1.types import Completion, Prompt, SamplingParams, Score
+    from or1.core.interfaces import OnlineFilter, RewardVerifier, RolloutEngine
+    from or1.core.types import Completion, Prompt, SamplingParams, Score
+    from or1.launch.distributed import EngineLayout
+    from or1.rl.steps import Timer
+    from or1.rl.trainer import collect_groups
 
     calls = []
 

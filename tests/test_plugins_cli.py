@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import os
 
-from or1.cli.plugins import hook_names
-from or1.hook_points import HOOK_POINTS
-from or1.plugins import get_registry
+from or1.commands.list_plugins import hook_names
+from or1.core.hook_points import HOOK_POINTS
+from or1.core.registry import get_registry
 from tests.conftest import run_cli
 from tests.test_cli import assert_one_line_error
 from tests.test_plugins import OVERRIDE_GRPO, make_dist
@@ -34,7 +34,7 @@ def test_or1_plugins_lists_every_builtin_hook_point(tmp_path):
     # every built-in plugin with its package and version, e.g. the math verifier
     assert "\nor1 0.1.0\n" in out
     assert (
-        "  plugin builtin_math_verifier (or1_plugins.math_verifier)\n    hooks: or1_register\n"
+        "  plugin builtin_math_verifier (or1_plugins.verifier.math)\n    hooks: or1_register\n"
         in out
     )
     registry = get_registry()  # this process: the built-ins only
@@ -55,7 +55,7 @@ def test_a_failing_plugin_is_reported_with_its_package_and_the_builtins_stay(tmp
         "or1-test-raising",
         "or1test_raising",
         """
-        from or1.hookspecs import hookimpl
+        from or1.core.hookspecs import hookimpl
         @hookimpl
         def or1_register(register):
             raise ValueError("bad registration")

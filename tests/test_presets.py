@@ -18,8 +18,8 @@ def compose_with(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
-    from or1.plugins import get_registry
-    from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
+    from or1.core.registry import get_registry
+    from or1.core.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
 
     store_schemas(get_registry())
     with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from or1.errors import ConfigError
-from or1.interfaces import RewardVerifier
-from or1.plugins import get_registry
-from or1_plugins.python_verifier import PythonVerifier, PythonVerifierConfig
-from or1_plugins.python_verifier.verifier import check_reward_file, jsonable
-from or1_plugins.python_verifier.worker import as_score
+from or1.core.errors import ConfigError
+from or1.core.interfaces import RewardVerifier
+from or1.core.registry import get_registry
+from or1_plugins.verifier.python import PythonVerifier, PythonVerifierConfig
+from or1_plugins.verifier.python.verifier import check_reward_file, jsonable
+from or1_plugins.verifier.python.worker import as_score
 from tests.conftest import FAST_RUN, read_jsonl, run_cli
 
 TIMEOUT_S = 1.0

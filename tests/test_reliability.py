@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from or1 import checkpoint
-from or1.types import Completion, Score
+from or1.core.types import Completion, Score
+from or1.rl import checkpoint
 from tests.conftest import (
     BIN,
     COMPARED,
@@ -179,7 +179,7 @@ def test_sigterm_finishes_the_step_checkpoints_and_exits_0(tmp_path, uninterrupt
 
 def test_nonfinite_update_is_skipped_and_weights_stay(tiny_model):
     learner = make_learner(tiny_model)
-    loss = __import__("or1_plugins.or1_loss", fromlist=["OR1Loss"])
+    loss = __import__("or1_plugins.loss.or1", fromlist=["OR1Loss"])
     policy_loss = loss.OR1Loss(loss.OR1LossConfig())
     before = {k: v.clone() for k, v in learner.model.state_dict().items()}
     batch = make_batch([6, 8, 5])
@@ -230,9 +230,9 @@ class FakeCrashingEngine:
 
 
 def test_a_crashed_rollout_engine_is_restarted_once(caplog):
-    from or1.errors import TrainingError
-    from or1.steps import generate_groups
-    from or1.types import Prompt, SamplingParams
+    from or1.core.errors import TrainingError
+    from or1.core.types import Prompt, SamplingParams
+    from or1.rl.steps import generate_groups
 
     prompts = [Prompt(uid="a", row={}, prompt_ids=[1, 2])]
     restarts: list[FakeCrashingEngine] = []
@@ -280,8 +280,8 @@ class FakeTextVerifier:
 
 
 def test_rewards_after_a_restart_mid_stream_come_from_the_new_samples():
-    from or1.steps import OverlappedScoring, generate_groups
-    from or1.types import Prompt, SamplingParams
+    from or1.core.types import Prompt, SamplingParams
+    from or1.rl.steps import OverlappedScoring, generate_groups
 
     prompts = [Prompt(uid=u, row={}, prompt_ids=[1, 2]) for u in "ab"]
     verifier = FakeTextVerifier()
@@ -380,8 +380,8 @@ def test_bad_input_fails_in_one_line_and_the_run_folder_is_untouched(
 def test_free_disk_check_default_needs_room_for_checkpoints(tmp_path, tiny_model):
     from omegaconf import OmegaConf
 
-    from or1.errors import ConfigError
-    from or1.launch_checks import check_free_disk, fp32_weight_bytes
+    from or1.core.errors import ConfigError
+    from or1.launch.launch_checks import check_free_disk, fp32_weight_bytes
 
     weights = fp32_weight_bytes(tiny_model)
     assert weights == 4 * sum(

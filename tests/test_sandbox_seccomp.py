@@ -1,4 +1,4 @@
-"""The sandbox's syscall filter (``plugins/code_verifier/seccomp.py``).
+"""The sandbox's syscall filter (``plugins/verifier/code/seccomp.py``).
 
 Three kinds of checks:
 
@@ -28,8 +28,8 @@ import struct
 
 import pytest
 
-from or1_plugins.code_verifier import seccomp
-from or1_plugins.code_verifier.sandbox import Limits, Sandbox
+from or1_plugins.verifier.code import seccomp
+from or1_plugins.verifier.code.sandbox import Limits, Sandbox
 
 BAD_PTR = 1  # an address no process has mapped: the kernel's copy from it fails with EFAULT
 NO_PID = 0x7FFFFFF0  # above any pid_max (at most 2**22): no such process
@@ -224,7 +224,7 @@ def test_unfiltered_sandbox_has_no_filter(unfiltered: Sandbox) -> None:
 def test_code_verifier_scores_a_threaded_solution() -> None:
     """End to end through the verifier (the filter on): a solution that uses a thread pool
     and a subprocess is scored correct on two stdin tests."""
-    from or1_plugins.code_verifier import CodeVerifier, CodeVerifierConfig
+    from or1_plugins.verifier.code import CodeVerifier, CodeVerifierConfig
 
     src = (
         "import subprocess, sys\n"

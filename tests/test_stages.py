@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from or1.errors import ConfigError
-from or1_plugins.stages import Schedule, ScheduleConfig, StageSpec
+from or1.core.errors import ConfigError
+from or1_plugins.stages.schedule import Schedule, ScheduleConfig, StageSpec
 from tests.conftest import FAST_RUN, run_cli
 from tests.test_cli import assert_one_line_error
 

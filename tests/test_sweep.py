@@ -54,7 +54,7 @@ def test_two_point_multirun_writes_runs_and_summary(tmp_path, cache_dir):
 
 def test_summary_of_an_unfinished_sweep(tmp_path):
     """A run without summary.json is listed as incomplete with the metrics it logged."""
-    from or1.sweep import collect, write_summary
+    from or1.commands.sweep_summary import collect, write_summary
 
     for job, (value, steps) in enumerate([("adaptive", 3), ("none", 2)]):
         run = tmp_path / str(job)
@@ -114,8 +114,8 @@ def test_launcher_presets_compose():
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
-    from or1.plugins import get_registry
-    from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
+    from or1.core.registry import get_registry
+    from or1.core.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
 
     store_schemas(get_registry())
     try:
@@ -137,6 +137,9 @@ def test_launcher_presets_compose():
             launcher = cfg.hydra.launcher
             assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
             assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (1, 1, 1)
-            assert cfg.hydra.callbacks.sweep_summary._target_ == "or1.sweep.SweepSummary"
+            assert (
+                cfg.hydra.callbacks.sweep_summary._target_
+                == "or1.commands.sweep_summary.SweepSummary"
+            )
     finally:
         GlobalHydra.instance().clear()

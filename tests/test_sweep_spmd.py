@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from or1 import distributed
-from or1.errors import ConfigError
+from or1.core.errors import ConfigError
+from or1.launch import distributed
 from tests.conftest import BIN, FAST_RUN, read_jsonl, run_cli
 from tests.test_cli import assert_one_line_error
 
@@ -263,8 +263,8 @@ def compose_run(*overrides: str):
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
-    from or1.plugins import get_registry
-    from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
+    from or1.core.registry import get_registry
+    from or1.core.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
 
     store_schemas(get_registry())
     try:
@@ -275,8 +275,8 @@ def compose_run(*overrides: str):
 
 
 def test_the_layout_checks_of_a_run_against_a_jobs_ranks():
-    from or1.plugins import get_registry
-    from or1.sweep_jobs import JobShape, check_job_shape, check_run_layout
+    from or1.commands.sweep_jobs import JobShape, check_job_shape, check_run_layout
+    from or1.core.registry import get_registry
 
     registry = get_registry()
     two = JobShape("local_spmd", 1, 2, 2, local=True)
@@ -418,7 +418,7 @@ def test_the_time_limit_warning_becomes_the_trainers_graceful_stop():
     """submitit's signal before a job's time limit (USR2): every rank finishes its step, saves
     a checkpoint and returns (a ``preempted`` job, resumed by the next run of the command)."""
     from hydra_plugins.or1_spmd_launcher.spmd_launcher import stop_gracefully_on, time_limit_signal
-    from or1.stopping import GracefulStop
+    from or1.rl.stopping import GracefulStop
 
     assert time_limit_signal() == signal.SIGUSR2
     previous = signal.getsignal(signal.SIGUSR2)
@@ -438,7 +438,7 @@ def test_the_time_limit_warning_becomes_the_trainers_graceful_stop():
 
 
 def test_the_summary_marks_failed_and_preempted_jobs(tmp_path):
-    from or1.sweep import collect, record_job_status
+    from or1.commands.sweep_summary import collect, record_job_status
 
     for job, seed in enumerate((1, 2, 3)):
         run = tmp_path / str(job)
@@ -464,7 +464,7 @@ def test_the_summary_marks_failed_and_preempted_jobs(tmp_path):
 def test_only_rank_0_of_a_job_writes_the_summary_after_its_job(tmp_path, monkeypatch):
     from hydra.types import RunMode
 
-    from or1.sweep import SweepSummary
+    from or1.commands.sweep_summary import SweepSummary
 
     run = tmp_path / "0"
     (run / ".hydra").mkdir(parents=True)
@@ -478,7 +478,7 @@ def test_only_rank_0_of_a_job_writes_the_summary_after_its_job(tmp_path, monkeyp
     monkeypatch.delenv("RANK", raising=False)
     # the rank comes from the job's variables here, not from a world of one that an
     # in-process learner test of the same pytest run may have left initialised
-    monkeypatch.setattr("or1.distributed._initialised", lambda: False)
+    monkeypatch.setattr("or1.launch.distributed._initialised", lambda: False)
     SweepSummary().on_job_end(config, None)
     assert not (tmp_path / "sweep_summary.md").exists()
     monkeypatch.setenv("SUBMITIT_LOCAL_GLOBALID", "0")
@@ -487,7 +487,7 @@ def test_only_rank_0_of_a_job_writes_the_summary_after_its_job(tmp_path, monkeyp
 
 
 def test_a_finished_run_folder_is_recognised_from_its_files(tmp_path):
-    from or1.resume import finished_summary
+    from or1.launch.resume import finished_summary
 
     cfg = OmegaConf.create({"trainer": {"resume": "auto", "total_steps": None, "seed": 1}})
     (tmp_path / ".hydra").mkdir()

@@ -8,10 +8,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from or1_plugins.tiny import model as tiny_model
-from or1_plugins.tiny import task as tiny_task
-from or1_plugins.tiny.model import TinyModelConfig, prepare_tiny_model
-from or1_plugins.tiny.task import Problem, TinyArithDataConfig, prepare_tiny_arith
+from or1_plugins.sources.tiny import model as tiny_model
+from or1_plugins.sources.tiny import task as tiny_task
+from or1_plugins.sources.tiny.model import TinyModelConfig, prepare_tiny_model
+from or1_plugins.sources.tiny.task import Problem, TinyArithDataConfig, prepare_tiny_arith
 
 SMALL_DATA = dict(num_train=60, num_val=20)
 # a model small and short enough to build in a second or two
@@ -282,7 +282,7 @@ def test_sampling_stops_at_eos_and_respects_the_limit(tokenizer) -> None:
 
 
 def test_plugin_registers_both_sources() -> None:
-    import or1_plugins.tiny as plugin
+    import or1_plugins.sources.tiny as plugin
 
     seen: dict[str, tuple] = {}
     groups: dict[str, str] = {}

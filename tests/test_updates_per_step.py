@@ -12,13 +12,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from or1.errors import ConfigError
-from or1.interfaces import BuildContext
-from or1.learner_step import EntropyCoefficient
-from or1.mini_batches import combine_updates, sequential_updates, split_groups
-from or1_plugins.entropy import ConstantEntropy, ConstantEntropyConfig
-from or1_plugins.or1_loss import OR1Loss, OR1LossConfig
-from or1_plugins.torch_learner.learner import TorchLearner, TorchLearnerConfig
+from or1.core.errors import ConfigError
+from or1.core.interfaces import BuildContext
+from or1.rl.learner_step import EntropyCoefficient
+from or1.rl.mini_batches import combine_updates, sequential_updates, split_groups
+from or1_plugins.entropy.controllers import ConstantEntropy, ConstantEntropyConfig
+from or1_plugins.learner.torch.learner import TorchLearner, TorchLearnerConfig
+from or1_plugins.loss.or1 import OR1Loss, OR1LossConfig
 from tests.megatron_jobs import UPDATE_BATCHES, launch
 from tests.megatron_jobs import make_batch as megatron_batch
 from tests.test_learner import make_batch

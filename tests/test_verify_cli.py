@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from or1.errors import ConfigError
-from or1.plugins import get_registry
+from or1.core.errors import ConfigError
+from or1.core.registry import get_registry
 
 ADD = {"inputs": ["1 2\n", "3 4\n"], "outputs": ["3\n", "7\n"]}
 ADD_OK = "```python\na, b = map(int, input().split())\nprint(a + b)\n```"
@@ -17,15 +17,16 @@ ADD_BAD = "```python\nprint(0)\n```"
 
 
 def test_auto_routes_by_ability_and_builds_lazily():
-    comp = get_registry().get("verifier", "auto")
-    v = comp.factory(
-        comp.schema(
-            routes={
-                "math": {"name": "math", "timeout_s": 2.0, "workers": 1},
-                "code": {"name": "code", "test_timeout_s": 2.0, "workers": 1},
-            }
-        ),
-        None,
+    registry = get_registry()
+
+    def auto(routes: dict | None = None):
+        return registry.build_partial("verifier", "auto", {"routes": routes or {}}, None)
+
+    v = auto(
+        {
+            "math": {"name": "math", "timeout_s": 2.0, "workers": 1},
+            "code": {"name": "code", "test_timeout_s": 2.0, "workers": 1},
+        }
     )
     try:
         rows = [
@@ -43,7 +44,7 @@ def test_auto_routes_by_ability_and_builds_lazily():
         assert v.answer_key("\\boxed{\\dfrac{1}{2}}", rows[0]) == "\\frac{1}{2}"
     finally:
         v.close()
-    math_only = comp.factory(comp.schema(), None)
+    math_only = registry.build_partial("verifier", "auto", None, None)
     try:
         assert (
             math_only.score(
@@ -53,11 +54,9 @@ def test_auto_routes_by_ability_and_builds_lazily():
         )
         assert list(math_only._built) == ["math"]  # no sandbox needed for math-only data
         with pytest.raises(ConfigError, match="unknown verifier component 'nope'"):
-            comp.factory(comp.schema(routes={"code": {"name": "nope"}}), None).verifier_for("code")
+            auto({"code": {"name": "nope"}}).verifier_for("code")
         with pytest.raises(ConfigError, match="tiemout_s"):
-            comp.factory(
-                comp.schema(routes={"math": {"name": "math", "tiemout_s": 1}}), None
-            ).verifier_for("math")
+            auto({"math": {"name": "math", "tiemout_s": 1}}).verifier_for("math")
     finally:
         math_only.close()
 

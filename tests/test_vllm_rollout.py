@@ -17,12 +17,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from or1.errors import ConfigError
-from or1.interfaces import BuildContext, RolloutEngine
-from or1.plugins import get_registry
-from or1.types import FINISH_LENGTH, FINISH_STOP, SamplingParams
-from or1_plugins.torch_learner.learner import token_logprobs_and_entropy
-from or1_plugins.vllm_rollout.engine import VLLMRolloutConfig
+from or1.core.errors import ConfigError
+from or1.core.interfaces import BuildContext, RolloutEngine
+from or1.core.registry import get_registry
+from or1.core.types import FINISH_LENGTH, FINISH_STOP, SamplingParams
+from or1_plugins.learner.torch.learner import token_logprobs_and_entropy
+from or1_plugins.rollout.vllm.engine import VLLMRolloutConfig
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("vllm") is None,
@@ -35,7 +35,7 @@ TOL = 1e-3  # fp32 log-prob agreement with the reference learner
 def build(model: Path, run_dir: Path, **overrides):
     cfg = OmegaConf.structured(VLLMRolloutConfig(num_threads=1, **overrides))
     ctx = BuildContext(run_dir=run_dir, model_path=model, cache_dir=run_dir, seed=0, config=None)
-    return get_registry().get("rollout", "vllm").factory(cfg, ctx)
+    return get_registry().build("rollout", cfg, ctx)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def token_ids(groups) -> list[list[int]]:
 def test_registered_and_imports_vllm_lazily():
     code = (
         "import sys\n"
-        "from or1.plugins import get_registry\n"
+        "from or1.core.registry import get_registry\n"
         "comp = get_registry().get('rollout', 'vllm')\n"
         "assert comp.schema().name == 'vllm'\n"
         "assert 'vllm' not in sys.modules, 'vllm imported at registration'\n"
@@ -265,8 +265,8 @@ def test_groups_are_handed_over_as_they_finish(engine, prompts, tmp_path):
     """generate_stream: each prompt's group once, while other prompts still generate, the
     same samples as generate; and the trainer's OverlappedScoring scores the first group
     while generation goes on, with the rewards a plain scoring pass gives."""
-    from or1.steps import OverlappedScoring, score_groups
-    from or1.types import Group, Prompt
+    from or1.core.types import Group, Prompt
+    from or1.rl.steps import OverlappedScoring, score_groups
 
     params = SamplingParams(n=1, max_tokens=64, seed=7)  # untrained: lengths 1..64 vary
     running = engine.llm.llm_engine.has_unfinished_requests
@@ -280,11 +280,10 @@ def test_groups_are_handed_over_as_they_finish(engine, prompts, tmp_path):
     assert calls[0][1] and not calls[-1][1]  # the first one came while others still ran
     assert token_ids(streamed) == token_ids(engine.generate(prompts, params))
 
-    cfg = get_registry().get("verifier", "math")
     ctx = BuildContext(
         run_dir=tmp_path, model_path=tmp_path, cache_dir=tmp_path, seed=0, config=None
     )
-    verifier = cfg.factory(OmegaConf.structured(cfg.schema()), ctx)
+    verifier = get_registry().build_partial("verifier", "math", None, ctx)
     rows = [{"reward_model": {"ground_truth": str(k)}} for k in range(len(prompts))]
     rows[0]["reward_model"]["ground_truth"] = streamed[0][0].text  # one reward of 1 at least
     items = [Prompt(str(k), row, p) for k, (row, p) in enumerate(zip(rows, prompts, strict=True))]
@@ -318,7 +317,7 @@ def test_known_vllm_notices_are_dropped_and_other_warnings_kept():
     import logging
     import logging.config
 
-    from or1_plugins.vllm_rollout.engine import logging_config
+    from or1_plugins.rollout.vllm.engine import logging_config
 
     cfg = logging_config("WARNING")
     cfg["formatters"]["vllm"] = {"format": "%(levelname)s %(message)s"}  # vLLM's needs its records

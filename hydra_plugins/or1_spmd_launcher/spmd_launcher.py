@@ -2,7 +2,7 @@
 
 A job of ``hydra.launcher.nodes x tasks_per_node`` tasks is that many processes, each running
 the Hydra job (or1-train's task function) on the same run folder; each task finds its rank in
-the job's environment (:func:`or1.distributed.job_launch`), so the job is one launch of that
+the job's environment (:func:`or1.launch.distributed.job_launch`), so the job is one launch of that
 many ranks, and rank 0 alone writes the run folder.
 
 Besides what the plugin's launchers do (submit every job as one array, wait, hand rank 0's
@@ -15,7 +15,7 @@ checkpoint (``trainer.resume=auto``).
 
 The presets ``conf/hydra/launcher/local_spmd.yaml``, ``slurm_spmd.yaml`` and ``slurm_gpu.yaml``
 select these classes. Hydra accepts launchers only from the ``hydra_plugins`` namespace, hence
-this package; or1-train registers the classes with Hydra itself (:func:`or1.sweep_jobs.
+this package; or1-train registers the classes with Hydra itself (:func:`or1.commands.sweep_jobs.
 register_launchers`): Hydra's scan walks the namespace's folders, and an editable install of
 or1 adds none. Without
 ``hydra-submitit-launcher`` the module defines nothing (Hydra's scan imports every plugin
@@ -36,14 +36,14 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf, open_dict
 
-from or1.errors import first_line
-from or1.sweep import (
+from or1.commands.sweep_summary import (
     DEFAULT_METRICS,
     clear_job_status,
     record_job_status,
     run_status,
     write_summary,
 )
+from or1.core.errors import first_line
 
 try:
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from or1.errors import Or1Error
+from or1.core.errors import Or1Error
 
 EXIT_USAGE = 2
 
@@ -41,8 +41,8 @@ def run_hydra_app(
     Or1Error inside the task one line."""
     import hydra
 
-    from or1.plugins import get_registry
-    from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
+    from or1.core.registry import get_registry
+    from or1.core.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
 
     name = config_name or CONFIG_NAME
     quiet_transformers()

@@ -21,7 +21,7 @@ def run_eval(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
     """Hydra's task function: evaluate into Hydra's output folder."""
     from hydra.core.hydra_config import HydraConfig
 
-    from or1.eval_run import run_evaluation
+    from or1.commands.evaluate import run_evaluation
 
     return run_evaluation(cfg, Path(HydraConfig.get().runtime.output_dir))
 

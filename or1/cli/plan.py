@@ -5,7 +5,7 @@
     or1-plan model.path=/models/qwen learner=megatron rollout=vllm stages=or1_8k_16k_32k
 
 Takes the ``or1-train`` config (any override) plus ``cluster.*`` and ``plan.*``
-(:class:`or1.config.ClusterConfig`, :class:`or1.config.PlanConfig`), builds nothing, and
+(:class:`or1.core.config.ClusterConfig`, :class:`or1.core.config.PlanConfig`), builds nothing, and
 prints per stage and phase the bytes each component holds on one GPU, the smallest layout that
 fits, and a last line ``fits`` (exit 0) or ``does not fit: <what to change>`` (exit 1). See
 docs/memory-plan.md.
@@ -34,8 +34,8 @@ def plan_settings(args: Sequence[str]):  # noqa: ANN201 - a DictConfig
     from omegaconf import OmegaConf
 
     from or1.cli.common import describe_config_error
-    from or1.config import PlanSections
-    from or1.errors import ConfigError
+    from or1.core.config import PlanSections
+    from or1.core.errors import ConfigError
 
     try:
         cfg = OmegaConf.merge(
@@ -66,9 +66,9 @@ def compose_train(args: Sequence[str]):  # noqa: ANN201 - (DictConfig, experimen
     from hydra.core.global_hydra import GlobalHydra
 
     from or1.cli.common import describe_config_error
-    from or1.errors import ConfigError
-    from or1.plugins import get_registry
-    from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
+    from or1.core.errors import ConfigError
+    from or1.core.registry import get_registry
+    from or1.core.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
 
     store_schemas(get_registry())
     try:
@@ -87,8 +87,8 @@ def compose_train(args: Sequence[str]):  # noqa: ANN201 - (DictConfig, experimen
 
 
 def run(argv: Sequence[str]) -> int:
-    from or1.memory_plan import GIB, planner_for, render, search
-    from or1.plugins import get_registry
+    from or1.core.registry import get_registry
+    from or1.launch.memory_plan import GIB, planner_for, render, search
 
     train_args, plan_args = split_args(argv)
     settings = plan_settings(plan_args)

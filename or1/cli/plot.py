@@ -4,7 +4,7 @@
     or1-plot runs/adaptive runs/constant -o ablation/     # two runs on the same axes
 
 Figures: reward, validation accuracy (stages shaded), entropy and its coefficient with the
-target line, response length and truncation, step time by phase. See ``or1.plotting``.
+target line, response length and truncation, step time by phase. See ``or1.commands.plot``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    from or1.plotting import plot_runs
+    from or1.commands.plot import plot_runs
 
     for path in plot_runs(args.runs, args.out):
         print(path)

@@ -20,7 +20,7 @@ USAGE = "usage: or1-train [experiment=PRESET] [GROUP=NAME ...] [KEY=VALUE ...] [
 def help_text() -> str:
     """``or1-train --help``: usage, examples, the keys users change first, the presets, and
     where everything else is; built without importing Hydra, torch or the plugins."""
-    from or1.config import COMMON_KEYS
+    from or1.core.config import COMMON_KEYS
 
     presets = sorted(
         p.name.removesuffix(".yaml")
@@ -54,9 +54,9 @@ def run_training(cfg) -> dict:  # noqa: ANN001 - a DictConfig from Hydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from or1.resume import finished_summary
-    from or1.run import prepare
-    from or1.trainer import train
+    from or1.launch.prepare import prepare
+    from or1.launch.resume import finished_summary
+    from or1.rl.trainer import train
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -88,10 +88,10 @@ def default_choices(groups: tuple[str, ...]) -> dict[str, str]:
 def check_before_start(cfg) -> None:  # noqa: ANN001 - a DictConfig composed by Hydra
     """Every value check that needs no engine or file, before Hydra creates the run folder;
     in a sweep on a multi-task launcher, also the job's shape and this run's parallel layout
-    against its ranks (:mod:`or1.sweep_jobs`)."""
-    from or1.config_checks import check_config
-    from or1.plugins import get_registry
-    from or1.sweep_jobs import check_run_layout
+    against its ranks (:mod:`or1.commands.sweep_jobs`)."""
+    from or1.commands.sweep_jobs import check_run_layout
+    from or1.core.registry import get_registry
+    from or1.launch.config_checks import check_config
 
     registry = get_registry()
     check_config(cfg, registry)
@@ -105,7 +105,7 @@ def sweep_job_shape(argv: tuple[str, ...]):  # noqa: ANN201 - a JobShape or None
     """The ranks of each job of a sweep on a submitit launcher (``-m hydra/launcher=...``),
     from the ``hydra.launcher`` node composed with the command line's Hydra overrides (inside
     the initialised Hydra of the override check); checked once (:func:`check_job_shape`)."""
-    from or1.sweep_jobs import check_job_shape, is_multirun, job_shape, launcher_choice
+    from or1.commands.sweep_jobs import check_job_shape, is_multirun, job_shape, launcher_choice
 
     choice = launcher_choice(argv)
     if not is_multirun(argv) or choice is None:
@@ -113,8 +113,8 @@ def sweep_job_shape(argv: tuple[str, ...]):  # noqa: ANN201 - a JobShape or None
     from hydra import compose
 
     from or1.cli.common import describe_config_error
-    from or1.errors import ConfigError
-    from or1.schemas import CONFIG_NAME
+    from or1.core.errors import ConfigError
+    from or1.core.schemas import CONFIG_NAME
 
     own = [a for a in argv if a.lstrip("+~").startswith(("hydra/", "hydra."))]
     try:
@@ -139,8 +139,8 @@ def main() -> None:
     if any(a in ("-h", "--help") for a in sys.argv[1:]):
         print(help_text())
         return
-    from or1.model_support import early_model_check
-    from or1.sweep_jobs import check_launcher_installed, is_multirun, register_launchers
+    from or1.commands.sweep_jobs import check_launcher_installed, is_multirun, register_launchers
+    from or1.launch.model_support import early_model_check
 
     early_model_check(sys.argv[1:], default_choices(("rollout", "learner")))
     check_launcher_installed(sys.argv[1:])

@@ -61,7 +61,7 @@ def test_reward_band_keeps_groups_by_mean_reward():
 
 
 def test_reward_band_rejects_an_empty_band():
-    from or1.errors import ConfigError
+    from or1.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="min_mean=0.5 is above filter.max_mean=0.2"):
         RewardBandFilter(SimpleNamespace(min_mean=0.5, max_mean=0.2, refill=False))
@@ -71,8 +71,8 @@ def test_installed_package_is_discovered_and_its_presets_compose():
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
-    from or1.plugins import get_registry
-    from or1.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
+    from or1.core.registry import get_registry
+    from or1.core.schemas import CONFIG_MODULE, CONFIG_NAME, store_schemas
 
     registry = get_registry()
     assert registry.get("verifier", "close_number").plugin.package == "or1-example-plugin"

@@ -7,7 +7,7 @@ factory and a config schema), nothing is built here.
 
 from __future__ import annotations
 
-from or1.hookspecs import Register, hookimpl
+from or1.core.hookspecs import Register, hookimpl
 
 from .filter import RewardBandConfig, RewardBandFilter
 from .verifier import CloseNumberConfig, CloseNumberVerifier

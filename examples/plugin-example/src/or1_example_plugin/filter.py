@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from or1.config import FilterConfig
-from or1.interfaces import OnlineFilter
-from or1.types import Group
+from or1.core.config import FilterConfig
+from or1.core.interfaces import OnlineFilter
+from or1.core.types import Group
 
 
 @dataclass
@@ -30,7 +30,7 @@ class RewardBandFilter(OnlineFilter):
         self.max_mean = float(cfg.max_mean)
         self.refill = bool(cfg.refill)
         if self.min_mean > self.max_mean:
-            from or1.errors import ConfigError
+            from or1.core.errors import ConfigError
 
             raise ConfigError(
                 f"filter.min_mean={self.min_mean} is above filter.max_mean={self.max_mean}"

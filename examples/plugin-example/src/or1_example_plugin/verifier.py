@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from or1.config import VerifierConfig
-from or1.interfaces import RewardVerifier
-from or1.types import Score
+from or1.core.config import VerifierConfig
+from or1.core.interfaces import RewardVerifier
+from or1.core.types import Score
 
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -53,7 +53,7 @@ class CloseNumberVerifier(RewardVerifier):
         self.rel_tolerance = float(cfg.rel_tolerance)
         self.after_think = bool(cfg.after_think)
         if self.rel_tolerance <= 0:
-            from or1.errors import ConfigError
+            from or1.core.errors import ConfigError
 
             raise ConfigError(f"verifier.rel_tolerance={self.rel_tolerance} must be > 0")
 

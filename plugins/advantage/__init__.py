@@ -1,0 +1,1 @@
+"""The built-in advantage plugins (``conf/advantage/`` configures them)."""

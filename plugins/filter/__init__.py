@@ -1,0 +1,1 @@
+"""The built-in filter plugins (``conf/filter/`` configures them)."""

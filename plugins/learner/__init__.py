@@ -1,0 +1,1 @@
+"""The built-in learner plugins (``conf/learner/`` configures them)."""

@@ -1,0 +1,1 @@
+"""The built-in logger plugins (``conf/logger/`` configures them)."""

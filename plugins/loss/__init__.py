@@ -1,0 +1,1 @@
+"""The built-in loss plugins (``conf/loss/`` configures them)."""

@@ -1,0 +1,1 @@
+"""The built-in rollout plugins (``conf/rollout/`` configures them)."""

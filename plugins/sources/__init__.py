@@ -1,0 +1,1 @@
+"""The built-in sources plugins (``conf/sources/`` configures them)."""

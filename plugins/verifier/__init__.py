@@ -1,0 +1,1 @@
+"""The built-in verifier plugins (``conf/verifier/`` configures them)."""
