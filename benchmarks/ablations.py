@@ -70,24 +70,45 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=5)
     p.add_argument("--eval-problems", type=int, default=64)
     p.add_argument("--constant-coef", type=float, default=None, help="default: coef_max / 2")
+    p.add_argument(
+        "--entropy",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="entropy-controller overrides for the variants that have a controller (adaptive, "
+        "constant, pi), e.g. target=0.06 coef_max=0.5 delta=0.02; the target and coef_max "
+        "also replace the preset's in the headline and the constant coefficient",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "ablations")
     p.add_argument("--extra", nargs="*", default=[], help="more or1-train overrides, all runs")
     return p.parse_args()
 
 
-def preset_entropy() -> dict:
-    """The preset's entropy target and coefficient bound (conf/experiment/cpu_long_cot.yaml)."""
+def preset_entropy(extra: list[str] = ()) -> dict:
+    """The entropy target and coefficient bound of the runs: the preset's (its controller,
+    conf/entropy/or1.yaml), with ``--entropy`` overrides."""
     from omegaconf import OmegaConf
 
-    entropy = OmegaConf.load(ROOT / "conf" / "experiment" / "cpu_long_cot.yaml").entropy
-    return {"target": float(entropy.target), "coef_max": float(entropy.coef_max)}
+    entropy = OmegaConf.load(ROOT / "conf" / "entropy" / "or1.yaml")
+    out = {"target": float(entropy.target), "coef_max": float(entropy.coef_max)}
+    for item in extra:
+        key, _, value = item.partition("=")
+        if key in out:
+            out[key] = float(value)
+    return out
 
 
-def overrides(a: argparse.Namespace, variant: list[str], seed: int, run_dir: Path) -> list[str]:
+CONTROLLED = {"adaptive", "constant", "pi"}
+"""Variants whose entropy controller takes ``--entropy`` overrides (``none`` has no keys)."""
+
+
+def overrides(
+    a: argparse.Namespace, variant: list[str], seed: int, run_dir: Path, controlled: bool = True
+) -> list[str]:
     steps = [int(s) for s in a.steps.split(",")]
     if len(steps) != 3:
         sys.exit("benchmarks/ablations.py: --steps takes three numbers (256, 512, 1,024 stages)")
-    ent = preset_entropy()
+    ent = preset_entropy(a.entropy)
     subs = {
         "${CONSTANT_COEF}": str(a.constant_coef or ent["coef_max"] / 2),
         "${TARGET}": str(ent["target"]),
@@ -107,6 +128,8 @@ def overrides(a: argparse.Namespace, variant: list[str], seed: int, run_dir: Pat
         f"hydra.run.dir={run_dir}",
         *a.extra,
     ]
+    if controlled:
+        out += [f"entropy.{kv}" for kv in a.entropy if not kv.startswith("coef=")]
     for v in variant:
         if v == "${SINGLE_STAGE}":  # one stage at the final length for the same steps
             out += [
@@ -126,7 +149,11 @@ def run_one(a: argparse.Namespace, name: str, variant: str, seed: int) -> Path:
     if (run_dir / "summary.json").is_file():
         return run_dir
     log = a.out / name / f"{variant}_s{seed}.log"
-    cmd = [str(BIN / "or1-train"), *overrides(a, VARIANTS[name][variant], seed, run_dir)]
+    controlled = name not in ("entropy", "controller") or variant in CONTROLLED
+    cmd = [
+        str(BIN / "or1-train"),
+        *overrides(a, VARIANTS[name][variant], seed, run_dir, controlled),
+    ]
     began = time.time()
     with log.open("w") as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
@@ -200,7 +227,7 @@ def ablation(a: argparse.Namespace, name: str) -> str:
     def drop(v: str) -> float:
         return m(v, "entropy_start") - m(v, "entropy_end")
 
-    target = float(preset_entropy()["target"])
+    target = float(preset_entropy(a.entropy)["target"])
     if name == "entropy":
         mae, within = zip(*(tracking(r["entropy"], target) for r in res["adaptive"]), strict=True)
         head = (

@@ -34,6 +34,18 @@ def test_every_preset_composes(preset):
     assert cfg.trainer.prompts_per_step >= 1
 
 
+@pytest.mark.parametrize("controller", ["none", "constant", "pi"])
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_takes_another_entropy_controller(preset, controller):
+    # the presets' OR1 settings live in conf/entropy/or1.yaml, so choosing another controller
+    # replaces them instead of merging 'target' into a schema that has none
+    base = compose(preset).entropy
+    cfg = compose_with([f"experiment={preset}", f"entropy={controller}"])
+    assert cfg.entropy.name == controller
+    if preset != "cpu_demo":
+        assert (base.name, base.target, base.delta, base.coef_max) == ("adaptive", 0.2, 1e-4, 0.005)
+
+
 @pytest.mark.parametrize("preset", ["or1_math_7b", "or1_7b", "or1_32b"])
 def test_gpu_presets_recompute_activations_and_validate_at_the_scripts_temperature(preset):
     cfg = compose(preset)

@@ -120,6 +120,21 @@ def _flatten(node: object, prefix: str = "") -> Iterator[tuple[str, object]]:
         yield prefix, node
 
 
+def option_values(group: str, option: object) -> list[str]:
+    """The scalar keys that the option file ``conf/<group>/<option>.yaml`` sets (a preset
+    that selects ``entropy: or1`` uses its values), one table row each."""
+    path = CONF / group / f"{option}.yaml"
+    if not isinstance(option, str) or not path.is_file():
+        return []
+    spec = yaml.safe_load(path.read_text()) or {}
+    body = {k: v for k, v in spec.items() if k not in ("defaults", "name")}
+    return [
+        f"| `{group}.{key}` (conf/{group}/{option}.yaml) | `{value!r}` |"
+        for key, value in _flatten(body)
+        if not isinstance(value, list | dict)
+    ]
+
+
 def preset_values() -> list[str]:
     """One table per ``experiment=`` preset: the groups it selects and the keys it sets,
     read from ``conf/experiment/*.yaml`` (what a run with that preset actually uses, where it
@@ -148,7 +163,9 @@ def preset_values() -> list[str]:
         for item in spec.get("defaults", []) or []:
             if isinstance(item, dict):
                 for key, value in item.items():
-                    out.append(f"| `{key.replace('override /', '')}` (group) | `{value}` |")
+                    group = key.replace("override /", "")
+                    out.append(f"| `{group}` (group) | `{value}` |")
+                    out += option_values(group, value)
         for key, value in _flatten({k: v for k, v in spec.items() if k != "defaults"}):
             out.append(f"| `{key}` | `{value!r}` |")
     return out
