@@ -60,6 +60,17 @@ def verifier():
     v.close()
 
 
+def test_the_probe_is_not_held_to_a_short_test_timeout():
+    # 10 ms is shorter than any interpreter start: the probe (its own 30 s limit) still
+    # passes, and a real test under that limit times out, as it should
+    v = CodeVerifier(CodeVerifierConfig(test_timeout_s=0.01, workers=1))
+    try:
+        s = v.score(py('print("ok")'), row(STDIO_ONE))
+        assert s.value == 0.0 and s.status == "timeout", s
+    finally:
+        v.close()
+
+
 def processes_with(marker: str) -> list[int]:
     """Live (non-zombie) host processes whose command line contains marker."""
     found = []

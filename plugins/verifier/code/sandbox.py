@@ -32,6 +32,7 @@ column only (the config value says so). Nothing here falls back to it silently.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -61,6 +62,10 @@ _SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
 
 class SandboxUnavailable(ConfigError):
     """The sandbox cannot run on this machine; the message says why and what to install."""
+
+
+PROBE_TIMEOUT_S = 30.0
+"""The time limit of the probe's one test (``print(6 * 7)``)."""
 
 
 @dataclass
@@ -249,10 +254,12 @@ class Sandbox:
         wall_s: float,
         stop_on_failure: bool = True,
         on_record: Callable[[dict[str, Any]], bool] | None = None,
+        limits: Limits | None = None,
     ) -> RunResult:
         """Run ``tests`` against ``solution``; ``on_record`` sees each test record as it
-        arrives and returns False to stop the run early (the container is killed). The
-        container never outlives this call."""
+        arrives and returns False to stop the run early (the container is killed); ``limits``
+        replaces the sandbox's own for this run. The container never outlives this call."""
+        limits = limits or self.limits
         work = tempfile.mkdtemp(prefix="or1-code-") if self.mode == "none" else None
         outer = secrets.token_hex(16)  # runner -> here; the driver (and model code) never sees it
         job = {
@@ -261,7 +268,7 @@ class Sandbox:
             "tests": tests,
             "prefix": prefix,
             "entry": entry,
-            "limits": self.limits.as_job(),
+            "limits": limits.as_job(),
             "nonce": secrets.token_hex(16),
             "outer": outer,
             "python": self.python,
@@ -271,7 +278,7 @@ class Sandbox:
         }
         payload = json.dumps(job).encode()
         result = RunResult()
-        cap = 4 * int(self.limits.max_output_bytes) * max(1, len(tests)) + (1 << 20)
+        cap = 4 * int(limits.max_output_bytes) * max(1, len(tests)) + (1 << 20)
         info_r, info_w = os.pipe() if self.mode == "bwrap" else (None, None)
         filter_fd = seccomp.program_fd() if self.syscall_filter else None
         try:
@@ -404,7 +411,14 @@ class Sandbox:
     def probe(self) -> None:
         """Run one trivial test in the sandbox; raise :class:`SandboxUnavailable` with
         bubblewrap's own message when it cannot run here."""
-        res = self.run("print(6 * 7)", [{"i": 0, "kind": "stdio", "input": ""}], wall_s=60.0)
+        # its own time limit: an interpreter start on a loaded machine can take longer than a
+        # short test_timeout_s, which is not the sandbox failing
+        slow = dataclasses.replace(
+            self.limits, test_timeout_s=max(self.limits.test_timeout_s, PROBE_TIMEOUT_S)
+        )
+        res = self.run(
+            "print(6 * 7)", [{"i": 0, "kind": "stdio", "input": ""}], wall_s=60.0, limits=slow
+        )
         rec = res.records.get(0)
         if rec is None or rec.get("status") != "ran" or rec.get("out", "").strip() != "42":
             why = res.stderr.splitlines()[-1] if res.stderr else f"exit status {res.returncode}"
