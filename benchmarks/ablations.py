@@ -8,7 +8,9 @@ NAME is one of ``entropy`` (adaptive vs constant vs none), ``temperature`` (1.0 
 ``truncation`` (none vs mask_after vs mask_before in the first stage), ``updates`` (1 vs 4
 optimiser steps per rollout batch), ``filter`` (zero-variance filter vs none), ``schedule``
 (fixed stage lengths vs ``stages.advance=truncation``), ``controller`` (OR1's adaptive rule vs
-``entropy=pi``), or ``all`` (each in turn).
+``entropy=pi``), ``recipe`` (the whole recipe against plain GRPO: ``entropy=none filter=none``
+and one stage at the final length, compared on equal steps and on equal step time), or ``all``
+(each in turn).
 
 Every variant runs ``or1-train experiment=cpu_long_cot`` with the same seeds (``--seeds``:
 0, 1, ...), a shortened three-stage schedule (``--steps``: steps of the 256, 512 and 1,024
@@ -57,6 +59,7 @@ VARIANTS: dict[str, dict[str, list[str]]] = {
     "filter": {"zero_variance": [], "none": ["filter=none"]},
     "schedule": {"steps": ["stages.advance=steps"], "truncation": ["stages.advance=truncation"]},
     "controller": {"adaptive": [], "pi": ["entropy=pi", "entropy.target=${TARGET}"]},
+    "recipe": {"recipe": [], "plain": ["entropy=none", "filter=none", "${SINGLE_STAGE}"]},
 }
 
 
@@ -98,12 +101,14 @@ def preset_entropy(extra: list[str] = ()) -> dict:
     return out
 
 
-CONTROLLED = {"adaptive", "constant", "pi"}
-"""Variants whose entropy controller takes ``--entropy`` overrides (``none`` has no keys)."""
+def controlled(variant: list[str]) -> bool:
+    """Whether a variant's entropy controller takes ``--entropy`` overrides: every controller
+    but ``entropy=none``, which has no keys."""
+    return "entropy=none" not in variant
 
 
 def overrides(
-    a: argparse.Namespace, variant: list[str], seed: int, run_dir: Path, controlled: bool = True
+    a: argparse.Namespace, variant: list[str], seed: int, run_dir: Path, with_entropy: bool = True
 ) -> list[str]:
     steps = [int(s) for s in a.steps.split(",")]
     if len(steps) != 3:
@@ -128,7 +133,7 @@ def overrides(
         f"hydra.run.dir={run_dir}",
         *a.extra,
     ]
-    if controlled:
+    if with_entropy:
         out += [f"entropy.{kv}" for kv in a.entropy if not kv.startswith("coef=")]
     for v in variant:
         if v == "${SINGLE_STAGE}":  # one stage at the final length for the same steps
@@ -149,10 +154,9 @@ def run_one(a: argparse.Namespace, name: str, variant: str, seed: int) -> Path:
     if (run_dir / "summary.json").is_file():
         return run_dir
     log = a.out / name / f"{variant}_s{seed}.log"
-    controlled = name not in ("entropy", "controller") or variant in CONTROLLED
     cmd = [
         str(BIN / "or1-train"),
-        *overrides(a, VARIANTS[name][variant], seed, run_dir, controlled),
+        *overrides(a, VARIANTS[name][variant], seed, run_dir, controlled(VARIANTS[name][variant])),
     ]
     began = time.time()
     with log.open("w") as f:
@@ -172,7 +176,10 @@ def read(run_dir: Path) -> dict:
     cfg = (run_dir / ".hydra" / "config.yaml").read_text()
     samples = [r.get("rollout/engine0_samples", 0.0) for r in steps]
     wall = run_dir / "wall_s.txt"
+    step_s = {r["step"]: r["timing/step_s"] for r in steps}
     return {
+        "evals": evals,
+        "elapsed": {k: sum(t for s, t in step_s.items() if s <= k) for k in evals},
         "acc": evals[max(evals)],
         "acc_start": evals[min(evals)],
         "tokens": sum(r["response_length/mean"] * n for r, n in zip(steps, samples, strict=True)),
@@ -193,6 +200,23 @@ def tracking(entropy: list[float], target: float) -> tuple[float, float]:
     mae = statistics.mean(abs(e - target) for e in rest)
     within = sum(abs(e - target) <= 0.25 * target for e in rest) / len(rest)
     return mae, within
+
+
+def accuracy_within(run: dict, budget_s: float) -> float:
+    """Held-out accuracy of the last evaluation reached within ``budget_s`` seconds of summed
+    step time (evaluation excluded): the run's accuracy after equal time."""
+    return run["evals"][max(k for k, t in run["elapsed"].items() if t <= budget_s + 1e-9)]
+
+
+def equal_time(first: list[dict], second: list[dict]) -> tuple[float, float]:
+    """Mean over seeds of both variants' accuracy after equal step time: per seed, the budget
+    is the shorter of the two runs' summed step times."""
+    pairs = [
+        (accuracy_within(x, b), accuracy_within(y, b))
+        for x, y in zip(first, second, strict=True)
+        for b in [min(max(x["elapsed"].values()), max(y["elapsed"].values()))]
+    ]
+    return statistics.mean(p[0] for p in pairs), statistics.mean(p[1] for p in pairs)
 
 
 def ablation(a: argparse.Namespace, name: str) -> str:
@@ -259,6 +283,13 @@ def ablation(a: argparse.Namespace, name: str) -> str:
         head = (
             f"mae_adaptive={scores['adaptive']:.4f} mae_pi={scores['pi']:.4f} target={target} "
             f"acc_adaptive={m('adaptive', 'acc'):.3f} acc_pi={m('pi', 'acc'):.3f}"
+        )
+    elif name == "recipe":
+        acc_r, acc_p = equal_time(res["recipe"], res["plain"])
+        head = (
+            f"acc_recipe={m('recipe', 'acc'):.3f} acc_plain={m('plain', 'acc'):.3f} "
+            f"acc_recipe_equal_time={acc_r:.3f} acc_plain_equal_time={acc_p:.3f} "
+            f"tokens_ratio_plain_over_recipe={m('plain', 'tokens') / m('recipe', 'tokens'):.2f}"
         )
     else:  # truncation, filter, schedule: accuracy and tokens per variant
         head = " ".join(

@@ -1,0 +1,85 @@
+"""``benchmarks/ablations.py``'s summaries of finished runs: generated tokens, entropy windows,
+accuracy after equal step time and the entropy controller's tracking, on hand-made run folders
+whose figures are worked out by hand below."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ablations():
+    spec = importlib.util.spec_from_file_location("ablations", ROOT / "benchmarks" / "ablations.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_run(path: Path, step_s: list[float], evals: dict[int, float], entropy: list[float]):
+    """A run folder as or1-train leaves it: metrics.jsonl with one row per step (length 100
+    tokens x 8 samples) and one per evaluation, and the composed config."""
+    rows = [{"step": k, "val/tiny_cot/avg@1": v} for k, v in evals.items() if k == 0]
+    for i, (t, e) in enumerate(zip(step_s, entropy, strict=True), start=1):
+        rows.append(
+            {
+                "step": i,
+                "reward/mean": 0.5,
+                "entropy/value": e,
+                "response_length/mean": 100.0 + i,
+                "rollout/engine0_samples": 8.0,
+                "response/truncated_frac": 0.25 if i == 1 else 0.0,
+                "timing/step_s": t,
+            }
+        )
+        if i in evals:
+            rows.append({"step": i, "val/tiny_cot/avg@1": evals[i]})
+    (path / ".hydra").mkdir(parents=True)
+    (path / ".hydra" / "config.yaml").write_text("trainer: {}\n")
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_a_run_is_summarised_from_its_metrics(ablations, tmp_path: Path):
+    write_run(tmp_path, [10, 20, 30, 40], {0: 0.40, 2: 0.45, 4: 0.50}, [0.1, 0.2, 0.3, 0.4])
+    run = ablations.read(tmp_path)
+    # tokens: 8 samples x (101 + 102 + 103 + 104) mean tokens
+    assert run["tokens"] == pytest.approx(8 * 410)
+    assert run["acc_start"] == 0.40 and run["acc"] == 0.50
+    # the first and the last three steps' entropy
+    assert run["entropy_start"] == pytest.approx(0.2) and run["entropy_end"] == pytest.approx(0.3)
+    assert run["truncated"] == pytest.approx(0.0625)
+    # summed step time at each evaluation: 0, 10 + 20, 10 + 20 + 30 + 40
+    assert run["elapsed"] == {0: 0, 2: 30, 4: 100}
+
+
+def test_accuracy_after_equal_step_time(ablations, tmp_path: Path):
+    write_run(tmp_path / "slow", [10, 20, 30, 40], {0: 0.40, 2: 0.45, 4: 0.50}, [0.1] * 4)
+    write_run(tmp_path / "fast", [5, 5, 5, 5], {0: 0.40, 2: 0.42, 4: 0.44}, [0.1] * 4)
+    slow, fast = ablations.read(tmp_path / "slow"), ablations.read(tmp_path / "fast")
+    # the budget is the fast run's 20 s: the slow run has only its step-0 evaluation by then
+    assert ablations.accuracy_within(slow, 20.0) == 0.40
+    assert ablations.accuracy_within(slow, 30.0) == 0.45
+    assert ablations.accuracy_within(fast, 20.0) == 0.44
+    assert ablations.equal_time([slow], [fast]) == (0.40, 0.44)
+    # two seeds: the means of the per-seed pairs (second seed: both finish within 100 s)
+    assert ablations.equal_time([slow, slow], [fast, slow]) == pytest.approx((0.45, 0.47))
+
+
+def test_tracking_skips_the_first_fifth(ablations):
+    # 10 steps: the first 2 are skipped; of the other 8, |e - 0.1| is 0.02 four times
+    # (within 25% of the target) and 0.05 four times (outside)
+    entropy = [0.0, 0.0] + [0.12, 0.08, 0.12, 0.08, 0.15, 0.05, 0.15, 0.05]
+    mae, within = ablations.tracking(entropy, 0.1)
+    assert mae == pytest.approx(0.035)
+    assert within == 0.5
+
+
+def test_only_entropy_none_refuses_the_controller_overrides(ablations):
+    assert ablations.controlled([]) and ablations.controlled(["entropy=pi"])
+    assert not ablations.controlled(ablations.VARIANTS["recipe"]["plain"])
+    assert not ablations.controlled(ablations.VARIANTS["entropy"]["none"])
