@@ -7,7 +7,7 @@ alternating runs, several repetitions, one command:
 ``--workload tiny`` (default): the CPU demo's model and arithmetic (answers of ~33 tokens).
 ``--workload long_cot``: the long chain-of-thought model and task of ``experiment=cpu_long_cot``
 (docs/long-cot.md; solutions of ~25 to ~1,450 tokens, a long tail), or1 with that preset's
-recipe in its first stage at ``--max-tokens`` (default 512: about a fifth of the reference
+recipe in one stage of ``--max-tokens`` (default 512: about a fifth of the reference
 solutions do not fit); its defaults are sized to finish within an hour here. With
 ``--mem-growth`` (default for long_cot) each framework also runs ``--mem-steps`` steps at
 ``--small-prompts`` prompts per step, and the memory growth per 1,000 extra tokens in flight is
@@ -89,13 +89,21 @@ project's ``make setup``)."""
 
 
 WORKLOAD_DEFAULTS = {
-    # steps, max_tokens, lr, or1's preset (its first stage), eval engine, eval problems, memory growth
+    # steps, max_tokens, lr, eval engine, eval problems, memory growth
     "tiny": dict(steps=15, max_tokens=64, lr=3e-4, eval_engine="transformers", mem_growth=False),
     "long_cot": dict(
         steps=10, max_tokens=512, lr=2e-4, eval_engine="vllm", mem_growth=True, eval_problems=64
     ),
 }
-OR1_PRESET = {"tiny": [], "long_cot": ["experiment=cpu_long_cot"]}
+OR1_PRESET = {
+    "tiny": [],
+    # the preset's recipe in one stage of --max-tokens (its three stages replaced by one)
+    "long_cot": [
+        "experiment=cpu_long_cot",
+        "stages=single",
+        "stages.stages.0.micro_batch_tokens=65536",
+    ],
+}
 
 
 def parse_args() -> argparse.Namespace:

@@ -8,12 +8,14 @@ from math import comb
 
 import pytest
 
+from or1.core.types import Completion
 from or1.rl.evaluation import (
     ProblemResult,
     avg_at_k,
     check_pass_ks,
     majority_correct,
     pass_at_k,
+    sample_nll,
     summarize,
 )
 from tests.conftest import UNTRAINED_MODEL, read_jsonl, run_cli, shared_data
@@ -94,6 +96,30 @@ def test_summarize_hand_values():
         check_pass_ks(4, [1, 8])
 
 
+def test_sample_entropy_is_the_mean_negative_logprob_per_token():
+    def done(logprobs):
+        return Completion([1], list(range(len(logprobs))), logprobs, "stop", "")
+
+    # two samples: 3 tokens summing to -log p = 0.6 and 1 token of 0.2
+    nll = sample_nll([done([-0.1, -0.2, -0.3]), done([-0.2])])
+    assert nll == pytest.approx([0.6, 0.2])
+    assert sample_nll([done([-0.1]), Completion([1], [5, 6], [], "stop", "")]) == []
+    results = [
+        ProblemResult("a", [1, 0], [3, 1], [False, False], ["1", "2"], nll),
+        ProblemResult("b", [0, 0], [4, 2], [False, True], [None, None], [1.0, 0.6]),
+    ]
+    # (0.6 + 0.2 + 1.0 + 0.6) / (3 + 1 + 4 + 2) tokens
+    assert summarize(results, 2)["sample_entropy"] == pytest.approx(0.24)
+    # a problem resumed from a record without log-probs: left out, not averaged over fewer
+    record = results[1].to_dict()
+    del record["nll"]
+    old = ProblemResult.from_dict(record)
+    assert "sample_entropy" not in summarize([results[0], old], 2)
+    assert ProblemResult.from_dict(results[0].to_dict()) == results[0]
+    with pytest.raises(ValueError, match="pass@8 needs at least 8 samples"):
+        check_pass_ks(4, [1, 8])
+
+
 # ------------------------------------------------------------------------------- or1-eval
 
 
@@ -130,6 +156,9 @@ def test_or1_eval_reports_and_resumes_per_problem(tmp_path, cache_dir):
     assert [r["uid"] for r in records] == [f"val:{i}" for i in range(8)]
     for key, value in recompute(records, 4).items():
         assert m[key] == pytest.approx(value), key
+    tokens = sum(n for r in records for n in r["lengths"])
+    assert m["sample_entropy"] == pytest.approx(sum(x for r in records for x in r["nll"]) / tokens)
+    assert all(x > 0 for r in records for x in r["nll"])
     assert m["pass@1"] == pytest.approx(m["avg@4"])
     assert "| tiny_arith |" in (run / "eval_report.md").read_text()
 

@@ -14,18 +14,24 @@ Metric names (``K`` = samples per problem):
   samples is correct (ties go to the answer seen first; samples without an answer do not vote).
 * ``response_length``: mean response tokens; ``truncated_frac``: share of samples that hit the
   max length.
+* ``sample_entropy``: the mean over all response tokens of ``-log p`` of the sampled token, ``p``
+  the distribution the engine sampled from (its returned log-probs). Its expectation is the mean
+  per-token entropy of that distribution along its own samples, so at temperature 1 without
+  top-p / top-k it estimates the policy's entropy on a fixed set of prompts (unlike a training
+  step's ``entropy/value``, which is over whichever prompts the step drew and the filter kept).
+  Left out when an engine returns no log-probs, or for results resumed from before it existed.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from math import comb
 from typing import Any
 
 from or1.core.interfaces import RewardVerifier, RolloutEngine
-from or1.core.types import Prompt, SamplingParams
+from or1.core.types import Completion, Prompt, SamplingParams
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -79,13 +85,16 @@ def check_pass_ks(k: int, requested: Sequence[int] | None) -> list[int]:
 
 @dataclass
 class ProblemResult:
-    """One problem's K samples: score, response length, truncation and final answer each."""
+    """One problem's K samples: score, response length, truncation and final answer each, and
+    ``nll``: each sample's summed ``-log p`` of its tokens (empty when the engine returned no
+    log-probs)."""
 
     uid: str
     scores: list[float]
     lengths: list[int]
     truncated: list[bool]
     answers: list[str | None]
+    nll: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +107,7 @@ class ProblemResult:
             list(d["lengths"]),
             list(d["truncated"]),
             list(d["answers"]),
+            list(d.get("nll", [])),
         )
 
 
@@ -134,9 +144,18 @@ def score_chunks(
                     lengths=[len(c.response_ids) for c in cs],
                     truncated=[bool(c.truncated) for c in cs],
                     answers=answers[i * k : (i + 1) * k],
+                    nll=sample_nll(cs),
                 )
             )
         yield out
+
+
+def sample_nll(completions: Sequence[Completion]) -> list[float]:
+    """Each completion's summed ``-log p`` of its response tokens; empty unless every one has a
+    log-prob per token."""
+    if any(len(c.logprobs) != len(c.response_ids) for c in completions):
+        return []
+    return [-float(sum(c.logprobs)) for c in completions]
 
 
 def is_math(prompts: Sequence[Prompt]) -> bool:
@@ -164,6 +183,8 @@ def summarize(
         out[f"maj@{k}"] = sum(majority_correct(r.scores, r.answers) for r in results) / len(results)
     out["response_length"] = sum(lengths) / len(lengths)
     out["truncated_frac"] = sum(t for r in results for t in r.truncated) / len(lengths)
+    if all(len(r.nll) == len(r.lengths) for r in results) and sum(lengths):
+        out["sample_entropy"] = sum(x for r in results for x in r.nll) / sum(lengths)
     out["problems"] = float(len(results))
     return out
 
