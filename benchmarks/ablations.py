@@ -41,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 VAL = "val/tiny_cot/avg@1"
+VAL_ENTROPY = "val/tiny_cot/sample_entropy"  # at T=1 on the same held-out problems each time
 
 VARIANTS: dict[str, dict[str, list[str]]] = {
     "entropy": {
@@ -172,6 +173,7 @@ def read(run_dir: Path) -> dict:
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x]
     steps = [r for r in rows if "reward/mean" in r]
     evals = {r["step"]: r[VAL] for r in rows if VAL in r}
+    val_entropy = {r["step"]: r[VAL_ENTROPY] for r in rows if VAL_ENTROPY in r}
     ent = [r["entropy/value"] for r in steps if "entropy/value" in r]
     cfg = (run_dir / ".hydra" / "config.yaml").read_text()
     samples = [r.get("rollout/engine0_samples", 0.0) for r in steps]
@@ -186,6 +188,7 @@ def read(run_dir: Path) -> dict:
         "entropy_start": statistics.mean(ent[:3]),
         "entropy_end": statistics.mean(ent[-3:]),
         "entropy": ent,
+        "val_entropy": val_entropy,
         "length": statistics.mean(r["response_length/mean"] for r in steps),
         "truncated": statistics.mean(r["response/truncated_frac"] for r in steps),
         "wall": float(wall.read_text()) if wall.is_file() else float("nan"),
@@ -244,6 +247,20 @@ def ablation(a: argparse.Namespace, name: str) -> str:
             f"{m(v, 'entropy_start'):.4f} -> {m(v, 'entropy_end'):.4f} | {m(v, 'length'):.0f} | "
             f"{m(v, 'truncated'):.3f} | {m(v, 'wall'):.0f} |"
         )
+    runs = [r for v in variants for r in res[v]]
+    shared = sorted(set.intersection(*(set(r["val_entropy"]) for r in runs)))
+    if shared:  # runs made before sample_entropy existed lack it
+        lines += [
+            "",
+            "Held-out entropy (`sample_entropy`: mean -log p of the sampled tokens at T=1 on the "
+            "same held-out problems), mean over seeds, at each evaluation:",
+            "",
+            "| variant | " + " | ".join(f"step {k}" for k in shared) + " |",
+            "|---|" + "---|" * len(shared),
+        ]
+        for v in variants:
+            cells = [statistics.mean(r["val_entropy"][k] for r in res[v]) for k in shared]
+            lines.append(f"| {v} | " + " | ".join(f"{c:.4f}" for c in cells) + " |")
     from or1.commands.plot import plot_runs
 
     plot_runs([dirs[(v, 0)] for v in variants], a.out / name / "plots")
