@@ -1,6 +1,6 @@
 """The recipe's ablations on the long chain-of-thought task (docs/ablations.md), one command:
 
-    .venv/bin/python benchmarks/ablations.py NAME [--seeds 2] [--jobs 2] [--steps 10,6,4]
+    .venv/bin/python benchmarks/ablations.py NAME [--seeds 2] [--jobs 1] [--steps 10,6,4]
                                              [--prompts 16] [--out outputs/ablations]
 
 NAME is one of ``entropy`` (adaptive vs constant vs none), ``temperature`` (1.0 vs 0.6),
@@ -16,7 +16,8 @@ Every variant runs ``or1-train experiment=cpu_long_cot`` with the same seeds (``
 0, 1, ...), a shortened three-stage schedule (``--steps``: steps of the 256, 512 and 1,024
 stages), ``--prompts`` prompts x 8 samples per step, held-out Avg@1 on ``--eval-problems``
 problems every ``--eval-every`` steps with the last stage's budget, and the variant's own
-overrides; ``--jobs`` runs go at once (each takes about one core). A finished run (its
+overrides; ``--jobs`` runs go at once (default 1: on 2 cores two runs at once took 2.4x
+longer than one after the other, 1,650 s each against 345 s). A finished run (its
 ``summary.json`` present) is reused, so an interrupted ablation continues where it stopped.
 
 Per ablation: a table (``<out>/<name>/table.md``, also printed) with per variant the mean over
@@ -68,7 +69,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("name", choices=[*VARIANTS, "all"])
     p.add_argument("--seeds", type=int, default=2)
-    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--steps", default="10,6,4", help="steps of the 256, 512 and 1,024 stages")
     p.add_argument("--prompts", type=int, default=16)
     p.add_argument("--eval-every", type=int, default=5)
