@@ -4,7 +4,7 @@
 
 SETTINGS: model, train_jsonl (rows ``{"prompt": <chat messages>, "ground_truth": str}``), out,
 steps, prompts, n, max_tokens, lr, seed, threads, verifier_dir (the folder of or1's
-``math_verifier/verify.py``, imported by path so both frameworks use the same reward),
+``plugins/verifier/math/verify.py``, imported by path so both frameworks use the same reward),
 use_vllm (TRL's vLLM engine in colocate mode; else HF ``generate``).
 Writes ``<out>/trl_steps.json`` (per-step wall seconds and generated tokens) and the final
 model to ``<out>/final_model``.

@@ -104,6 +104,9 @@ OR1_PRESET = {
         "stages.stages.0.micro_batch_tokens=65536",
     ],
 }
+OR1_EVAL = {"tiny": [], "long_cot": ["experiment=cpu_long_cot"]}  # the task's held-out split
+VERIFIER_DIR = ROOT / "plugins" / "verifier" / "math"
+"""The folder of or1's math verifier (``verify.py``), which TRL's runner imports by path."""
 
 
 def parse_args() -> argparse.Namespace:
@@ -308,7 +311,7 @@ def run_trl(
         "lr": a.lr,
         "seed": rep,
         "threads": a.threads,
-        "verifier_dir": str(ROOT / "plugins" / "math_verifier"),
+        "verifier_dir": str(VERIFIER_DIR),
         "snapshot_every_step": not tag,  # the model after any step, for equal-time accuracy
     }
     (run_dir / "settings.json").write_text(json.dumps(settings))
@@ -334,6 +337,7 @@ def evaluate(a: argparse.Namespace, model: Path, run_dir: Path, env: dict[str, s
     shutil.rmtree(run_dir, ignore_errors=True)  # or1-eval resumes from an existing folder
     cmd = [
         str(BIN / "or1-eval"),
+        *OR1_EVAL[a.workload],
         f"model.path={model}",
         f"hydra.run.dir={run_dir}",
         f"rollout={a.eval_engine}",
