@@ -116,3 +116,21 @@ def test_training_figure_has_a_panel_per_signal_and_the_mismatch_ones_when_logge
     assert plot_training([load_run(folder)], tmp_path / "b.png") is not None
     _, mm_h = png_size(tmp_path / "b.png")
     assert mm_h > plain_h  # two more panels (4 -> 6)
+
+
+def test_the_entropy_figure_takes_the_held_out_entropy_of_each_evaluation(tmp_path):
+    from or1.commands.plot import held_out_entropy, plot_entropy
+
+    folder = write_run(tmp_path / "run", 10, lambda s: 0, lambda s: 0.3)
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()[:-1]]
+    assert held_out_entropy(load_run(folder)) == {}
+    for r in rows:
+        if "val/val/avg@4" in r:  # steps 0, 5 and 10
+            r["val/val/sample_entropy"] = 0.1 + 0.01 * r["step"]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = load_run(folder)
+    (name, (steps, values)), *more = held_out_entropy(run).items()
+    assert (name, steps, more) == ("val", [0, 5, 10], [])
+    assert values == pytest.approx([0.1, 0.15, 0.2])
+    assert plot_entropy([run], tmp_path / "entropy.png") is not None
+    assert png_size(tmp_path / "entropy.png")[0] > 0

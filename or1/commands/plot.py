@@ -7,7 +7,8 @@ skipped.
 
 * ``reward.png``: mean reward per step (raw, light) and its moving average.
 * ``validation.png``: held-out Avg@K (solid) and the largest pass@k (dashed) per dataset.
-* ``entropy.png``: measured entropy with the controller's target line; the entropy coefficient.
+* ``entropy.png``: measured entropy with the controller's target line, and the held-out
+  ``sample_entropy`` of each evaluation where logged; the entropy coefficient.
 * ``length.png``: mean and median response length with the 10th-90th percentile band and the
   stage's max length; truncation rate.
 * ``training.png``: the policy loss, the gradient norm, the PPO clip fraction and the groups
@@ -288,6 +289,25 @@ def plot_validation(runs: Sequence[RunData], out: Path) -> Path | None:
     return _finish(fig, axes[0], out, "Validation accuracy", runs)
 
 
+def held_out_entropy(run: RunData) -> dict[str, tuple[list[int], list[float]]]:
+    """Per held-out set, the ``(steps, values)`` of its ``sample_entropy`` (the entropy
+    estimate on the same problems at each evaluation, :mod:`or1.rl.evaluation`)."""
+    keys = sorted(
+        {
+            k
+            for row in run.rows
+            for k in row
+            if k.startswith("val/") and k.endswith("/sample_entropy")
+        }
+    )
+    out = {}
+    for key in keys:
+        xs, ys = run.series(key, train_only=False)
+        if xs:
+            out[key.split("/")[1]] = (xs, ys)
+    return out
+
+
 def plot_entropy(runs: Sequence[RunData], out: Path) -> Path | None:
     if not any(run.has("entropy/value") for run in runs):
         return None
@@ -297,6 +317,16 @@ def plot_entropy(runs: Sequence[RunData], out: Path) -> Path | None:
     for run, color in zip(runs, _colors(len(runs)), strict=True):
         xs, ys = run.series("entropy/value")
         top.plot(xs, ys, color=color, lw=1.5, label=_run_label(run, "measured entropy", many))
+        for name, (hx, hy) in held_out_entropy(run).items():
+            top.plot(
+                hx,
+                hy,
+                ":",
+                color=color,
+                marker="o",
+                ms=4,
+                label=_run_label(run, f"held-out entropy ({name})", many),
+            )
         target = run.entropy_target()
         if target is not None and xs:
             top.axhline(
