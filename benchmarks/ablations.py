@@ -18,7 +18,9 @@ stages), ``--prompts`` prompts x 8 samples per step, held-out Avg@1 on ``--eval-
 problems every ``--eval-every`` steps with the last stage's budget, and the variant's own
 overrides; ``--jobs`` runs go at once (default 1: on 2 cores two runs at once took 2.4x
 longer than one after the other, 1,650 s each against 345 s). A finished run (its
-``summary.json`` present) is reused, so an interrupted ablation continues where it stopped.
+``summary.json`` present) is reused, so an interrupted ablation continues where it stopped, and
+so is a finished run of another ablation with the same composed config (the preset's variant
+of most ablations is one run per seed), linked into this ablation's folder.
 
 Per ablation: a table (``<out>/<name>/table.md``, also printed) with per variant the mean over
 seeds of the final held-out accuracy, the generated tokens, the entropy at the start (mean of
@@ -32,11 +34,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,15 +157,61 @@ def overrides(
     return out
 
 
+_COMPOSE = threading.Lock()
+
+
+@cache
+def composed(overrides: tuple[str, ...]) -> str:
+    """The run config ``or1-train`` composes from ``overrides`` (``hydra.*`` ones left out), as
+    YAML: two runs with equal text are the same run, however their variants spell it."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from or1.cli.common import implied_overrides
+    from or1.core.registry import get_registry
+    from or1.core.schemas import CONFIG_MODULE, store_schemas
+
+    task = [o for o in overrides if not o.startswith("hydra.")]
+    with _COMPOSE:
+        store_schemas(get_registry())
+        GlobalHydra.instance().clear()
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
+            cfg = compose("train", overrides=[*task, *implied_overrides(task)])
+        GlobalHydra.instance().clear()
+        return OmegaConf.to_yaml(cfg)
+
+
+def finished_twin(out: Path, args: list[str], run_dir: Path) -> Path | None:
+    """A finished run under ``out`` (any ablation) of the same composed config as ``args``."""
+    from omegaconf import OmegaConf
+
+    want = composed(tuple(args))
+    for summary in sorted(out.glob("*/*/summary.json")):
+        other = summary.parent
+        saved = other / ".hydra" / "overrides.yaml"
+        if other.is_symlink() or other == run_dir or not saved.is_file():
+            continue
+        if composed(tuple(OmegaConf.to_container(OmegaConf.load(saved)))) == want:
+            return other
+    return None
+
+
 def run_one(a: argparse.Namespace, name: str, variant: str, seed: int) -> Path:
     run_dir = a.out / name / f"{variant}_s{seed}"
     if (run_dir / "summary.json").is_file():
         return run_dir
     log = a.out / name / f"{variant}_s{seed}.log"
-    cmd = [
-        str(BIN / "or1-train"),
-        *overrides(a, VARIANTS[name][variant], seed, run_dir, controlled(VARIANTS[name][variant])),
-    ]
+    args = overrides(a, VARIANTS[name][variant], seed, run_dir, controlled(VARIANTS[name][variant]))
+    twin = finished_twin(a.out, args, run_dir)
+    if twin is not None:  # e.g. every ablation's preset variant: run it once
+        if run_dir.is_symlink() or run_dir.is_file():
+            run_dir.unlink()
+        shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished attempt
+        run_dir.symlink_to(os.path.relpath(twin, run_dir.parent))
+        print(f"  {name}/{variant} seed {seed}: the same run as {twin}", flush=True)
+        return run_dir
+    cmd = [str(BIN / "or1-train"), *args]
     began = time.time()
     with log.open("w") as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)

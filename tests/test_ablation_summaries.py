@@ -83,3 +83,28 @@ def test_only_entropy_none_refuses_the_controller_overrides(ablations):
     assert ablations.controlled([]) and ablations.controlled(["entropy=pi"])
     assert not ablations.controlled(ablations.VARIANTS["recipe"]["plain"])
     assert not ablations.controlled(ablations.VARIANTS["entropy"]["none"])
+
+
+def test_runs_of_the_same_composed_config_are_run_once(ablations, tmp_path: Path):
+    preset = ("experiment=cpu_long_cot",)
+    # two spellings of the preset (its defaults set explicitly) compose to the same config
+    assert ablations.composed((*preset, "rollout.temperature=1.0")) == ablations.composed(
+        (*preset, "trainer.updates_per_step=1")
+    )
+    assert ablations.composed((*preset, "rollout.temperature=0.6")) != ablations.composed(preset)
+
+    def finished(folder: Path, overrides: list[str], done: bool = True) -> Path:
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+        if done:
+            (folder / "summary.json").write_text("{}")
+        return folder
+
+    finished(tmp_path / "temperature" / "t06_s0", [*preset, "rollout.temperature=0.6"])
+    finished(tmp_path / "stages" / "multi_s0", [*preset, "trainer.seed=0"], done=False)
+    twin = finished(tmp_path / "updates" / "u1_s0", [*preset, "trainer.updates_per_step=1"])
+    wanted = tmp_path / "filter" / "zero_variance_s0"
+    args = [*preset, "rollout.temperature=1.0", f"hydra.run.dir={wanted}"]
+    assert ablations.finished_twin(tmp_path, args, wanted) == twin
+    # the unfinished run of the same config is never taken; another seed is another run
+    assert ablations.finished_twin(tmp_path, [*preset, "trainer.seed=1"], wanted) is None
