@@ -164,22 +164,15 @@ _COMPOSE = threading.Lock()
 def composed(overrides: tuple[str, ...]) -> str:
     """The run config ``or1-train`` composes from ``overrides`` (``hydra.*`` ones left out), as
     YAML: two runs with equal text are the same run, however their variants spell it."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
     from or1.cli.common import implied_overrides
-    from or1.core.registry import get_registry
-    from or1.core.schemas import CONFIG_MODULE, store_schemas
+    from or1.cli.plan import compose_train  # or1-plan's compose: nothing written
 
     task = [o for o in overrides if not o.startswith("hydra.")]
-    with _COMPOSE:
-        store_schemas(get_registry())
-        GlobalHydra.instance().clear()
-        with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
-            cfg = compose("train", overrides=[*task, *implied_overrides(task)])
-        GlobalHydra.instance().clear()
-        return OmegaConf.to_yaml(cfg)
+    with _COMPOSE:  # Hydra's global state is one per process
+        cfg, _ = compose_train([*task, *implied_overrides(task)])
+    return OmegaConf.to_yaml(cfg)
 
 
 def finished_twin(out: Path, args: list[str], run_dir: Path) -> Path | None:
