@@ -109,15 +109,26 @@ def preset_entropy(extra: list[str] = ()) -> dict:
     return out
 
 
-def controlled(variant: list[str]) -> bool:
-    """Whether a variant's entropy controller takes ``--entropy`` overrides: every controller
-    but ``entropy=none``, which has no keys."""
-    return "entropy=none" not in variant
+def controller_keys(variant: list[str]) -> frozenset[str]:
+    """The config keys of a variant's entropy controller (the preset's is ``adaptive``): the
+    ``--entropy`` overrides it takes. ``entropy=none`` has none; ``constant`` takes only
+    ``coef`` (which the variant sets itself)."""
+    import dataclasses
+
+    from or1_plugins.entropy import controllers
+
+    schemas = {
+        "adaptive": controllers.AdaptiveEntropyConfig,
+        "pi": controllers.PIEntropyConfig,
+        "constant": controllers.ConstantEntropyConfig,
+        "none": controllers.NoEntropyConfig,
+    }
+    name = next((v.partition("=")[2] for v in variant if v.startswith("entropy=")), "adaptive")
+    fields = {f.name for f in dataclasses.fields(schemas[name])} - {"name", "estimator"}
+    return frozenset(fields - {"coef"})
 
 
-def overrides(
-    a: argparse.Namespace, variant: list[str], seed: int, run_dir: Path, with_entropy: bool = True
-) -> list[str]:
+def overrides(a: argparse.Namespace, variant: list[str], seed: int, run_dir: Path) -> list[str]:
     steps = [int(s) for s in a.steps.split(",")]
     if len(steps) != 3:
         sys.exit("benchmarks/ablations.py: --steps takes three numbers (256, 512, 1,024 stages)")
@@ -141,8 +152,8 @@ def overrides(
         f"hydra.run.dir={run_dir}",
         *a.extra,
     ]
-    if with_entropy:
-        out += [f"entropy.{kv}" for kv in a.entropy if not kv.startswith("coef=")]
+    keys = controller_keys(variant)  # each controller gets the --entropy keys it has
+    out += [f"entropy.{kv}" for kv in a.entropy if kv.partition("=")[0] in keys]
     for v in variant:
         if v == "${SINGLE_STAGE}":  # one stage at the final length for the same steps
             out += [
@@ -195,7 +206,7 @@ def run_one(a: argparse.Namespace, name: str, variant: str, seed: int) -> Path:
     if (run_dir / "summary.json").is_file():
         return run_dir
     log = a.out / name / f"{variant}_s{seed}.log"
-    args = overrides(a, VARIANTS[name][variant], seed, run_dir, controlled(VARIANTS[name][variant]))
+    args = overrides(a, VARIANTS[name][variant], seed, run_dir)
     twin = finished_twin(a.out, args, run_dir)
     if twin is not None:  # e.g. every ablation's preset variant: run it once
         if run_dir.is_symlink() or run_dir.is_file():
@@ -367,6 +378,10 @@ def ablation(a: argparse.Namespace, name: str) -> str:
 def main() -> None:
     a = parse_args()
     names = list(VARIANTS) if a.name == "all" else [a.name]
+    known = set().union(*(controller_keys(v) for n in names for v in VARIANTS[n].values()))
+    for kv in a.entropy:
+        if kv.partition("=")[0] not in known:
+            sys.exit(f"benchmarks/ablations.py: --entropy {kv}: no controller of {a.name} has it")
     texts = [ablation(a, n) for n in names]
     print("\n\n".join(texts))
 

@@ -79,10 +79,27 @@ def test_tracking_skips_the_first_fifth(ablations):
     assert within == 0.5
 
 
-def test_only_entropy_none_refuses_the_controller_overrides(ablations):
-    assert ablations.controlled([]) and ablations.controlled(["entropy=pi"])
-    assert not ablations.controlled(ablations.VARIANTS["recipe"]["plain"])
-    assert not ablations.controlled(ablations.VARIANTS["entropy"]["none"])
+def test_each_controller_gets_only_the_entropy_overrides_it_has(ablations, tmp_path: Path):
+    a = ablations.argparse.Namespace(
+        steps="2,1,1", prompts=4, eval_every=2, eval_problems=8, constant_coef=None, extra=[],
+        entropy=["target=0.06", "coef_max=0.5", "delta=0.02", "kp=3.0"],
+    )  # fmt: skip
+
+    def entropy_of(name: str, variant: str) -> dict:
+        from omegaconf import OmegaConf
+
+        args = ablations.overrides(a, ablations.VARIANTS[name][variant], 0, tmp_path)
+        return OmegaConf.to_container(OmegaConf.create(ablations.composed(tuple(args)))["entropy"])
+
+    adaptive = entropy_of("entropy", "adaptive")
+    assert (adaptive["name"], adaptive["target"], adaptive["coef_max"], adaptive["delta"]) == (
+        "adaptive", 0.06, 0.5, 0.02,
+    )  # fmt: skip
+    pi = entropy_of("controller", "pi")  # no delta; kp from --entropy
+    assert (pi["name"], pi["target"], pi["coef_max"], pi["kp"]) == ("pi", 0.06, 0.5, 3.0)
+    constant = entropy_of("entropy", "constant")  # half the bound, nothing else
+    assert constant == {"name": "constant", "estimator": "full_vocab", "coef": 0.25}
+    assert entropy_of("recipe", "plain") == {"name": "none", "estimator": "full_vocab"}
 
 
 def test_runs_of_the_same_composed_config_are_run_once(ablations, tmp_path: Path):
