@@ -65,7 +65,14 @@ VARIANTS: dict[str, dict[str, list[str]]] = {
     },
     "updates": {"u1": ["trainer.updates_per_step=1"], "u4": ["trainer.updates_per_step=4"]},
     "filter": {"zero_variance": [], "none": ["filter=none"]},
-    "schedule": {"steps": ["stages.advance=steps"], "truncation": ["stages.advance=truncation"]},
+    "schedule": {  # this task's stages truncate 10-40%: the default 5% would never be reached
+        "steps": ["stages.advance=steps"],
+        "truncation": [
+            "stages.advance=truncation",
+            "stages.advance_threshold=0.2",
+            "stages.advance_patience=2",
+        ],
+    },
     "controller": {"adaptive": [], "pi": ["entropy=pi", "entropy.target=${TARGET}"]},
     "recipe": {"recipe": [], "plain": ["entropy=none", "filter=none", "${SINGLE_STAGE}"]},
 }

@@ -125,3 +125,23 @@ def test_runs_of_the_same_composed_config_are_run_once(ablations, tmp_path: Path
     assert ablations.finished_twin(tmp_path, args, wanted) == twin
     # the unfinished run of the same config is never taken; another seed is another run
     assert ablations.finished_twin(tmp_path, [*preset, "trainer.seed=1"], wanted) is None
+
+
+def test_every_variant_composes(ablations, tmp_path: Path):
+    a = ablations.argparse.Namespace(
+        steps="10,6,4", prompts=16, eval_every=5, eval_problems=64, constant_coef=None, extra=[],
+        entropy=["target=0.06", "coef_max=0.5", "delta=0.03"],
+    )  # fmt: skip
+    from omegaconf import OmegaConf
+
+    for name, variants in ablations.VARIANTS.items():
+        for variant in variants.values():
+            args = ablations.overrides(a, variant, 1, tmp_path)
+            cfg = OmegaConf.create(ablations.composed(tuple(args)))
+            assert cfg.trainer.seed == 1 and cfg.trainer.prompts_per_step == 16, (name, variant)
+    schedule = ablations.overrides(a, ablations.VARIANTS["schedule"]["truncation"], 0, tmp_path)
+    stages = OmegaConf.create(ablations.composed(tuple(schedule))).stages
+    assert (stages.advance, stages.advance_threshold, stages.advance_patience) == (
+        "truncation", 0.2, 2,
+    )  # fmt: skip
+    assert [s.steps for s in stages.stages] == [10, 6, 4]
