@@ -256,6 +256,10 @@ def read(run_dir: Path) -> dict:
         "length": statistics.mean(r["response_length/mean"] for r in steps),
         "truncated": statistics.mean(r["response/truncated_frac"] for r in steps),
         "wall": float(wall.read_text()) if wall.is_file() else float("nan"),
+        "step_s": sum(step_s.values()),
+        "coef": statistics.mean(r.get("entropy/coef", 0.0) for r in steps),
+        "kept": statistics.mean(r.get("filter/groups_kept", float("nan")) for r in steps),
+        "reward": statistics.mean(r["reward/mean"] for r in steps),
         "config": cfg,
     }
 
@@ -311,6 +315,24 @@ def ablation(a: argparse.Namespace, name: str) -> str:
             f"{m(v, 'entropy_start'):.4f} -> {m(v, 'entropy_end'):.4f} | {m(v, 'length'):.0f} | "
             f"{m(v, 'truncated'):.3f} | {m(v, 'wall'):.0f} |"
         )
+    lines += [
+        "",
+        "Per run (entropy: the first and last three steps' mean; the coefficient: its mean over "
+        "the steps; step time: summed, evaluations excluded):",
+        "",
+        "| run | entropy start -> end | entropy std | coef | reward | groups kept | tokens | "
+        "step time (s) | held-out Avg@1 at each evaluation | held-out entropy |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in variants:
+        for seed, r in enumerate(res[v]):
+            evals = ", ".join(f"{100 * r['evals'][k]:.1f}" for k in sorted(r["evals"]))
+            vals = ", ".join(f"{r['val_entropy'][k]:.3f}" for k in sorted(r["val_entropy"]))
+            lines.append(
+                f"| {v}, seed {seed} | {r['entropy_start']:.4f} -> {r['entropy_end']:.4f} | "
+                f"{statistics.pstdev(r['entropy']):.4f} | {r['coef']:.3f} | {r['reward']:.3f} | "
+                f"{r['kept']:.1f} | {r['tokens']:,.0f} | {r['step_s']:.0f} | {evals} | {vals} |"
+            )
     runs = [r for v in variants for r in res[v]]
     shared = sorted(set.intersection(*(set(r["val_entropy"]) for r in runs)))
     if shared:  # runs made before sample_entropy existed lack it
@@ -358,11 +380,13 @@ def ablation(a: argparse.Namespace, name: str) -> str:
         )
     elif name == "controller":
         scores = {
-            v: statistics.mean(tracking(r["entropy"], target)[0] for r in res[v])
+            v: [statistics.mean(tracking(r["entropy"], target)[i] for r in res[v]) for i in (0, 1)]
             for v in ("adaptive", "pi")
         }
         head = (
-            f"mae_adaptive={scores['adaptive']:.4f} mae_pi={scores['pi']:.4f} target={target} "
+            f"mae_adaptive={scores['adaptive'][0]:.4f} mae_pi={scores['pi'][0]:.4f} "
+            f"within_25pct_adaptive={scores['adaptive'][1]:.2f} "
+            f"within_25pct_pi={scores['pi'][1]:.2f} target={target} "
             f"acc_adaptive={m('adaptive', 'acc'):.3f} acc_pi={m('pi', 'acc'):.3f}"
         )
     elif name == "recipe":

@@ -55,6 +55,7 @@ def test_a_run_is_summarised_from_its_metrics(ablations, tmp_path: Path):
     assert run["truncated"] == pytest.approx(0.0625)
     # summed step time at each evaluation: 0, 10 + 20, 10 + 20 + 30 + 40
     assert run["elapsed"] == {0: 0, 2: 30, 4: 100}
+    assert run["step_s"] == 100 and run["reward"] == 0.5 and run["coef"] == 0.0
 
 
 def test_accuracy_after_equal_step_time(ablations, tmp_path: Path):
