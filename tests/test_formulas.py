@@ -218,3 +218,22 @@ def test_rollout_metrics_give_the_length_distribution_by_hand():
     assert m["response/truncated_frac"] == 0.2
     assert (m["filter/groups_kept"], m["filter/groups_dropped"]) == (1, 1)
     assert m["reward/mean"] == 0.1 and m["reward/kept_mean"] == 0.2
+    assert m["rollout/sampled_nll"] == 0.0  # every token sampled with probability 1
+
+
+def test_sampled_nll_covers_every_response_with_log_probs():
+    """-log p over the tokens of both groups, the dropped one included: tokens with log-probs
+    -0.1, -0.3 (kept group) and -0.5, -0.5, -1.1 (dropped): 2.5 / 5 = 0.5 nats per token; a
+    response without log-probs is left out."""
+    from or1.core.types import Completion, Group, Prompt
+    from or1.rl.steps import rollout_metrics
+
+    a = Group(Prompt("a", {}, [0]), [Completion([0], [7, 7], [-0.1, -0.3], "stop", "")])
+    a.rewards = [1.0]
+    b = Group(
+        Prompt("b", {}, [0]),
+        [Completion([0], [7, 7, 7], [-0.5, -0.5, -1.1], "stop", ""),
+         Completion([0], [7, 7], [], "stop", "")],
+    )  # fmt: skip
+    b.rewards, b.kept = [0.0, 0.0], False
+    assert rollout_metrics([a, b], extra_rollouts=0)["rollout/sampled_nll"] == pytest.approx(0.5)

@@ -245,9 +245,16 @@ def rollout_metrics(groups: Sequence[Group], extra_rollouts: int) -> dict[str, f
     """Reward, length and filter statistics over every completion sampled in the step, by
     every engine of the launch (sums and counts reduced over the ranks, the response lengths
     gathered for their maximum and 10th/50th/90th percentiles; each rank passes the groups its
-    engine handed on, none on the other ranks of an engine)."""
+    engine handed on, none on the other ranks of an engine).
+
+    ``rollout/sampled_nll``: the mean ``-log p`` of the sampled tokens over every response of
+    the step that came with its sampling log-probs, before the filter: at temperature 1 an
+    estimate of the policy's entropy per token over all the step's samples, where
+    ``entropy/value`` covers only the groups the filter kept (absent when no engine returned
+    log-probs)."""
     comps = [c for g in groups for c in g.completions]
     kept = [g for g in groups if g.kept]
+    scored = [c for c in comps if c.response_ids and len(c.logprobs) == len(c.response_ids)]
     sums = distributed.all_reduce(
         [
             sum(r for g in groups for r in g.rewards),
@@ -259,9 +266,11 @@ def rollout_metrics(groups: Sequence[Group], extra_rollouts: int) -> dict[str, f
             len(kept),
             len(groups) - len(kept),
             extra_rollouts,
+            -sum(x for c in scored for x in c.logprobs),
+            sum(len(c.logprobs) for c in scored),
         ]
     )
-    reward, n, kept_reward, kept_n, length, truncated, n_kept, n_dropped, extra = sums
+    reward, n, kept_reward, kept_n, length, truncated, n_kept, n_dropped, extra, nll, nll_n = sums
     lengths = sorted(
         x
         for part in distributed.all_gather_object([len(c.response_ids) for c in comps])
@@ -278,6 +287,7 @@ def rollout_metrics(groups: Sequence[Group], extra_rollouts: int) -> dict[str, f
         "filter/groups_kept": n_kept,
         "filter/groups_dropped": n_dropped,
         "filter/extra_rollouts": extra,
+        **({"rollout/sampled_nll": nll / nll_n} if nll_n > 0 else {}),
     }
 
 
