@@ -260,6 +260,7 @@ def read(run_dir: Path) -> dict:
         "coef": statistics.mean(r.get("entropy/coef", 0.0) for r in steps),
         "kept": statistics.mean(r.get("filter/groups_kept", float("nan")) for r in steps),
         "reward": statistics.mean(r["reward/mean"] for r in steps),
+        "nll": [r["rollout/sampled_nll"] for r in steps if "rollout/sampled_nll" in r],
         "config": cfg,
     }
 
@@ -317,20 +318,28 @@ def ablation(a: argparse.Namespace, name: str) -> str:
         )
     lines += [
         "",
-        "Per run (entropy: the first and last three steps' mean; the coefficient: its mean over "
-        "the steps; step time: summed, evaluations excluded):",
+        "Per run (entropy: `entropy/value`, over the kept groups, the first and last three "
+        "steps' mean; all samples: `rollout/sampled_nll`, the same windows over every sample of "
+        "the step; the coefficient: its mean over the steps; step time: summed, evaluations "
+        "excluded):",
         "",
-        "| run | entropy start -> end | entropy std | coef | reward | groups kept | tokens | "
-        "step time (s) | held-out Avg@1 at each evaluation | held-out entropy |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| run | entropy start -> end | entropy std | all samples start -> end | coef | reward | "
+        "groups kept | tokens | step time (s) | held-out Avg@1 at each evaluation | "
+        "held-out entropy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in variants:
         for seed, r in enumerate(res[v]):
             evals = ", ".join(f"{100 * r['evals'][k]:.1f}" for k in sorted(r["evals"]))
             vals = ", ".join(f"{r['val_entropy'][k]:.3f}" for k in sorted(r["val_entropy"]))
+            nll = r["nll"]
+            nll_cell = (
+                f"{statistics.mean(nll[:3]):.4f} -> {statistics.mean(nll[-3:]):.4f}" if nll else "-"
+            )
             lines.append(
                 f"| {v}, seed {seed} | {r['entropy_start']:.4f} -> {r['entropy_end']:.4f} | "
-                f"{statistics.pstdev(r['entropy']):.4f} | {r['coef']:.3f} | {r['reward']:.3f} | "
+                f"{statistics.pstdev(r['entropy']):.4f} | {nll_cell} | {r['coef']:.3f} | "
+                f"{r['reward']:.3f} | "
                 f"{r['kept']:.1f} | {r['tokens']:,.0f} | {r['step_s']:.0f} | {evals} | {vals} |"
             )
     runs = [r for v in variants for r in res[v]]
