@@ -72,6 +72,8 @@ def test_helpers_by_hand(tmp_path):
     assert val_metrics([run]) == {"val": {"avg": "val/val/avg@4", "pass": "val/val/pass@4"}}
     assert moving_average([1, 2, 3, 4], 2) == [1, 1.5, 2.5, 3.5]
     assert labels_for([tmp_path / "x" / "run", tmp_path / "y" / "run"]) == ["x/run", "y/run"]
+    (tmp_path / "steps_s0").symlink_to(tmp_path / "x" / "run")  # a variant linked to its twin
+    assert labels_for([tmp_path / "steps_s0", tmp_path / "y" / "run"]) == ["steps_s0", "run"]
 
 
 def test_or1_plot_overlays_two_runs(tmp_path):

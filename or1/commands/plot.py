@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -113,8 +114,9 @@ def load_run(path: Path) -> RunData:
 
 
 def labels_for(paths: Sequence[Path]) -> list[str]:
-    """The shortest path suffixes that tell the runs apart (``run_a``, ``12-00-01``...)."""
-    parts = [p.resolve().parts for p in paths]
+    """The shortest path suffixes that tell the runs apart (``run_a``, ``12-00-01``...); a
+    link to a run folder is named by the link (an ablation's variant linked to its twin)."""
+    parts = [Path(os.path.abspath(p)).parts for p in paths]
     for n in range(1, max(len(p) for p in parts) + 1):
         names = ["/".join(p[-n:]) for p in parts]
         if len(set(names)) == len(names):
