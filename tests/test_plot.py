@@ -136,3 +136,20 @@ def test_the_entropy_figure_takes_the_held_out_entropy_of_each_evaluation(tmp_pa
     assert values == pytest.approx([0.1, 0.15, 0.2])
     assert plot_entropy([run], tmp_path / "entropy.png") is not None
     assert png_size(tmp_path / "entropy.png")[0] > 0
+
+
+def test_a_run_whose_stages_start_elsewhere_gets_its_own_stage_lines(tmp_path):
+    from matplotlib.figure import Figure
+
+    from or1.commands.plot import shade_stages
+
+    fixed = load_run(write_run(tmp_path / "steps", 12, lambda s: 0 if s <= 8 else 1, lambda s: 0.5))
+    early = load_run(write_run(tmp_path / "trunc", 12, lambda s: 0 if s <= 3 else 1, lambda s: 0.5))
+    ax = Figure().add_subplot()
+    shade_stages(ax, [fixed, early], label_top=False)
+    # the first run's change before step 9 (dotted), the second run's before step 4 (dashed)
+    lines = sorted((line.get_xdata()[0], line.get_linestyle()) for line in ax.get_lines())
+    assert lines == [(3.5, "--"), (8.5, ":")]
+    ax = Figure().add_subplot()
+    shade_stages(ax, [fixed, fixed], label_top=False)  # the same stages: no second line
+    assert [line.get_linestyle() for line in ax.get_lines()] == [":"]

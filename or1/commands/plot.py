@@ -182,9 +182,17 @@ def _colors(n: int) -> list[Any]:
     return [cmap(i % 10) for i in range(n)]
 
 
-def shade_stages(ax: Any, run: RunData, label_top: bool = True) -> None:
-    """Alternate grey bands over the first run's stages, named at the top of the axes."""
+def shade_stages(ax: Any, runs: Sequence[RunData], label_top: bool = True) -> None:
+    """Alternate grey bands over the first run's stages, named at the top of the axes; where
+    another run's stages start at other steps (``stages.advance=truncation``), its stage
+    changes as dashed lines in its colour."""
+    run = runs[0]
     spans = run.stage_spans()
+    starts = {first for _, first, _ in spans[1:]}
+    for other, color in zip(runs[1:], _colors(len(runs))[1:], strict=True):
+        for _, first, _ in other.stage_spans()[1:]:
+            if first not in starts:
+                ax.axvline(first - 0.5, color=color, lw=1.0, ls="--", alpha=0.8)
     if len(spans) < 2:
         return
     for i, (index, first, last) in enumerate(spans):
@@ -250,7 +258,7 @@ def plot_reward(runs: Sequence[RunData], out: Path) -> Path | None:
             lw=2,
             label=_run_label(run, f"moving average ({w} steps)", many) if not many else run.label,
         )
-    shade_stages(ax, runs[0])
+    shade_stages(ax, runs)
     ax.set_xlabel("RL step")
     ax.set_ylabel("mean reward of sampled responses\n(fraction correct)")
     ax.set_ylim(-0.02, 1.02)
@@ -283,7 +291,7 @@ def plot_validation(runs: Sequence[RunData], out: Path) -> Path | None:
                         alpha=1.0 if metric == "avg" else 0.6,
                         label=_run_label(run, what, many),
                     )
-        shade_stages(ax, runs[0])
+        shade_stages(ax, runs)
         ax.set_title(f"held-out set '{name}'", fontsize=10, pad=16)
         ax.set_xlabel("RL step")
         ax.set_ylabel("accuracy (%)")
@@ -341,7 +349,7 @@ def plot_entropy(runs: Sequence[RunData], out: Path) -> Path | None:
         cx, cy = run.series("entropy/coef")
         bottom.plot(cx, cy, color=color, lw=1.5, label=run.label if many else "entropy coefficient")
     for ax in (top, bottom):
-        shade_stages(ax, runs[0], label_top=ax is top)
+        shade_stages(ax, runs, label_top=ax is top)
     top.set_ylabel("entropy (nats per token)")
     bottom.set_ylabel("entropy loss coefficient")
     bottom.set_xlabel("RL step")
@@ -378,7 +386,7 @@ def plot_length(runs: Sequence[RunData], out: Path) -> Path | None:
             label=run.label if many else "truncated responses",
         )
     for ax in (top, bottom):
-        shade_stages(ax, runs[0], label_top=ax is top)
+        shade_stages(ax, runs, label_top=ax is top)
     top.set_ylabel("response length (tokens)")
     top.set_ylim(bottom=0)
     bottom.set_ylabel("truncated responses (%)")
@@ -412,7 +420,7 @@ def plot_training(runs: Sequence[RunData], out: Path) -> Path | None:
         for run, color in zip(runs, _colors(len(runs)), strict=True):
             xs, ys = run.series(key)
             ax.plot(xs, ys, color=color, lw=1.2, label=run.label if many else label)
-        shade_stages(ax, runs[0], label_top=ax is axes[0])
+        shade_stages(ax, runs, label_top=ax is axes[0])
         ax.set_ylabel(label, fontsize=8)
     axes[-1].set_xlabel("RL step")
     return _finish(fig, axes, out, "Training signals", runs)
@@ -467,7 +475,7 @@ def plot_timing(runs: Sequence[RunData], out: Path) -> Path | None:
             lw=1.2,
             label=run.label if len(runs) > 1 else "step time incl. validation",
         )
-    shade_stages(right, runs[0])
+    shade_stages(right, runs)
     right.set_xlabel("RL step")
     right.set_ylabel("seconds")
     right.set_ylim(bottom=0)
