@@ -65,7 +65,7 @@ VARIANTS: dict[str, dict[str, list[str]]] = {
     },
     "updates": {"u1": ["trainer.updates_per_step=1"], "u4": ["trainer.updates_per_step=4"]},
     "filter": {"zero_variance": [], "none": ["filter=none"]},
-    "schedule": {  # this task's stages truncate 10-40%: the default 5% would never be reached
+    "schedule": {  # this task truncates 4-40% at 256 and 8-24% at 512: 5% (the default) is never reached
         "steps": ["stages.advance=steps"],
         "truncation": [
             "stages.advance=truncation",
