@@ -117,22 +117,16 @@ def preset_entropy(extra: list[str] = ()) -> dict:
 
 
 def controller_keys(variant: list[str]) -> frozenset[str]:
-    """The config keys of a variant's entropy controller (the preset's is ``adaptive``): the
-    ``--entropy`` overrides it takes. ``entropy=none`` has none; ``constant`` takes only
-    ``coef`` (which the variant sets itself)."""
+    """The config keys of a variant's entropy controller (the preset's is ``adaptive``), from
+    its registered schema: the ``--entropy`` overrides it takes. ``entropy=none`` has none;
+    ``constant`` takes only ``coef``, which the variant sets itself."""
     import dataclasses
 
-    from or1_plugins.entropy import controllers
+    from or1.core.registry import get_registry
 
-    schemas = {
-        "adaptive": controllers.AdaptiveEntropyConfig,
-        "pi": controllers.PIEntropyConfig,
-        "constant": controllers.ConstantEntropyConfig,
-        "none": controllers.NoEntropyConfig,
-    }
     name = next((v.partition("=")[2] for v in variant if v.startswith("entropy=")), "adaptive")
-    fields = {f.name for f in dataclasses.fields(schemas[name])} - {"name", "estimator"}
-    return frozenset(fields - {"coef"})
+    schema = get_registry().get("entropy", name).schema
+    return frozenset({f.name for f in dataclasses.fields(schema)} - {"name", "estimator", "coef"})
 
 
 def overrides(a: argparse.Namespace, variant: list[str], seed: int, run_dir: Path) -> list[str]:
@@ -339,8 +333,8 @@ def ablation(a: argparse.Namespace, name: str) -> str:
             lines.append(
                 f"| {v}, seed {seed} | {r['entropy_start']:.4f} -> {r['entropy_end']:.4f} | "
                 f"{statistics.pstdev(r['entropy']):.4f} | {nll_cell} | {r['coef']:.3f} | "
-                f"{r['reward']:.3f} | "
-                f"{r['kept']:.1f} | {r['tokens']:,.0f} | {r['step_s']:.0f} | {evals} | {vals} |"
+                f"{r['reward']:.3f} | {r['kept']:.1f} | {r['tokens']:,.0f} | "
+                f"{r['step_s']:.0f} | {evals} | {vals} |"
             )
     runs = [r for v in variants for r in res[v]]
     shared = sorted(set.intersection(*(set(r["val_entropy"]) for r in runs)))
