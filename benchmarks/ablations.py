@@ -25,7 +25,8 @@ of most ablations is one run per seed), linked into this ablation's folder.
 Per ablation: a table (``<out>/<name>/table.md``, also printed) with per variant the mean over
 seeds of the final held-out accuracy, the generated tokens, the entropy at the start (mean of
 the first three steps) and the end (last three), the mean response length and truncated
-fraction, and the run's wall time; the figures of ``or1-plot`` with the seed-0 run of every
+fraction, and the run's wall time, then one row per run (entropy and its spread, the entropy
+over all samples, coefficient, reward, kept groups, tokens, step time, every evaluation); the figures of ``or1-plot`` with the seed-0 run of every
 variant overlaid (``<out>/<name>/plots/``); and as the last line the headline figures, e.g.
 ``entropy_final_adaptive=<a> entropy_final_none=<b> target=<t> acc_adaptive=<x> acc_none=<y>``.
 """
