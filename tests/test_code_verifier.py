@@ -61,11 +61,12 @@ def verifier():
 
 
 def test_the_probe_is_not_held_to_a_short_test_timeout():
-    # 10 ms is shorter than any interpreter start: the probe (its own 30 s limit) still
-    # passes, and a real test under that limit times out, as it should
+    # a 10 ms limit: the probe (its own 30 s limit) still passes, and a real test that sleeps
+    # 2 s under that limit times out, as it should (a bare print can finish within 10 ms on a
+    # fast machine)
     v = CodeVerifier(CodeVerifierConfig(test_timeout_s=0.01, workers=1))
     try:
-        s = v.score(py('print("ok")'), row(STDIO_ONE))
+        s = v.score(py('import time\ntime.sleep(2)\nprint("ok")'), row(STDIO_ONE))
         assert s.value == 0.0 and s.status == "timeout", s
     finally:
         v.close()
