@@ -12,9 +12,10 @@ optimiser steps per rollout batch), ``filter`` (zero-variance filter vs none), `
 and one stage at the final length, compared on equal steps and on equal step time), or ``all``
 (each in turn).
 
-Every variant runs ``or1-train experiment=cpu_long_cot`` with the same seeds (``--seeds``:
-0, 1, ...), a shortened three-stage schedule (``--steps``: steps of the 256, 512 and 1,024
-stages), ``--prompts`` prompts x 8 samples per step, held-out Avg@1 on ``--eval-problems``
+Every variant runs ``or1-train experiment=cpu_long_cot`` with the settings the documented
+rounds ran with (``ROUND_SETTINGS``: the published entropy control, lr 2e-4), the same seeds
+(``--seeds``: 0, 1, ...), a shortened three-stage schedule (``--steps``: steps of the 256, 512
+and 1,024 stages), ``--prompts`` prompts x 8 samples per step, held-out Avg@1 on ``--eval-problems``
 problems every ``--eval-every`` steps with the last stage's budget, and the variant's own
 overrides; ``--jobs`` runs go at once (default 1: on 2 cores two runs at once took 2.4x
 longer than one after the other, 1,650 s each against 345 s). A finished run (its
@@ -50,6 +51,13 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 VAL = "val/tiny_cot/avg@1"
 VAL_ENTROPY = "val/tiny_cot/sample_entropy"  # at T=1 on the same held-out problems each time
+
+ROUND_SETTINGS = ["entropy=or1", "learner.lr=2e-4", "trainer.group_size=8"]
+"""What every run starts from after the preset: the settings all documented rounds ran with (the
+preset's own until it took the scaled ones), so that their commands rerun as they ran. The
+published entropy control (conf/entropy/or1.yaml), lr 2e-4, 8 samples per prompt; ``--entropy``
+and ``--extra`` override them (round 4: ``--entropy target=0.1 coef_max=0.05 delta=1e-3 --extra
+learner.lr=3e-4``)."""
 
 VARIANTS: dict[str, dict[str, list[str]]] = {
     "entropy": {
@@ -96,7 +104,7 @@ def parse_args() -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="entropy-controller overrides for the variants that have a controller (adaptive, "
         "constant, pi), e.g. target=0.06 coef_max=0.5 delta=0.02; the target and coef_max "
-        "also replace the preset's in the headline and the constant coefficient",
+        "also replace the published ones in the headline and the constant coefficient",
     )
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "ablations")
     p.add_argument("--extra", nargs="*", default=[], help="more or1-train overrides, all runs")
@@ -104,8 +112,8 @@ def parse_args() -> argparse.Namespace:
 
 
 def preset_entropy(extra: list[str] = ()) -> dict:
-    """The entropy target and coefficient bound of the runs: the preset's (its controller,
-    conf/entropy/or1.yaml), with ``--entropy`` overrides."""
+    """The entropy target and coefficient bound of the runs: the published ones
+    (conf/entropy/or1.yaml, which ``ROUND_SETTINGS`` selects), with ``--entropy`` overrides."""
     from omegaconf import OmegaConf
 
     entropy = OmegaConf.load(ROOT / "conf" / "entropy" / "or1.yaml")
@@ -142,6 +150,7 @@ def overrides(a: argparse.Namespace, variant: list[str], seed: int, run_dir: Pat
     single = "${SINGLE_STAGE}" in variant
     out = [
         "experiment=cpu_long_cot",
+        *ROUND_SETTINGS,
         *([] if single else [f"stages.stages.{i}.steps={s}" for i, s in enumerate(steps)]),
         f"trainer.prompts_per_step={a.prompts}",
         f"trainer.seed={seed}",

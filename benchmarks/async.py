@@ -74,6 +74,8 @@ def parse_args() -> argparse.Namespace:
 def command(a: argparse.Namespace, mode: str, rep: int, run_dir: Path) -> list[str]:
     overrides = [
         "experiment=cpu_long_cot",
+        "entropy=or1",  # the published control and lr the measured runs had (the preset's then)
+        "learner.lr=2e-4",
         "learner=torch",
         "stages=single",
         f"stages.stages.0.steps={a.steps}",

@@ -59,7 +59,7 @@ from or1_plugins.sources.tiny.task import TinyArithDataConfig, make_splits, prom
 
 WORKLOAD_DEFAULTS = {  # --prompts, --max-tokens, --reps
     "tiny": (32, [224, 64], 5),
-    "long_cot": (8, [1024, 512], 3),  # the preset's step (8 prompts x 8), its last two stages
+    "long_cot": (8, [1024, 512], 3),  # the first preset's step (8 prompts x 8), its last two stages
 }
 
 

@@ -100,6 +100,7 @@ OR1_PRESET = {
     # the preset's recipe in one stage of --max-tokens (its three stages replaced by one)
     "long_cot": [
         "experiment=cpu_long_cot",
+        "entropy=or1",  # the published control the measured runs had (the preset's then)
         "stages=single",
         "stages.stages.0.micro_batch_tokens=65536",
     ],

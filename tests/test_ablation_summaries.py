@@ -103,6 +103,31 @@ def test_each_controller_gets_only_the_entropy_overrides_it_has(ablations, tmp_p
     assert entropy_of("recipe", "plain") == {"name": "none", "estimator": "full_vocab"}
 
 
+def test_runs_keep_the_documented_rounds_settings_whatever_the_preset_has(ablations, tmp_path):
+    from omegaconf import OmegaConf
+
+    a = ablations.argparse.Namespace(
+        steps="2,1,1", prompts=4, eval_every=2, eval_problems=8, constant_coef=None, extra=[],
+        entropy=[],
+    )  # fmt: skip
+
+    def composed(variant: list[str]):
+        args = ablations.overrides(a, variant, 0, tmp_path)
+        return OmegaConf.create(ablations.composed(tuple(args)))
+
+    # the preset has the scaled control (0.1, cap 0.05), lr 3e-4 and 16 samples per prompt; the
+    # rounds ran with the published control, lr 2e-4 and 8 samples
+    cfg = composed([])
+    assert (cfg.entropy.name, cfg.entropy.target, cfg.entropy.coef_max) == ("adaptive", 0.2, 0.005)
+    assert (cfg.learner.lr, cfg.trainer.group_size, cfg.trainer.prompts_per_step) == (2e-4, 8, 4)
+    assert composed(["entropy=none"]).entropy.name == "none"  # a variant's controller wins
+    # round 4's command: --entropy and --extra override the pinned settings
+    a.entropy, a.extra = ["target=0.1", "coef_max=0.05", "delta=1e-3"], ["learner.lr=3e-4"]
+    cfg = composed([])
+    assert (cfg.entropy.target, cfg.entropy.coef_max, cfg.entropy.delta) == (0.1, 0.05, 1e-3)
+    assert cfg.learner.lr == 3e-4
+
+
 def test_runs_of_the_same_composed_config_are_run_once(ablations, tmp_path: Path):
     preset = ("experiment=cpu_long_cot",)
     # two spellings of the preset (its defaults set explicitly) compose to the same config

@@ -37,13 +37,17 @@ def test_every_preset_composes(preset):
 @pytest.mark.parametrize("controller", ["none", "constant", "pi"])
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_takes_another_entropy_controller(preset, controller):
-    # the presets' OR1 settings live in conf/entropy/or1.yaml, so choosing another controller
-    # replaces them instead of merging 'target' into a schema that has none
+    # the presets' OR1 settings live in files of the entropy group (conf/entropy/or1.yaml, the
+    # published ones; cpu_long_cot.yaml, scaled to that preset's model), so choosing another
+    # controller replaces them instead of merging 'target' into a schema that has none
     base = compose(preset).entropy
     cfg = compose_with([f"experiment={preset}", f"entropy={controller}"])
     assert cfg.entropy.name == controller
-    if preset != "cpu_demo":
-        assert (base.name, base.target, base.delta, base.coef_max) == ("adaptive", 0.2, 1e-4, 0.005)
+    settings = (base.name, base.target, base.delta, base.coef_max)
+    if preset == "cpu_long_cot":
+        assert settings == ("adaptive", 0.1, 1e-3, 0.05)
+    elif preset != "cpu_demo":
+        assert settings == ("adaptive", 0.2, 1e-4, 0.005)
 
 
 @pytest.mark.parametrize("preset", ["or1_math_7b", "or1_7b", "or1_32b"])
