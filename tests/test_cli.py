@@ -64,6 +64,7 @@ def test_row_without_ground_truth_names_file_and_row(tmp_path, cache_dir):
         ("entropy.target=-1", "entropy.target=-1.0 must be >= 0"),
         ("loss.agg=tokenmean", "loss.agg=tokenmean is not one of token_mean"),
         ("loss.dual_clip=0.5", "loss.dual_clip=0.5 must be > 1"),
+        ("learner.lr_schedule=cosine", "learner.lr_decay_steps=0 must be >= 1"),
         ("trainer.totl_steps=3", "did you mean 'trainer.total_steps'?"),
     ],
 )
@@ -150,6 +151,25 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path, cache_dir):
             assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (a["step"], key)
     # the weights moved between steps, so equality above is not trivial
     assert straight[3]["entropy/value"] != pytest.approx(straight[0]["entropy/value"], rel=1e-4)
+
+
+def test_a_resumed_run_continues_the_learning_rate_schedule(tmp_path, cache_dir):
+    """Warm-up 2, then linear decay over 2 steps to half: steps 1-5 at 5e-4, 1e-3, 1e-3,
+    7.5e-4 and 5e-4. A run stopped after step 2 and resumed takes steps 3-5 at 1e-3, 7.5e-4
+    and 5e-4 (not the warm-up's 5e-4 and 1e-3 again)."""
+    schedule = [
+        "learner.lr=1e-3",
+        "learner.lr_schedule=linear",
+        "learner.lr_warmup_steps=2",
+        "learner.lr_decay_steps=2",
+        "learner.min_lr_ratio=0.5",
+    ]
+    first = run_steps(tmp_path / "run", 2, *schedule)
+    resumed = run_steps(tmp_path / "run", 5, *schedule, "trainer.resume=auto")
+    assert [m["learner/lr"] for m in first] == pytest.approx([5e-4, 1e-3], rel=1e-12)
+    assert [m["step"] for m in resumed][-3:] == [3, 4, 5]
+    later = [m["learner/lr"] for m in resumed][-3:]
+    assert later == pytest.approx([1e-3, 7.5e-4, 5e-4], rel=1e-12)
 
 
 def test_resume_never_refuses_to_overwrite_a_run(tmp_path, cache_dir):

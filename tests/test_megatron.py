@@ -16,6 +16,9 @@ from or1.core.interfaces import BuildContext
 from tests.megatron_jobs import behaviour_logprobs, launch, make_batch, mismatch_offset
 
 LOGP_TOL = 1e-4
+SCHEDULE = {"lr_schedule": "linear", "lr_warmup_steps": 2, "lr_decay_steps": 4}
+"""The schedule of the ``runs`` jobs (and the reference learner): step 1 at lr/2, step 2 at
+lr, so a resumed job that lost its place on the schedule takes a different second step."""
 
 
 def max_diff(
@@ -37,12 +40,12 @@ def runs(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     model = str(tiny_model)
     sharded = state + ".sharded"  # the same state as each TP rank's own shards
     runs = [
-        {"model_path": model, "tp": 2, "state_out": state},
-        {"model_path": model, "tp": 1, "state_in": sharded},
-        {"model_path": model, "tp": 2, "state_in": state},
+        {"model_path": model, "tp": 2, "state_out": state} | SCHEDULE,
+        {"model_path": model, "tp": 1, "state_in": sharded} | SCHEDULE,
+        {"model_path": model, "tp": 2, "state_in": state} | SCHEDULE,
     ]
     tp2, dp2, tp2_again = launch("sequence", 2, out, runs=runs)  # two processes each
-    tp1 = launch("equivalence", 1, out, model_path=model, tp=1, state_in=sharded)
+    tp1 = launch("equivalence", 1, out, model_path=model, tp=1, state_in=sharded, **SCHEDULE)
     return {"tp1": tp1, "tp2": tp2, "dp2": dp2, "tp2_again": tp2_again}
 
 
@@ -67,8 +70,8 @@ def test_parallel_runs_equal_tp1(runs, other):
     assert base["metrics1"]["loss/clipfrac"] > 0  # the clipped branch is exercised
     grads = max_diff(run["grads1"], base["grads1"])
     assert grads <= 1e-5 * max(g.abs().max().item() for g in base["grads1"].values())
-    # AdamW's first step moves each weight by about lr (1e-3) times sign(grad): a tenth of lr
-    # separates round-off on near-zero gradients from a wrong update
+    # AdamW's first step moves each weight by about lr (5e-4, SCHEDULE's first step) times
+    # sign(grad): a fifth of it separates round-off on near-zero gradients from a wrong update
     assert max_diff(run["weights1"], base["weights1"]) <= 1e-4
     assert max_diff(run["logp1"], base["logp1"]) <= LOGP_TOL
 
@@ -87,6 +90,9 @@ def test_checkpoint_from_tp2_resumes_anywhere(runs, resumed):
     assert max_diff(tp1["logp2"], tp2["logp2"]) <= LOGP_TOL
     # and the step really moved the policy (AdamW moments restored, not reset)
     assert max_diff(tp2["logp2"], tp2["logp1"]) > 1e-3
+    # the place on the learning-rate schedule came with the state (SCHEDULE: lr/2, then lr)
+    assert tp1["metrics1"]["learner/lr"] == pytest.approx(5e-4, rel=1e-12)
+    assert tp1["metrics2"]["learner/lr"] == pytest.approx(1e-3, rel=1e-12)
 
 
 def test_non_finite_loss_skips_the_step_on_every_rank(runs):
@@ -156,7 +162,7 @@ def test_tp1_matches_the_reference_learner(runs, tiny_model):
     from or1_plugins.loss.or1 import OR1Loss, OR1LossConfig
 
     base = runs["tp1"]
-    cfg = OmegaConf.structured(TorchLearnerConfig(lr=1e-3))
+    cfg = OmegaConf.structured(TorchLearnerConfig(lr=1e-3, **SCHEDULE))
     ref = TorchLearner(cfg, BuildContext(tiny_model, tiny_model, tiny_model, 0, None))
     batch = make_batch([6, 9, 4, 12, 7], ref.model.config.vocab_size, budget=16)
     logp, ent = ref.compute_logprobs(batch)
@@ -303,7 +309,7 @@ def precision_runs(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -
     and fp32 resuming from the distributed optimiser's files."""
     out = tmp_path_factory.mktemp("precision")
     model, state = str(tiny_model), str(out / "distopt_state.pt")
-    base = {"model_path": model, "tp": 1, "on_policy": False}
+    base = {"model_path": model, "tp": 1, "on_policy": False} | SCHEDULE  # as ``runs``
     distopt, distopt_bf16 = launch(
         "sequence",
         2,

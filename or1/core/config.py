@@ -37,7 +37,20 @@ class RolloutConfig(ComponentConfig):
 @dataclass
 class LearnerConfig(ComponentConfig):
     lr: float = 1e-6
-    """AdamW learning rate (constant)."""
+    """AdamW learning rate: the peak of ``lr_schedule`` (constant by default)."""
+    lr_schedule: str = "constant"
+    """The rate over the learner's optimiser steps: ``constant``, or ``linear`` / ``cosine``
+    decay from ``lr`` to ``min_lr_ratio x lr`` over ``lr_decay_steps`` steps after the
+    warm-up (``or1/rl/lr_schedule.py``); a step skipped as non-finite does not count, and
+    the place on the schedule is saved with the learner's checkpoint."""
+    lr_warmup_steps: int = 0
+    """Optimiser steps of linear warm-up to ``lr`` (step ``n``, from 0, runs at
+    ``lr x (n + 1) / lr_warmup_steps``)."""
+    lr_decay_steps: int = 0
+    """Optimiser steps over which ``linear`` / ``cosine`` decay (>= 1 for them); one RL step
+    is ``trainer.updates_per_step`` optimiser steps."""
+    min_lr_ratio: float = 0.0
+    """The decay's floor as a fraction of ``lr``."""
     betas: tuple[float, float] = (0.9, 0.999)
     """AdamW's moment decay rates."""
     weight_decay: float = 0.01
@@ -278,7 +291,7 @@ COMMON_KEYS: tuple[tuple[str, str], ...] = (
         "trainer.group_size",
         "Responses sampled per prompt; GRPO's advantages are relative to the group.",
     ),
-    ("learner.lr", "AdamW learning rate (constant)."),
+    ("learner.lr", "AdamW learning rate: the peak of ``lr_schedule`` (constant by default)."),
     (
         "stages.stages.0.max_response_length",
         "Response token budget of the stage's rollouts (the context-length stage).",

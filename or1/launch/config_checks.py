@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from or1.core import hook_points
 from or1.core.errors import ConfigError
 from or1.core.registry import Registry
+from or1.rl.lr_schedule import check_lr_schedule
 
 MIN_TEMPERATURE = 0.01
 """The lowest sampling temperature accepted (logits / T overflows float32 far below it)."""
@@ -76,6 +77,7 @@ def check_values(cfg: DictConfig) -> None:
             "step's new prompts top the pool up instead): set filter.refill=false"
         )
     check_sampling("rollout", cfg.rollout)
+    check_lr_schedule(cfg.learner)
 
 
 def check_micro_batch_budgets(cfg: DictConfig) -> None:

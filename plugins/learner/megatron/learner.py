@@ -48,6 +48,7 @@ from or1.core.types import LossTotals, TrainBatch
 from or1.launch import distributed
 from or1.rl.batch import split_by_token_budget
 from or1.rl.learner_step import MismatchSums, StepCoefficient, backward_micro_batch, finish_step
+from or1.rl.lr_schedule import LrCounter, LrSchedule
 
 from . import sharded_checkpoint
 from .cpu_shims import apply_cpu_shims, cuda_names
@@ -238,6 +239,7 @@ class MegatronLearner(Learner):
             self.model = self._build_model()
         self.ddp = self._wrap(self.model)
         self.optimizer = self._new_optimizer()
+        self.lr = LrCounter(LrSchedule.of(cfg))  # Megatron's own scheduler is not used
         mains = self._main_params()
         self._load_hf(self.model, lambda p, t: self._assign(p, t, mains))
         self._place_optimizer("cpu")
@@ -736,6 +738,7 @@ class MegatronLearner(Learner):
         with cuda_names():
             self.optimizer.prepare_grads()
             grad_norm = float(self.optimizer.get_grad_norm())  # the same on every rank
+        self.lr.apply(g for o in self._optimizers() for g in o.optimizer.param_groups)
         metrics = finish_step(
             self.optimizer,
             sums,
@@ -748,7 +751,7 @@ class MegatronLearner(Learner):
             mismatch=mismatch,
         )
         self._place_optimizer("cpu")
-        return metrics
+        return self.lr.count(metrics)
 
     def _place_optimizer(self, device: torch.device | str) -> None:
         """``learner.offload_optimizer`` on a GPU: move the optimiser's own tensors (fp32
@@ -912,7 +915,12 @@ class MegatronLearner(Learner):
                 moments[name] = full | {"step": torch.tensor(step)}
         if not distributed.is_main():
             return {}
-        return {"format": STATE_FORMAT, "model": model, "optimizer": {"state": moments}}
+        return {
+            "format": STATE_FORMAT,
+            "model": model,
+            "optimizer": {"state": moments},
+            "lr_updates": self.lr.updates,
+        }
 
     sharded_checkpoints = True
 
@@ -936,7 +944,7 @@ class MegatronLearner(Learner):
             self.tp,
             distributed.all_gather_object,
             write=self.dp_rank == 0 and self.cp_rank == 0,
-            extra={"precision": self.cfg.precision, "steps": steps},
+            extra={"precision": self.cfg.precision, "steps": steps, "lr_updates": self.lr.updates},
             is_main=distributed.is_main(),
         )
 
@@ -965,6 +973,7 @@ class MegatronLearner(Learner):
                     moments[k] = torch.zeros_like(local)
                     reader.fill(f"{name}::{k}", moments[k], layout, self.tp_rank, self.tp)
             self._assign(p, local, mains, moments, reader.doc["steps"].get(name, 0.0))
+        self.lr.load(reader.doc.get("lr_updates", 0))  # absent: written before the schedule
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Every rank passes the full state (read from the checkpoint memory-mapped) and keeps
@@ -991,3 +1000,4 @@ class MegatronLearner(Learner):
                 moments = {k: self._local(name, saved[name][k]) for k in MOMENTS}
                 step = float(saved[name]["step"])
             self._assign(p, self._local(name, state["model"][name]), mains, moments, step or 0.0)
+        self.lr.load(state.get("lr_updates", 0))

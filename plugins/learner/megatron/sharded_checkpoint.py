@@ -9,7 +9,8 @@ tensor lies::
      "tensors": {"<param>" or "<param>::<moment>": {"shape": [...], "dim": 0 | 1 | null,
                  "pieces": [{"file": "tp0.safetensors", "name": "...", "offset": 0,
                              "length": 96}, ...]}},
-     "param_groups": [...], "steps": {"<param>": <AdamW step>}}
+     "param_groups": [...], "steps": {"<param>": <AdamW step>}, "precision": "fp32",
+     "lr_updates": <optimiser steps taken: the place on the learning-rate schedule>}
 
 Shapes are the model's true shapes (the vocabulary's TP padding rows are never written), and
 a piece is a contiguous run of rows (``dim`` 0) or columns (``dim`` 1) of the full tensor, so

@@ -27,6 +27,7 @@ from or1.rl.learner_step import (
     finish_step,
     new_adamw,
 )
+from or1.rl.lr_schedule import LrCounter, LrSchedule
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -91,6 +92,7 @@ class TorchLearner(Learner):
             self.model.gradient_checkpointing_enable()
         self.model.train()  # no dropout in these models' configs matters: eval/train are the same
         self.optimizer = self._new_optimizer()
+        self.lr = LrCounter(LrSchedule.of(cfg))
         self.reference: torch.nn.Module | None = None
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
@@ -164,15 +166,18 @@ class TorchLearner(Learner):
             backward_micro_batch(loss, sub, w, logp, entropy, coef, sums)
         coef = coefficient.of_step(batch)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        return finish_step(
-            self.optimizer,
-            sums,
-            float(weights.sum()),
-            coef,
-            float(grad_norm),
-            len(micro),
-            coefficient.fused,
-            mismatch=MismatchSums.of(batch),  # batch.old_logprobs: set by now
+        self.lr.apply(self.optimizer.param_groups)
+        return self.lr.count(
+            finish_step(
+                self.optimizer,
+                sums,
+                float(weights.sum()),
+                coef,
+                float(grad_norm),
+                len(micro),
+                coefficient.fused,
+                mismatch=MismatchSums.of(batch),  # batch.old_logprobs: set by now
+            )
         )
 
     def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
@@ -188,8 +193,13 @@ class TorchLearner(Learner):
         self.optimizer = self._new_optimizer()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_updates": self.lr.updates,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.lr.load(state.get("lr_updates", 0))  # absent: written before the schedule
