@@ -209,8 +209,8 @@ class Learner(Component, Stateful, ABC):
         :class:`~or1.core.types.LossTotals` summed over all data-parallel ranks (the global
         normaliser: the result does not depend on the micro-batch or data-parallel split).
         Then it clips the gradient norm and steps the optimiser at the rate of its
-        ``learner.lr_schedule`` (an :class:`~or1.rl.lr_schedule.LrCounter` it keeps, whose
-        place goes into its checkpoint). ``batch.old_logprobs`` must be set. Returns at least
+        ``learner.lr_schedule`` (an :class:`~or1.rl.lr_schedule.LrCounter` it keeps and hands
+        to :func:`~or1.rl.learner_step.finish_step`; its place goes into the checkpoint). ``batch.old_logprobs`` must be set. Returns at least
         ``loss/pg`` (the weighted policy-gradient loss), ``loss/entropy`` (the weighted
         entropy), ``loss/total``, ``grad_norm`` (before clipping) and any per-token statistic
         the loss reported (weighted the same way, prefixed ``loss/``); the built-in learners

@@ -17,6 +17,7 @@ import torch
 from or1.core.interfaces import EntropyController, Learner, PolicyLoss
 from or1.core.types import TrainBatch
 from or1.launch import distributed
+from or1.rl.lr_schedule import LrCounter
 
 
 def new_adamw(params: Iterable[torch.nn.Parameter], cfg: Any) -> torch.optim.AdamW:
@@ -273,11 +274,14 @@ def finish_step(
     fused: bool,
     step: Callable[[], None] | None = None,
     mismatch: MismatchSums | None = None,
+    lr_schedule: LrCounter | None = None,
 ) -> dict[str, float]:
     """The end of every learner's optimisation step, after the gradients of all micro-batches
     (and ranks) are summed and clipped: step the optimiser only if the loss and the gradient
     norm are finite (else weights and optimiser state stay untouched; ``step`` replaces
-    ``optimizer.step`` where the learner updates its own way), clear the gradients,
+    ``optimizer.step`` where the learner updates its own way) at the rate ``lr_schedule``
+    gives (set on ``optimizer.param_groups`` first; its place advances only when the step is
+    taken), clear the gradients,
     and return the step's metrics: ``loss/pg`` and ``loss/entropy`` as summed (already
     weighted by the global token weights), every other ``loss/<name>`` statistic divided by
     ``weight_total`` (the sum of the token weights over every rank), ``loss/total``, ``grad_norm``, ``train/nonfinite``,
@@ -285,8 +289,12 @@ def finish_step(
     ``mismatch/*`` metrics of ``mismatch`` (the step's :class:`MismatchSums`, over every
     rank)."""
     finite = math.isfinite(grad_norm) and math.isfinite(sums["loss/pg"] + sums["loss/entropy"])
+    if lr_schedule is not None:
+        lr_schedule.apply(optimizer.param_groups)
     if finite:
         (step or optimizer.step)()
+        if lr_schedule is not None:
+            lr_schedule.advance()
     optimizer.zero_grad(set_to_none=True)
     out = {
         k: (v / weight_total if k not in ("loss/pg", "loss/entropy") and weight_total else v)

@@ -82,26 +82,22 @@ class LrSchedule:
 
 
 class LrCounter:
-    """A learner's place on its :class:`LrSchedule`. Before each optimiser step
-    :meth:`apply` sets the rate of step :attr:`updates` on the parameter groups; after it
-    :meth:`count` advances the place if the step was taken (its metrics'
-    ``train/nonfinite`` is 0). :attr:`updates` goes into the learner's checkpoint
-    (:meth:`load` restores it). Resetting the optimiser (a stage change) keeps the place."""
+    """A learner's place on its :class:`LrSchedule`, used by
+    :func:`or1.rl.learner_step.finish_step`: before each optimiser step :meth:`apply` sets
+    the rate of step :attr:`updates` on the parameter groups; :meth:`advance` moves past a
+    step that was taken. :attr:`updates` goes into the learner's checkpoint (:meth:`load`
+    restores it). Resetting the optimiser (a stage change) keeps the place."""
 
     def __init__(self, schedule: LrSchedule) -> None:
         self.schedule, self.updates = schedule, 0
 
-    def apply(self, param_groups: Iterable[MutableMapping[str, Any]]) -> float:
+    def apply(self, param_groups: Iterable[MutableMapping[str, Any]]) -> None:
         lr = self.schedule.rate(self.updates)
         for group in param_groups:
             group["lr"] = lr
-        return lr
 
-    def count(self, metrics: dict[str, float]) -> dict[str, float]:
-        """Advance past a taken step; returns ``metrics`` (the step's, unchanged)."""
-        if not metrics.get("train/nonfinite", 0.0):
-            self.updates += 1
-        return metrics
+    def advance(self) -> None:
+        self.updates += 1
 
     def load(self, updates: int) -> None:
         self.updates = int(updates)

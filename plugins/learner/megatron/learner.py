@@ -239,7 +239,7 @@ class MegatronLearner(Learner):
             self.model = self._build_model()
         self.ddp = self._wrap(self.model)
         self.optimizer = self._new_optimizer()
-        self.lr = LrCounter(LrSchedule.of(cfg))  # Megatron's own scheduler is not used
+        self.lr_schedule = LrCounter(LrSchedule.of(cfg))
         mains = self._main_params()
         self._load_hf(self.model, lambda p, t: self._assign(p, t, mains))
         self._place_optimizer("cpu")
@@ -738,7 +738,6 @@ class MegatronLearner(Learner):
         with cuda_names():
             self.optimizer.prepare_grads()
             grad_norm = float(self.optimizer.get_grad_norm())  # the same on every rank
-        self.lr.apply(g for o in self._optimizers() for g in o.optimizer.param_groups)
         metrics = finish_step(
             self.optimizer,
             sums,
@@ -749,9 +748,10 @@ class MegatronLearner(Learner):
             coefficient.fused,
             step=lambda: self._clip_and_step(grad_norm),
             mismatch=mismatch,
+            lr_schedule=self.lr_schedule,  # Megatron's own scheduler is not used
         )
         self._place_optimizer("cpu")
-        return self.lr.count(metrics)
+        return metrics
 
     def _place_optimizer(self, device: torch.device | str) -> None:
         """``learner.offload_optimizer`` on a GPU: move the optimiser's own tensors (fp32
@@ -919,7 +919,7 @@ class MegatronLearner(Learner):
             "format": STATE_FORMAT,
             "model": model,
             "optimizer": {"state": moments},
-            "lr_updates": self.lr.updates,
+            "lr_updates": self.lr_schedule.updates,
         }
 
     sharded_checkpoints = True
@@ -944,7 +944,11 @@ class MegatronLearner(Learner):
             self.tp,
             distributed.all_gather_object,
             write=self.dp_rank == 0 and self.cp_rank == 0,
-            extra={"precision": self.cfg.precision, "steps": steps, "lr_updates": self.lr.updates},
+            extra={
+                "precision": self.cfg.precision,
+                "steps": steps,
+                "lr_updates": self.lr_schedule.updates,
+            },
             is_main=distributed.is_main(),
         )
 
@@ -973,7 +977,9 @@ class MegatronLearner(Learner):
                     moments[k] = torch.zeros_like(local)
                     reader.fill(f"{name}::{k}", moments[k], layout, self.tp_rank, self.tp)
             self._assign(p, local, mains, moments, reader.doc["steps"].get(name, 0.0))
-        self.lr.load(reader.doc.get("lr_updates", 0))  # absent: written before the schedule
+        self.lr_schedule.load(
+            reader.doc.get("lr_updates", 0)
+        )  # absent: written before the schedule
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Every rank passes the full state (read from the checkpoint memory-mapped) and keeps
@@ -1000,4 +1006,4 @@ class MegatronLearner(Learner):
                 moments = {k: self._local(name, saved[name][k]) for k in MOMENTS}
                 step = float(saved[name]["step"])
             self._assign(p, self._local(name, state["model"][name]), mains, moments, step or 0.0)
-        self.lr.load(state.get("lr_updates", 0))
+        self.lr_schedule.load(state.get("lr_updates", 0))

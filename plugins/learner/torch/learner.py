@@ -92,7 +92,7 @@ class TorchLearner(Learner):
             self.model.gradient_checkpointing_enable()
         self.model.train()  # no dropout in these models' configs matters: eval/train are the same
         self.optimizer = self._new_optimizer()
-        self.lr = LrCounter(LrSchedule.of(cfg))
+        self.lr_schedule = LrCounter(LrSchedule.of(cfg))
         self.reference: torch.nn.Module | None = None
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
@@ -166,18 +166,16 @@ class TorchLearner(Learner):
             backward_micro_batch(loss, sub, w, logp, entropy, coef, sums)
         coef = coefficient.of_step(batch)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.lr.apply(self.optimizer.param_groups)
-        return self.lr.count(
-            finish_step(
-                self.optimizer,
-                sums,
-                float(weights.sum()),
-                coef,
-                float(grad_norm),
-                len(micro),
-                coefficient.fused,
-                mismatch=MismatchSums.of(batch),  # batch.old_logprobs: set by now
-            )
+        return finish_step(
+            self.optimizer,
+            sums,
+            float(weights.sum()),
+            coef,
+            float(grad_norm),
+            len(micro),
+            coefficient.fused,
+            mismatch=MismatchSums.of(batch),  # batch.old_logprobs: set by now
+            lr_schedule=self.lr_schedule,
         )
 
     def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
@@ -196,10 +194,10 @@ class TorchLearner(Learner):
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "lr_updates": self.lr.updates,
+            "lr_updates": self.lr_schedule.updates,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.lr.load(state.get("lr_updates", 0))  # absent: written before the schedule
+        self.lr_schedule.load(state.get("lr_updates", 0))  # absent: written before the schedule
