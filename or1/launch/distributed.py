@@ -408,8 +408,8 @@ def config_digest(config: dict[str, Any]) -> str:
 
 def check_same_config(config: dict[str, Any], ignore: Sequence[str] = ()) -> None:
     """Every rank must run the same config: compare digests (the dotted keys in ``ignore``,
-    which may differ per node, left out) and raise a ConfigError on every rank, naming the
-    first differing key, if not."""
+    which may differ per node, left out) and, if not, leave the process groups (:func:`close`)
+    and raise a ConfigError on every rank, naming the first differing key."""
     if not multi():
         return
     mine = json.loads(json.dumps(config, default=str))  # a deep copy to prune
@@ -426,6 +426,7 @@ def check_same_config(config: dict[str, Any], ignore: Sequence[str] = ()) -> Non
     configs = all_gather_object(mine)
     other = next(r for r, d in enumerate(digests) if d != digests[0])
     diff = _first_difference(configs[0], configs[other])
+    close()  # every rank raises here: leave the groups together, not at the interpreter's exit
     raise ConfigError(
         f"the ranks of this launch disagree on the config: {diff} differs between rank 0 and "
         f"rank {other} (start every rank with the same overrides)"
